@@ -1,0 +1,42 @@
+# nlp_jax: every user-facing command. `make demo` and `make test` set everything up from a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+RUN    := $(PY) -m nlp_jax.run
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu bench bench-gpt bench-attention clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,peers]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## venv with the package, the dev tools and the comparison peers
+
+demo: $(STAMP)  ## train the char-level GPT (cpu config) on Tiny Shakespeare; eval, sample, plot
+	$(RUN) experiments/gpt_shakespeare_char.py:cpu
+
+test: $(STAMP)  ## the whole test suite (parity tests against peers included)
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## the suite without slow and peer tests
+	$(PY) -m pytest -q -n 2 -m "not slow and not peers" $(PYTEST_ARGS)
+
+gpt-cpu: demo
+
+gpt-gpu: $(STAMP)  ## nanoGPT's GPU config (6/6/384, ctx 256); run it on a GPU
+	$(RUN) experiments/gpt_shakespeare_char.py:gpu
+
+bench: bench-gpt bench-attention  ## all benchmarks
+
+bench-gpt: $(STAMP)  ## GPT train step, ours vs nanoGPT (set NANOGPT_DIR to a nanoGPT checkout)
+	$(PY) benchmarks/bench_gpt.py
+
+bench-attention: $(STAMP)  ## causal attention fwd+bwd, ours vs jax.nn and torch SDPA
+	$(PY) benchmarks/bench_attention.py
+
+clean:
+	rm -rf runs .pytest_cache

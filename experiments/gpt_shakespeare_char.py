@@ -1,0 +1,127 @@
+"""Character-level GPT on Tiny Shakespeare (nanoGPT's shakespeare_char).
+
+Launch:  python -m nlp_jax.run experiments/gpt_shakespeare_char.py:cpu   (or :gpu, :smoke)
+         make demo   (= the cpu config)
+
+Configs:
+- ``cpu``: nanoGPT's CPU config: 4 layers, 4 heads, 128 dims, context 64, batch 12, 2000 iters, lr 1e-3
+  cosine to 1e-4, warmup 100, beta2 0.99, no dropout. Target val loss <= 1.88 (nanoGPT: 1.8857).
+- ``gpu``: nanoGPT's GPU config: 6/6/384, context 256, batch 64, dropout 0.2, 5000 iters, lr 1e-3.
+  Target best val loss <= 1.47 (nanoGPT: 1.4697).
+- ``smoke``: a few steps of a tiny model, for the test suite.
+
+Validation loss is reported two ways: over the whole validation split in non-overlapping blocks of the
+context length (``val_loss``), and as nanoGPT estimates it, from 20 random batches (``val_loss_estimate``).
+
+Measured results: see README.md (section "Results") for the command, machine, date and numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nlp_jax.data.corpus import RandomBlocks, load_char_corpus
+from nlp_jax.eval.perplexity import perplexity
+from nlp_jax.models.gpt2 import GPT2, GPT2Config, generate, lm_loss
+from nlp_jax.train.config import OptimConfig, TrainConfig
+from nlp_jax.train.loop import train
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    path: str = "tinyshakespeare/input.txt"  # relative to the data root (NLP_JAX_DATA)
+    batch_size: int = 12  # sequences per step
+    estimate_batches: int = 20  # nanoGPT's eval_iters: random val batches for the estimate
+    eval_batch_size: int = 128  # windows per forward in the full-split evaluation
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    model: GPT2Config
+    optim: OptimConfig
+    train: TrainConfig
+    data: DataConfig = DataConfig()
+    workdir: str = "runs/gpt_shakespeare_char"  # run directory: metrics, checkpoints, plot, sample
+    sample_tokens: int = 500  # characters sampled at the end (temperature 0.8, top-k 200, as nanoGPT)
+
+
+def get_config(arg: str | None = "cpu") -> Config:
+    arg = arg or "cpu"
+    char_model = dict(vocab_size=65, bias=False, activation="gelu")  # nanoGPT: bias=False, exact GELU
+    if arg == "cpu":
+        return Config(
+            model=GPT2Config(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, **char_model),
+            optim=OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=100, beta2=0.99),
+            train=TrainConfig(steps=2000, eval_every=250, log_every=10, ckpt_every=500),
+            workdir="runs/gpt_shakespeare_char_cpu",
+        )
+    if arg == "gpu":
+        return Config(
+            model=GPT2Config(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, **char_model),
+            optim=OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=100, beta2=0.99),
+            train=TrainConfig(steps=5000, eval_every=250, log_every=10, ckpt_every=1000),
+            data=DataConfig(batch_size=64, estimate_batches=200),
+            workdir="runs/gpt_shakespeare_char_gpu",
+        )
+    if arg == "smoke":
+        return Config(
+            model=GPT2Config(block_size=16, n_layer=1, n_head=2, n_embd=16, **char_model),
+            optim=OptimConfig(lr=1e-3, warmup_steps=1),
+            train=TrainConfig(steps=2, eval_every=0, log_every=1, ckpt_every=0, progress=False),
+            data=DataConfig(batch_size=2, estimate_batches=2, eval_batch_size=512),
+            workdir="runs/gpt_shakespeare_char_smoke",
+            sample_tokens=20,
+        )
+    raise ValueError(f"unknown config {arg!r}; choose cpu, gpu or smoke")
+
+
+def val_loss_estimate(model: nnx.Module, data: np.ndarray, cfg: Config) -> float:
+    """nanoGPT's estimate: mean loss of ``estimate_batches`` random batches (fixed seed per evaluation)."""
+    source = RandomBlocks(data, cfg.data.batch_size, cfg.model.block_size, seed=cfg.train.seed + 1)
+    losses = [float(_batch_loss(model, source(i))) for i in range(cfg.data.estimate_batches)]
+    return float(np.mean(losses))
+
+
+@nnx.jit
+def _batch_loss(model, batch):
+    return lm_loss(model, batch, None)[0]
+
+
+def run(cfg: Config) -> dict:
+    corpus = load_char_corpus(cfg.data.path)
+    model_cfg = dataclasses.replace(cfg.model, vocab_size=corpus.tokenizer.vocab_size)
+    model = GPT2(model_cfg, rngs=nnx.Rngs(cfg.train.seed))
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    print(f"train {len(corpus.train):,} chars, val {len(corpus.val):,} chars, vocab {model_cfg.vocab_size}; "
+          f"{sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))):,} parameters")
+
+    def eval_fn(m):
+        full = perplexity(m, corpus.val, context=model_cfg.block_size, batch_size=cfg.data.eval_batch_size)
+        return {"val_loss": full["loss"], "val_loss_estimate": val_loss_estimate(m, corpus.val, cfg)}
+
+    source = RandomBlocks(corpus.train, cfg.data.batch_size, model_cfg.block_size, seed=cfg.train.seed)
+    t0 = time.perf_counter()
+    model, result = train(model, lm_loss, source, train_cfg=cfg.train, optim_cfg=cfg.optim,
+                          workdir=cfg.workdir, eval_fn=eval_fn, config=cfg)
+    wall = time.perf_counter() - t0
+    final = result.evals[-1] if result.evals else {}
+    prompt = jnp.asarray(corpus.tokenizer.encode("\n"))[None]
+    sample = generate(model, prompt, cfg.sample_tokens, key=jax.random.key(cfg.train.seed),
+                      temperature=0.8, top_k=200)
+    text = corpus.tokenizer.decode(sample[0])
+    summary = {"status": result.status, "steps": result.step, "wall_seconds": round(wall, 1),
+               "tokens_per_second": round(result.tokens_per_second), "best_val_loss": result.best, **final}
+    Path(cfg.workdir, "sample.txt").write_text(text)
+    Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
+    print("---- sample ----\n" + text + "\n----------------")
+    print(json.dumps(summary, indent=2))
+    print(f"metrics: {cfg.workdir}/metrics.jsonl  plot: {cfg.workdir}/loss.png")
+    return summary

@@ -1,0 +1,51 @@
+"""Corpus loaders and batch sources.
+
+A batch source is a pure function of the step number (``source(step) -> batch``), so the data position of
+a run is its step: a resumed run draws exactly the batches an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nlp_jax.data.root import resolve
+from nlp_jax.data.tokenizers import CharTokenizer
+
+
+@dataclass(frozen=True)
+class CharCorpus:
+    tokenizer: CharTokenizer
+    train: np.ndarray  # (N_train,) int32 ids
+    val: np.ndarray  # (N_val,) int32 ids
+
+
+def load_char_corpus(relpath: str = "tinyshakespeare/input.txt", val_fraction: float = 0.1) -> CharCorpus:
+    """Character-level corpus split as nanoGPT's shakespeare_char: first 90% train, last 10% validation."""
+    text = resolve(relpath).read_text(encoding="utf-8")
+    tok = CharTokenizer.from_text(text)
+    ids = tok.encode(text)
+    n_train = int(len(ids) * (1.0 - val_fraction))
+    return CharCorpus(tok, ids[:n_train], ids[n_train:])
+
+
+class RandomBlocks:
+    """Random contiguous blocks of a token stream: ``inputs = data[i:i+T]``, ``targets = data[i+1:i+T+1]``.
+
+    The offsets of step k come from a generator seeded with (seed, k), as nanoGPT's ``get_batch`` draws
+    ``randint(len(data) - T)``.
+    """
+
+    def __init__(self, data: np.ndarray, batch_size: int, block_size: int, seed: int = 0):
+        if len(data) <= block_size + 1:
+            raise ValueError(f"corpus of {len(data)} tokens is too short for block_size={block_size}")
+        self.data = np.asarray(data, np.int32)
+        self.batch_size, self.block_size, self.seed = batch_size, block_size, seed
+        self._offsets = np.arange(block_size + 1)
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, step])
+        starts = rng.integers(0, len(self.data) - self.block_size, self.batch_size)
+        window = self.data[starts[:, None] + self._offsets]  # (B, T+1)
+        return {"inputs": window[:, :-1], "targets": window[:, 1:]}

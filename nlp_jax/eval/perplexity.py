@@ -1,0 +1,69 @@
+"""Perplexity of a language model over a whole token stream.
+
+Every token after the first is scored exactly once. Windows of ``context`` input tokens start every
+``stride`` tokens; the first window scores all its targets, each later window only its last ``stride``
+targets, which therefore see ``context - stride`` tokens of left context at least (the sliding-window
+protocol for long texts). ``stride == context`` gives non-overlapping blocks: cheapest, least context.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nlp_jax import ops
+
+
+def windows(n_tokens: int, context: int, stride: int) -> list[tuple[int, int, int]]:
+    """(start, end, first_scored) for each window: inputs ``[start, end)`` predict ``[start+1, end+1)``,
+    and targets from position ``first_scored`` on are counted (absolute positions of the predicted token)."""
+    if not 0 < stride <= context:
+        raise ValueError(f"stride must be in [1, context={context}], got {stride}")
+    n_targets = n_tokens - 1
+    out, scored_until, start = [], 1, 0
+    while scored_until <= n_targets:
+        end = min(start + context, n_targets)
+        out.append((start, end, scored_until))
+        scored_until = end + 1
+        start += stride
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _window_nll(graphdef, state, inputs, targets):
+    model = nnx.merge(graphdef, state)
+    logits, _ = model(inputs)
+    return ops.cross_entropy(logits, targets, reduction="none")  # (B, T)
+
+
+def token_nlls(model: nnx.Module, tokens, *, context: int, stride: int | None = None,
+               batch_size: int = 64) -> np.ndarray:
+    """Per-token NLL (nats) of ``tokens[1:]`` under ``model`` (called as ``model(inputs) -> (logits, aux)``)."""
+    tokens = np.asarray(tokens, np.int32)
+    plan = windows(len(tokens), context, stride or context)
+    graphdef, state = nnx.split(model)
+    out = np.zeros(len(tokens) - 1, np.float64)
+    for b in range(0, len(plan), batch_size):
+        chunk = plan[b:b + batch_size]
+        inputs = np.zeros((batch_size, context), np.int32)  # fixed shape: one compilation
+        targets = np.zeros((batch_size, context), np.int32)
+        for i, (start, end, _) in enumerate(chunk):
+            inputs[i, :end - start] = tokens[start:end]
+            targets[i, :end - start] = tokens[start + 1:end + 1]
+        nll = np.asarray(_window_nll(graphdef, state, jnp.asarray(inputs), jnp.asarray(targets)))
+        for i, (start, end, first) in enumerate(chunk):
+            offset = first - 1 - start  # index within the window of the first counted target
+            out[first - 1:end] = nll[i, offset:end - start]
+    return out
+
+
+def perplexity(model: nnx.Module, tokens, *, context: int, stride: int | None = None,
+               batch_size: int = 64) -> dict[str, float]:
+    """``{'loss': mean NLL in nats, 'ppl': exp(loss), 'tokens': N}`` over the whole stream."""
+    nll = token_nlls(model, tokens, context=context, stride=stride, batch_size=batch_size)
+    loss = float(nll.mean())
+    return {"loss": loss, "ppl": float(np.exp(loss)), "tokens": int(nll.size)}

@@ -1,0 +1,197 @@
+"""Attention: scores, masks, scaled dot-product attention, heads, cross-attention.
+
+Layout convention (as ``jax.nn.dot_product_attention``): queries (B, T, H, Dh), keys/values (B, S, H, Dh).
+Masks are boolean, True = may attend, broadcastable to (B, H, T, S). A query whose row is fully masked
+gets a zero output (never NaN, never an average of the values).
+"""
+
+from __future__ import annotations
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from nlp_jax.ops.dropout import dropout
+
+Array = jax.Array
+_NEG = -1e30  # finite "minus infinity": exp underflows to 0 and no inf - inf = NaN appears
+
+
+# ---- scores and the encoder-decoder context vector (Bahdanau / Luong) ----------------------------------
+
+
+def dot_score(query: Array, keys: Array) -> Array:
+    """``score(h^d, h^e_j) = h^d . h^e_j``. query (..., D), keys (..., S, D) -> (..., S)."""
+    chex.assert_equal_shape_suffix([query, keys], 1)
+    return jnp.einsum("...d,...sd->...s", query, keys)
+
+
+def bilinear_score(query: Array, keys: Array, w: Array) -> Array:
+    """Learned score ``score(h^d, h^e_j) = h^d W_s h^e_j``. query (..., Dd), keys (..., S, De), W (Dd, De)."""
+    chex.assert_shape(w, (query.shape[-1], keys.shape[-1]))
+    return jnp.einsum("...d,de,...se->...s", query, w, keys)
+
+
+def masked_softmax(scores: Array, mask: Array | None = None, axis: int = -1) -> Array:
+    """Softmax over ``axis`` that ignores masked entries; a fully masked row gives all zeros."""
+    if mask is None:
+        return jax.nn.softmax(scores, axis=axis)
+    scores = jnp.where(mask, scores, _NEG)
+    probs = jax.nn.softmax(scores, axis=axis)
+    return jnp.where(mask, probs, 0.0)
+
+
+def attention_context(scores: Array, values: Array, mask: Array | None = None) -> tuple[Array, Array]:
+    """``alpha_ij = softmax_j(score_ij)``, ``c_i = sum_j alpha_ij h^e_j``.
+
+    Args:
+      scores: (..., S) scores of one decoder state against S encoder states.
+      values: (..., S, D) encoder states.
+      mask: optional (..., S) bool, False for padding positions.
+    Returns: (context (..., D), alpha (..., S)).
+    """
+    alpha = masked_softmax(scores, mask)
+    return jnp.einsum("...s,...sd->...d", alpha, values), alpha
+
+
+# ---- masks ---------------------------------------------------------------------------------------------
+
+
+def causal_mask(t: int, s: int | None = None) -> Array:
+    """(T, S) bool; query i may see key j iff ``j <= i + (S - T)`` (queries are the last T of S positions)."""
+    s = t if s is None else s
+    return jnp.arange(s)[None, :] <= jnp.arange(t)[:, None] + (s - t)
+
+
+def padding_mask(lengths: Array, max_len: int) -> Array:
+    """(B, max_len) bool, True at positions < length."""
+    return jnp.arange(max_len)[None, :] < jnp.asarray(lengths)[:, None]
+
+
+def key_padding_mask(lengths: Array, max_len: int) -> Array:
+    """Padding mask shaped to broadcast against (B, H, T, S) attention logits: (B, 1, 1, S)."""
+    return padding_mask(lengths, max_len)[:, None, None, :]
+
+
+# ---- heads ---------------------------------------------------------------------------------------------
+
+
+def split_heads(x: Array, num_heads: int) -> Array:
+    """(B, T, H*Dh) -> (B, T, H, Dh)."""
+    if x.shape[-1] % num_heads:
+        raise ValueError(f"model dim {x.shape[-1]} is not divisible by num_heads={num_heads}")
+    return x.reshape(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)
+
+
+def merge_heads(x: Array) -> Array:
+    """(B, T, H, Dh) -> (B, T, H*Dh)."""
+    return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+
+
+# ---- scaled dot-product attention ----------------------------------------------------------------------
+
+
+def _full_mask(mask: Array | None, is_causal: bool, t: int, s: int) -> Array | None:
+    if is_causal:
+        causal = causal_mask(t, s)
+        mask = causal if mask is None else jnp.logical_and(mask, causal)
+    return mask
+
+
+def _reference(q, k, v, mask, scale, dropout_rate, dropout_key):
+    logits = jnp.einsum("bthd,bshd->bhts", q, k) * scale  # (B, H, T, S)
+    probs = masked_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), mask).astype(v.dtype)
+    probs = dropout(probs, dropout_rate, dropout_key)
+    return jnp.einsum("bhts,bshd->bthd", probs, v)  # (B, T, H, Dh)
+
+
+def _fused(q, k, v, mask, scale, is_causal, implementation):
+    t, s = q.shape[1], k.shape[1]
+    if is_causal and t != s:  # jax.nn's causal mask is top-left aligned; ours is the cache convention
+        mask, is_causal = _full_mask(mask, True, t, s), False
+    if mask is not None:
+        mask = jnp.broadcast_to(mask, (q.shape[0], q.shape[2], t, s))
+    return jax.nn.dot_product_attention(
+        q, k, v, mask=mask, is_causal=is_causal, scale=scale, implementation=implementation
+    )
+
+
+def default_implementation(dtype) -> str:
+    """The backend dispatch: cuDNN flash attention on GPU for half precision, our reference elsewhere."""
+    if jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.float16, jnp.bfloat16):
+        return "cudnn"
+    return "reference"
+
+
+def scaled_dot_product_attention(
+    q: Array,
+    k: Array,
+    v: Array,
+    *,
+    mask: Array | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+    dropout_rate: float = 0.0,
+    dropout_key: Array | None = None,
+    implementation: str | None = None,
+) -> Array:
+    """``Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V`` (Vaswani et al. 2017), per head.
+
+    Args:
+      q: (B, T, H, Dh) queries; k, v: (B, S, H, Dh) keys and values.
+      mask: optional bool, broadcastable to (B, H, T, S); True = may attend.
+      is_causal: add the causal mask (query i sees keys j <= i + S - T).
+      scale: logit scale, default 1/sqrt(Dh).
+      dropout_rate, dropout_key: dropout on the attention probabilities (reference path only).
+      implementation: 'reference' (einsum + masked softmax), 'xla' or 'cudnn' (``jax.nn.dot_product_attention``),
+        or None to pick by backend (:func:`default_implementation`).
+    Returns: (B, T, H, Dh); rows whose mask is all False are zero.
+    """
+    chex.assert_rank([q, k, v], 4)
+    chex.assert_equal_shape([k, v])
+    chex.assert_equal_shape_suffix([q, k], 2)
+    chex.assert_equal(q.shape[0], k.shape[0])
+    t, s = q.shape[1], k.shape[1]
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    impl = implementation or default_implementation(q.dtype)
+    if dropout_key is not None and dropout_rate > 0.0:
+        impl = "reference"
+    if impl == "reference":
+        return _reference(q, k, v, _full_mask(mask, is_causal, t, s), scale, dropout_rate, dropout_key)
+    if impl not in ("xla", "cudnn"):
+        raise ValueError(f"implementation must be 'reference', 'xla', 'cudnn' or None, got {impl!r}")
+    out = _fused(q, k, v, mask, scale, is_causal, impl)
+    full = _full_mask(mask, is_causal, t, s)
+    if full is not None:  # jax.nn averages the values on a fully masked row; we return zeros
+        any_key = jnp.broadcast_to(full, (q.shape[0], q.shape[2], t, s)).any(-1)  # (B, H, T)
+        out = jnp.where(any_key.transpose(0, 2, 1)[..., None], out, 0)
+    return out
+
+
+def cross_attention(
+    h_dec: Array,
+    h_enc: Array,
+    wq: Array,
+    wk: Array,
+    wv: Array,
+    *,
+    num_heads: int = 1,
+    enc_mask: Array | None = None,
+    implementation: str | None = None,
+) -> Array:
+    """Cross-attention: ``Q = H^dec W^Q, K = H^enc W^K, V = H^enc W^V``, then scaled dot-product attention.
+
+    Args:
+      h_dec: (B, T, Dd) decoder states (previous layer); h_enc: (B, S, De) encoder outputs.
+      wq: (Dd, D); wk, wv: (De, D) with D divisible by ``num_heads``.
+      enc_mask: optional (B, S) bool, False for encoder padding.
+    Returns: (B, T, D) (heads merged; the output projection belongs to the caller's layer).
+    """
+    chex.assert_rank([h_dec, h_enc], 3)
+    q = split_heads(h_dec @ wq, num_heads)  # (B, T, H, Dh)
+    k = split_heads(h_enc @ wk, num_heads)  # (B, S, H, Dh)
+    v = split_heads(h_enc @ wv, num_heads)
+    mask = None if enc_mask is None else enc_mask[:, None, None, :]
+    return merge_heads(scaled_dot_product_attention(q, k, v, mask=mask, implementation=implementation))

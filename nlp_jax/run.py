@@ -1,0 +1,52 @@
+"""Launch an experiment: ``python -m nlp_jax.run experiments/<name>.py[:arg] [--set key.path=value ...]``.
+
+The experiment file defines ``get_config(arg) -> config`` and ``run(config) -> dict``; ``--set`` overrides
+are type-checked against the config dataclasses, and ``--print-config`` shows the resolved config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+from nlp_jax.train.config import apply_overrides, to_json
+
+
+def load_experiment(spec: str):
+    """``path/to/file.py[:arg]`` -> (module, arg)."""
+    path, _, arg = spec.partition(":")
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"experiment file not found: {file}")
+    module_spec = importlib.util.spec_from_file_location(f"experiment_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # dataclasses resolve annotations through sys.modules
+    module_spec.loader.exec_module(module)
+    for name in ("get_config", "run"):
+        if not hasattr(module, name):
+            raise AttributeError(f"{file} must define {name}()")
+    return module, arg or None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", help="experiments/<name>.py[:config], e.g. experiments/gpt_shakespeare_char.py:cpu")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    args = parser.parse_args(argv)
+    module, arg = load_experiment(args.experiment)
+    try:
+        config = apply_overrides(module.get_config(arg), args.overrides)
+    except (KeyError, ValueError) as err:
+        parser.error(str(err))
+    if args.print_config:
+        print(to_json(config))
+        return {}
+    return module.run(config)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

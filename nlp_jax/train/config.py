@@ -1,0 +1,109 @@
+"""Configs as frozen dataclasses, and the ``--set a.b=value`` override syntax.
+
+An override names a field path through nested dataclasses; an unknown name fails with the list of valid
+names at that level, and a value that does not parse as the field's type fails with the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 1e-4  # final learning rate of the cosine decay
+    warmup_steps: int = 100  # linear warmup from 0 to lr
+    decay_steps: int | None = None  # cosine decay length (warmup included); None = train.steps
+    schedule: str = "cosine"  # 'cosine' (warmup + cosine) or 'constant' (warmup then flat)
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.99  # AdamW second-moment decay
+    eps: float = 1e-8  # AdamW epsilon
+    weight_decay: float = 0.1  # decoupled weight decay, on parameters with ndim >= 2 only
+    grad_clip: float = 1.0  # global-norm clipping threshold; 0 disables
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    steps: int = 2000  # optimizer steps
+    seed: int = 1337  # seed of parameter init, data order and dropout
+    log_every: int = 10  # steps between metric lines
+    eval_every: int = 250  # steps between evaluations (0: only at the end)
+    ckpt_every: int = 500  # steps between checkpoints (0: only at the end / on interrupt)
+    keep_last: int = 2  # most recent checkpoints kept (the best one is kept separately)
+    resume: bool = True  # continue from the latest checkpoint in the run directory if there is one
+    progress: bool = True  # progress bar on the terminal
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_json(cfg: Any) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+def _parse(text: str, tp: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and text.lower() in ("none", "null"):
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _parse(text, arg, name)
+            except ValueError:
+                continue
+        raise ValueError(f"{name}: cannot parse {text!r} as {tp}")
+    if origin is tuple:
+        inner = typing.get_args(tp)[0]
+        return tuple(_parse(p.strip(), inner, name) for p in text.strip("()").split(",") if p.strip())
+    if tp is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"{name}: expected a bool (true/false), got {text!r}")
+    if tp in (int, float):
+        try:
+            value = float(text) if tp is float else int(text)
+        except ValueError:
+            raise ValueError(f"{name}: expected {tp.__name__}, got {text!r}") from None
+        return value
+    if tp is str:
+        return text
+    raise ValueError(f"{name}: fields of type {tp} cannot be set from the command line")
+
+
+def override(cfg: Any, assignment: str) -> Any:
+    """Return ``cfg`` with one ``path.to.field=value`` assignment applied (a new frozen dataclass)."""
+    if "=" not in assignment:
+        raise ValueError(f"override must look like key.path=value, got {assignment!r}")
+    path, text = assignment.split("=", 1)
+    return _set(cfg, path.strip().split("."), text.strip(), path.strip())
+
+
+def _set(cfg: Any, keys: list[str], text: str, full: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    head = keys[0]
+    if head not in fields:
+        raise KeyError(f"unknown config key {full!r}: {head!r} is not one of {sorted(fields)}")
+    current = getattr(cfg, head)
+    if len(keys) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise KeyError(f"unknown config key {full!r}: {head!r} is a value, not a group")
+        return dataclasses.replace(cfg, **{head: _set(current, keys[1:], text, full)})
+    if dataclasses.is_dataclass(current):
+        raise KeyError(f"{full!r} is a group; set one of its fields: {[f.name for f in dataclasses.fields(current)]}")
+    tp = typing.get_type_hints(type(cfg))[head]
+    return dataclasses.replace(cfg, **{head: _parse(text, tp, full)})
+
+
+def apply_overrides(cfg: Any, assignments: list[str]) -> Any:
+    for a in assignments:
+        cfg = override(cfg, a)
+    return cfg

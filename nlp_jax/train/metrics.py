@@ -1,0 +1,58 @@
+"""Run-directory logging: metrics as JSON lines, and loss curves drawn from them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+class MetricsLog:
+    """Append-only ``metrics.jsonl``; on resume, lines after the restored step are dropped first."""
+
+    def __init__(self, path: str | Path, resume_step: int | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            self.path.write_text("")
+        elif self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        clean = {k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in record.items()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(clean) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+
+
+def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") -> Path:
+    """Train and validation loss against step (log-scale y), and the learning rate, from ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[3, 1])
+    for key, style in (("loss", "-"), ("val_loss", "o-"), ("val_loss_estimate", "x--")):
+        pts = [(r["step"], r[key]) for r in records if key in r and math.isfinite(r[key])]
+        if pts:
+            ax.plot(*zip(*pts), style, label=key, markersize=4)
+    ax.set_yscale("log")
+    ax.set_ylabel("loss (nats/token)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    lr = [(r["step"], r["lr"]) for r in records if "lr" in r]
+    if lr:
+        ax_lr.plot(*zip(*lr))
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return Path(out_png)

@@ -1,0 +1,130 @@
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from nlp_jax.models.gpt2 import GPT2, GPT2Config, generate, lm_loss
+
+
+@pytest.fixture(scope="module")
+def model():
+    return GPT2(GPT2Config.tiny(), rngs=nnx.Rngs(0))
+
+
+def tokens(b=2, t=10, seed=0, v=37):
+    return jax.random.randint(jax.random.key(seed), (b, t), 0, v)
+
+
+def test_forward_shapes_and_aux(model):
+    logits, aux = model(tokens())
+    chex.assert_shape(logits, (2, 10, 37))
+    chex.assert_shape(aux["hidden"], (2, 10, 16))
+    assert aux["cache"] is None
+
+
+def test_gpt2_124m_parameter_count():
+    abstract = nnx.eval_shape(lambda: GPT2(GPT2Config.gpt2_124m(), rngs=nnx.Rngs(0)))
+    n = sum(p.size for p in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+    assert n == 124_439_808  # the published GPT-2 small count (tied embeddings)
+
+
+def test_causal_model_ignores_future_tokens(model):
+    x = tokens()
+    y = x.at[:, 6:].set((x[:, 6:] + 1) % 37)
+    a, _ = model(x)
+    b, _ = model(y)
+    np.testing.assert_allclose(a[:, :6], b[:, :6], atol=1e-6)
+    assert not np.allclose(a[:, 6:], b[:, 6:])
+
+
+def test_output_layer_is_tied_to_the_embedding(model):
+    _, aux = model(tokens())
+    logits, _ = model(tokens())
+    np.testing.assert_allclose(logits, aux["hidden"] @ model.wte.embedding[...].T, atol=1e-5)
+    names = {"/".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    assert not any("lm_head" in n for n in names)
+
+
+def test_cached_decoding_equals_uncached_logits(model):
+    x = tokens(t=12)
+    full, _ = model(x)
+    cache = model.init_cache(2, 12)
+    logits, aux = model(x[:, :5], cache=cache, pos=0)  # prefill 5
+    steps = [logits]
+    for i in range(5, 12):  # then one token at a time
+        logits, aux = model(x[:, i:i + 1], cache=aux["cache"], pos=i)
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+
+
+def test_greedy_generate_matches_naive_loop(model):
+    prompt = tokens(t=3)
+    out = generate(model, prompt, 10, key=jax.random.key(0), temperature=0.0)  # 13 <= block 16: cached
+    seq = prompt
+    for _ in range(10):
+        logits, _ = model(seq[:, -16:])
+        seq = jnp.concatenate([seq, jnp.argmax(logits[:, -1], -1)[:, None].astype(seq.dtype)], axis=1)
+    np.testing.assert_array_equal(out, seq)
+    longer = generate(model, prompt, 20, key=jax.random.key(0), temperature=0.0)  # past the block: sliding
+    for _ in range(10):
+        logits, _ = model(seq[:, -16:])
+        seq = jnp.concatenate([seq, jnp.argmax(logits[:, -1], -1)[:, None].astype(seq.dtype)], axis=1)
+    np.testing.assert_array_equal(longer, seq)
+
+
+def test_sampling_options_run_and_respect_vocab(model):
+    out = generate(model, tokens(t=2), 8, key=jax.random.key(3), temperature=0.8, top_k=5, top_p=0.9)
+    chex.assert_shape(out, (2, 10))
+    assert out.min() >= 0 and out.max() < 37
+
+
+def test_errors_name_the_problem(model):
+    with pytest.raises(ValueError, match="block_size"):
+        model(tokens(t=17))
+    with pytest.raises(ValueError, match="divisible"):
+        GPT2Config(n_embd=10, n_head=3)
+
+
+def test_dropout_is_keyed_and_off_without_key():
+    m = GPT2(GPT2Config.tiny(dropout=0.5), rngs=nnx.Rngs(0))
+    x = tokens()
+    a, _ = m(x)
+    b, _ = m(x)
+    np.testing.assert_array_equal(a, b)
+    c, _ = m(x, key=jax.random.key(1))
+    d, _ = m(x, key=jax.random.key(1))
+    e, _ = m(x, key=jax.random.key(2))
+    np.testing.assert_array_equal(c, d)
+    assert not np.allclose(c, e)
+
+
+def test_overfits_one_batch():
+    m = GPT2(GPT2Config.tiny(), rngs=nnx.Rngs(1))
+    opt = nnx.Optimizer(m, optax.adam(1e-2), wrt=nnx.Param)
+    batch = {"inputs": tokens(t=8, seed=5), "targets": tokens(t=8, seed=6)}
+
+    @nnx.jit
+    def step(m, opt):
+        loss, grads = nnx.value_and_grad(lambda m: lm_loss(m, batch, None)[0])(m)
+        opt.update(m, grads)
+        return loss
+
+    first = float(step(m, opt))
+    for _ in range(150):
+        last = float(step(m, opt))
+    assert first > 3.0 and last < 0.05
+
+
+def test_bfloat16_compute_is_close_to_float32():
+    cfg = GPT2Config.tiny()
+    m32 = GPT2(cfg, rngs=nnx.Rngs(0))
+    m16 = GPT2(dataclasses.replace(cfg, compute_dtype="bfloat16"), rngs=nnx.Rngs(0))
+    a, _ = m32(tokens())
+    b, _ = m16(tokens())
+    assert b.dtype == jnp.float32
+    np.testing.assert_allclose(a, b, atol=0.05)
