@@ -179,4 +179,4 @@ def _progress(cfg: TrainConfig, start: int):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
+    return tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True, mininterval=1.0)

@@ -9,19 +9,18 @@ from nlp_jax.train.config import OptimConfig
 
 
 def learning_rate_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
-    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine to ``min_lr`` at ``decay_steps`` (flat after)."""
-    decay = cfg.decay_steps or total_steps
+    """Linear warmup ``lr * (k + 1) / (warmup + 1)`` for steps k < warmup (no wasted step at lr 0, as
+    nanoGPT), then cosine from ``lr`` to ``min_lr`` at ``decay_steps`` and flat after; or constant."""
+    w = cfg.warmup_steps
+    warmup = optax.linear_schedule(cfg.lr / (w + 1), cfg.lr, max(w, 1))
     if cfg.schedule == "constant":
-        return optax.join_schedules(
-            [optax.linear_schedule(0.0, cfg.lr, max(cfg.warmup_steps, 1)), optax.constant_schedule(cfg.lr)],
-            [cfg.warmup_steps],
-        )
-    if cfg.schedule != "cosine":
+        after = optax.constant_schedule(cfg.lr)
+    elif cfg.schedule == "cosine":
+        decay = max((cfg.decay_steps or total_steps) - w, 1)
+        after = optax.cosine_decay_schedule(cfg.lr, decay, alpha=cfg.min_lr / cfg.lr if cfg.lr else 0.0)
+    else:
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {cfg.schedule!r}")
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=cfg.lr, warmup_steps=cfg.warmup_steps,
-        decay_steps=max(decay, cfg.warmup_steps + 1), end_value=cfg.min_lr,
-    )
+    return optax.join_schedules([warmup, after], [w]) if w > 0 else after
 
 
 def decay_mask(params):

@@ -48,3 +48,42 @@ def test_missing_tensor_is_reported(hf_dir, tmp_path):
     (tmp_path / "config.json").write_text((path / "config.json").read_text())
     with pytest.raises(KeyError, match="h.1.mlp.c_fc.weight"):
         load_hf_gpt2(tmp_path)
+
+
+def test_training_trajectory_matches_torch_adamw(hf_dir):
+    """Same weights, same batches: our jitted train step (clip + AdamW + warmup/cosine, decay on ndim >= 2)
+    follows PyTorch's AdamW on the transformers model step for step."""
+    import copy
+
+    import jax
+
+    from nlp_jax.models.gpt2 import lm_loss
+    from nlp_jax.train.config import OptimConfig
+    from nlp_jax.train.loop import init_train_state, make_train_step
+    from nlp_jax.train.optim import learning_rate_schedule
+
+    path, hf_model = hf_dir
+    hf_model = copy.deepcopy(hf_model).train()
+    optim = OptimConfig(lr=3e-3, min_lr=3e-4, warmup_steps=5, beta2=0.99, weight_decay=0.1, grad_clip=1.0)
+    steps = 25
+    graphdef, state, schedule = init_train_state(load_hf_gpt2(path), optim, steps)
+    step_fn = make_train_step(graphdef, lm_loss, schedule)
+    params = dict(hf_model.named_parameters())
+    groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": optim.weight_decay},
+              {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
+    torch_opt = torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps)
+    lr_at = learning_rate_schedule(optim, steps)
+    rng = np.random.default_rng(1)
+    for k in range(steps):
+        tokens = rng.integers(0, 101, size=(4, 17))
+        batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+        state, metrics = step_fn(state, batch, jax.random.key(0))
+        for g in torch_opt.param_groups:
+            g["lr"] = float(lr_at(k))
+        out = hf_model(torch.tensor(batch["inputs"]), labels=None)
+        loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 101), torch.tensor(batch["targets"]).reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(hf_model.parameters(), optim.grad_clip)
+        torch_opt.step()
+        torch_opt.zero_grad(set_to_none=True)
+        np.testing.assert_allclose(float(metrics["loss"]), loss.item(), rtol=2e-4, err_msg=f"step {k}")

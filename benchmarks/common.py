@@ -1,0 +1,41 @@
+"""Shared benchmark helpers: steady-state timing (warm-up, then the median of repeats) and table printing."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from datetime import date
+
+
+def median_time(fn, *, warmup: int = 2, repeats: int = 10, sync=lambda out: out) -> float:
+    """Median wall seconds of ``fn()`` after ``warmup`` calls; ``sync`` blocks on the result."""
+    for _ in range(warmup):
+        sync(fn())
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sync(fn())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, {date.today()}"
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    print(f"\n{title}  [{machine()}]")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths)) + " |")
+
+
+def save_json(path, payload) -> None:
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)
