@@ -1,5 +1,5 @@
 """Thin Flax NNX layers that own parameters and call ``nlp_jax.ops``."""
 
-from nlp_jax.nn.transformer import MLP, CausalSelfAttention, keys_for, linear
+from nlp_jax.nn.transformer import MLP, CausalSelfAttention, Linear, keys_for, linear
 
-__all__ = ["MLP", "CausalSelfAttention", "keys_for", "linear"]
+__all__ = ["MLP", "CausalSelfAttention", "Linear", "keys_for", "linear"]

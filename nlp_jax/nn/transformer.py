@@ -11,12 +11,22 @@ from nlp_jax import ops
 Array = jax.Array
 
 
-def linear(d_in: int, d_out: int, *, bias: bool, std: float, dtype, rngs: nnx.Rngs) -> nnx.Linear:
-    """A Linear with GPT-2's initialisation: kernel ~ N(0, std^2), bias 0; float32 params, ``dtype`` compute."""
-    return nnx.Linear(
-        d_in, d_out, use_bias=bias, kernel_init=nnx.initializers.normal(std),
-        dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
-    )
+class Linear(nnx.Module):
+    """``y = x W + b`` through :func:`nlp_jax.ops.dense`; float32 parameters, ``dtype`` compute."""
+
+    def __init__(self, d_in: int, d_out: int, *, bias: bool, std: float, dtype, rngs: nnx.Rngs):
+        self.dtype = dtype
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out), jnp.float32) * std)
+        self.bias = nnx.Param(jnp.zeros((d_out,), jnp.float32)) if bias else None
+
+    def __call__(self, x: Array) -> Array:
+        b = None if self.bias is None else self.bias[...].astype(self.dtype)
+        return ops.dense(x.astype(self.dtype), self.kernel[...].astype(self.dtype), b)
+
+
+def linear(d_in: int, d_out: int, *, bias: bool, std: float, dtype, rngs: nnx.Rngs) -> Linear:
+    """A Linear with GPT-2's initialisation: kernel ~ N(0, std^2), bias 0."""
+    return Linear(d_in, d_out, bias=bias, std=std, dtype=dtype, rngs=rngs)
 
 
 def keys_for(key: Array | None, n: int) -> list[Array | None]:

@@ -14,11 +14,12 @@ from nlp_jax.ops.attention import (
     split_heads,
 )
 from nlp_jax.ops.dropout import dropout
+from nlp_jax.ops.linear import dense
 from nlp_jax.ops.losses import cross_entropy, nll, perplexity
 from nlp_jax.ops.sampling import sample_logits, top_k_filter, top_p_filter
 
 __all__ = [
-    "attention_context", "bilinear_score", "causal_mask", "cross_attention", "cross_entropy", "dot_score",
+    "attention_context", "bilinear_score", "causal_mask", "cross_attention", "cross_entropy", "dense", "dot_score",
     "dropout", "key_padding_mask", "masked_softmax", "merge_heads", "nll", "padding_mask", "perplexity",
     "sample_logits", "scaled_dot_product_attention", "split_heads", "top_k_filter", "top_p_filter",
 ]
