@@ -32,7 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def ours(cfg, data):
     model = GPT2(cfg.model, rngs=nnx.Rngs(0))
     graphdef, state, schedule = init_train_state(model, cfg.optim, cfg.train.steps)
-    step_fn = make_train_step(graphdef, lm_loss, schedule)
+    step_fn = make_train_step(graphdef, jax.tree.structure(state), lm_loss, schedule)
+    state = jax.tree.leaves(state)
     source = RandomBlocks(data, cfg.data.batch_size, cfg.model.block_size, seed=0)
     key = jax.random.key(0)
     box = {"state": state, "step": 0}

@@ -37,16 +37,18 @@ class TrainingDiverged(RuntimeError):
         self.step, self.loss = step, loss
 
 
-def make_train_step(graphdef: nnx.GraphDef, loss_fn: LossFn, schedule: optax.Schedule):
-    """A jitted ``(state, batch, key) -> (state, metrics)`` over the split (model, optimizer) state."""
+def make_train_step(graphdef: nnx.GraphDef, treedef, loss_fn: LossFn, schedule: optax.Schedule):
+    """A jitted ``(leaves, batch, key) -> (leaves, metrics)`` over the flat leaves of the split
+    (model, optimizer) state (``treedef = jax.tree.structure(state)``). Passing plain arrays rather than
+    NNX Variables keeps the per-step host work to the C++ pytree fast path; the leaves are donated."""
 
-    def train_step(state, batch, key):
-        model, opt = nnx.merge(graphdef, state)
+    def train_step(leaves, batch, key):
+        model, opt = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
         lr = schedule(opt.step[...])
         (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch, key)
         opt.update(model, grads)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr, **aux}
-        return nnx.state((model, opt)), metrics
+        return jax.tree.leaves(nnx.state((model, opt))), metrics
 
     return jax.jit(train_step, donate_argnums=0)
 
@@ -100,7 +102,13 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None)
     if config is not None:
         (workdir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
-    step_fn = make_train_step(graphdef, loss_fn, schedule)
+    treedef = jax.tree.structure(state)
+    step_fn = make_train_step(graphdef, treedef, loss_fn, schedule)
+    leaves = jax.tree.leaves(state)
+    del state  # from here on the run's state is `leaves`; current_state() rebuilds the NNX State
+
+    def current_state():
+        return jax.tree.unflatten(treedef, leaves)
     base_key = jax.random.key(train_cfg.seed)
     result = RunResult(status="finished", step=start, best=best)
 
@@ -109,13 +117,13 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
                 "config": to_dict(config) if config is not None else None}
 
     def evaluate(step):
-        model_now = nnx.merge(graphdef, state)[0]
+        model_now = nnx.merge(graphdef, current_state())[0]
         record = {"step": step, **eval_fn(model_now)}
         result.evals.append(record)
         log.write(record)
         if record.get(best_metric, math.inf) < result.best:
             result.best = record[best_metric]
-            ckpt.save(state, meta(step), best=True)
+            ckpt.save(current_state(), meta(step), best=True)
         return record
 
     bar = _progress(train_cfg, start)
@@ -123,7 +131,7 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
     with _stop_on_signals() as flag:
         for step in range(start, train_cfg.steps):
             batch = source(step)
-            state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, step))
+            leaves, metrics = step_fn(leaves, batch, jax.random.fold_in(base_key, step))
             loss = float(metrics["loss"])
             if not math.isfinite(loss):
                 log.write({"step": step + 1, "loss": loss})
@@ -153,7 +161,7 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
                 if bar:
                     bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "step"))
             if last or flag["stop"] or (train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0):
-                ckpt.save(state, meta(done))
+                ckpt.save(current_state(), meta(done))
             if flag["stop"]:
                 result.status = "interrupted"
                 break
@@ -165,7 +173,7 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
         result.tokens_per_second = tokens / (time.perf_counter() - t_steady)
     if (workdir / "metrics.jsonl").stat().st_size:
         plot_losses(workdir / "metrics.jsonl", workdir / "loss.png", title=workdir.name)
-    nnx.update(model, nnx.state(nnx.merge(graphdef, state)[0]))
+    nnx.update(model, nnx.state(nnx.merge(graphdef, current_state())[0]))
     return model, result
 
 

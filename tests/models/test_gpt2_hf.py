@@ -67,7 +67,8 @@ def test_training_trajectory_matches_torch_adamw(hf_dir):
     optim = OptimConfig(lr=3e-3, min_lr=3e-4, warmup_steps=5, beta2=0.99, weight_decay=0.1, grad_clip=1.0)
     steps = 25
     graphdef, state, schedule = init_train_state(load_hf_gpt2(path), optim, steps)
-    step_fn = make_train_step(graphdef, lm_loss, schedule)
+    step_fn = make_train_step(graphdef, jax.tree.structure(state), lm_loss, schedule)
+    state = jax.tree.leaves(state)
     params = dict(hf_model.named_parameters())
     groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": optim.weight_decay},
               {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
