@@ -67,8 +67,8 @@ class CausalSelfAttention(nnx.Module):
 
 
 _ACTIVATIONS = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # exact erf GELU (torch.nn.GELU(), nanoGPT)
-    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),  # GPT-2's "gelu_new"
+    "gelu": ops.gelu,  # exact erf GELU (torch.nn.GELU(), nanoGPT)
+    "gelu_tanh": lambda x: ops.gelu(x, approximate=True),  # GPT-2's "gelu_new"
     "relu": jax.nn.relu,
 }
 

@@ -13,6 +13,7 @@ from nlp_jax.ops.attention import (
     scaled_dot_product_attention,
     split_heads,
 )
+from nlp_jax.ops.activations import gelu
 from nlp_jax.ops.dropout import dropout
 from nlp_jax.ops.linear import dense
 from nlp_jax.ops.losses import cross_entropy, nll, perplexity
@@ -20,6 +21,6 @@ from nlp_jax.ops.sampling import sample_logits, top_k_filter, top_p_filter
 
 __all__ = [
     "attention_context", "bilinear_score", "causal_mask", "cross_attention", "cross_entropy", "dense", "dot_score",
-    "dropout", "key_padding_mask", "masked_softmax", "merge_heads", "nll", "padding_mask", "perplexity",
+    "dropout", "gelu", "key_padding_mask", "masked_softmax", "merge_heads", "nll", "padding_mask", "perplexity",
     "sample_logits", "scaled_dot_product_attention", "split_heads", "top_k_filter", "top_p_filter",
 ]
