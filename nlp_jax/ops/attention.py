@@ -13,6 +13,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from nlp_jax.ops.attention_cpu import causal_attention_cpu
 from nlp_jax.ops.dropout import dropout
 
 Array = jax.Array
@@ -118,10 +119,14 @@ def _fused(q, k, v, mask, scale, is_causal, implementation):
     )
 
 
-def default_implementation(dtype) -> str:
-    """The backend dispatch: cuDNN flash attention on GPU for half precision, our reference elsewhere."""
-    if jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.float16, jnp.bfloat16):
+def default_implementation(dtype, *, causal_only: bool = False) -> str:
+    """The backend dispatch: cuDNN flash attention on GPU for half precision; on CPU the blocked causal
+    kernel (``attention_cpu``) when the attention is plain causal self-attention; the reference elsewhere."""
+    backend = jax.default_backend()
+    if backend == "gpu" and jnp.dtype(dtype) in (jnp.float16, jnp.bfloat16):
         return "cudnn"
+    if backend == "cpu" and causal_only:
+        return "cpu"
     return "reference"
 
 
@@ -146,7 +151,8 @@ def scaled_dot_product_attention(
       scale: logit scale, default 1/sqrt(Dh).
       dropout_rate, dropout_key: dropout on the attention probabilities (reference path only).
       implementation: 'reference' (einsum + masked softmax), 'xla' or 'cudnn' (``jax.nn.dot_product_attention``),
-        or None to pick by backend (:func:`default_implementation`).
+        'cpu' (blocked causal kernel, causal self-attention only), or None to pick by backend
+        (:func:`default_implementation`).
     Returns: (B, T, H, Dh); rows whose mask is all False are zero.
     """
     chex.assert_rank([q, k, v], 4)
@@ -155,13 +161,20 @@ def scaled_dot_product_attention(
     chex.assert_equal(q.shape[0], k.shape[0])
     t, s = q.shape[1], k.shape[1]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    impl = implementation or default_implementation(q.dtype)
-    if dropout_key is not None and dropout_rate > 0.0:
+    dropping = dropout_key is not None and dropout_rate > 0.0
+    default_scale = scale == 1.0 / math.sqrt(q.shape[-1])
+    causal_only = is_causal and mask is None and t == s and default_scale and not dropping
+    impl = implementation or default_implementation(q.dtype, causal_only=causal_only)
+    if dropping:
         impl = "reference"
+    if impl == "cpu":
+        if not causal_only:
+            raise ValueError("implementation='cpu' is causal self-attention only: no mask, T == S, default scale")
+        return causal_attention_cpu(q, k, v)
     if impl == "reference":
         return _reference(q, k, v, _full_mask(mask, is_causal, t, s), scale, dropout_rate, dropout_key)
     if impl not in ("xla", "cudnn"):
-        raise ValueError(f"implementation must be 'reference', 'xla', 'cudnn' or None, got {impl!r}")
+        raise ValueError(f"implementation must be 'reference', 'xla', 'cudnn', 'cpu' or None, got {impl!r}")
     out = _fused(q, k, v, mask, scale, is_causal, impl)
     full = _full_mask(mask, is_causal, t, s)
     if full is not None:  # jax.nn averages the values on a fully masked row; we return zeros
