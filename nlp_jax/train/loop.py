@@ -126,6 +126,9 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
             ckpt.save(current_state(), meta(step), best=True)
         return record
 
+    if start >= train_cfg.steps:
+        print(f"{workdir} already holds a finished run ({start} of {train_cfg.steps} steps); "
+              "remove it or pass --set train.resume=false to train again")
     bar = _progress(train_cfg, start)
     t0, t_steady, tokens, window = time.perf_counter(), None, 0, []
     with _stop_on_signals() as flag:
