@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    := $(PY) -m nlp_jax.run
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast gpt-cpu gpt-gpu bench bench-gpt bench-attention clean
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf bench bench-gpt bench-attention clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ gpt-cpu: demo
 
 gpt-gpu: $(STAMP)  ## nanoGPT's GPU config (6/6/384, ctx 256); run it on a GPU
 	$(RUN) experiments/gpt_shakespeare_char.py:gpu
+
+tfidf: $(STAMP)  ## TF-IDF: Lee similarity correlation, SST-2 equality and speed vs scikit-learn
+	$(RUN) experiments/tfidf_lee.py
 
 bench: bench-gpt bench-attention  ## all benchmarks
 
