@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    := $(PY) -m nlp_jax.run
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf bench bench-gpt bench-attention clean
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bench bench-gpt bench-attention clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ gpt-gpu: $(STAMP)  ## nanoGPT's GPU config (6/6/384, ctx 256); run it on a GPU
 
 tfidf: $(STAMP)  ## TF-IDF: Lee similarity correlation, SST-2 equality and speed vs scikit-learn
 	$(RUN) experiments/tfidf_lee.py
+
+ngram: $(STAMP)  ## Kneser-Ney n-gram LMs on Penn Treebank (orders 2-5) and an add-k baseline
+	$(RUN) experiments/ngram_ptb.py
 
 bench: bench-gpt bench-attention  ## all benchmarks
 

@@ -1,0 +1,62 @@
+"""Counting language models on Penn Treebank: interpolated modified Kneser-Ney of orders 2-5, add-k.
+
+Launch:  python -m nlp_jax.run experiments/ngram_ptb.py      (or: make ngram)
+
+Protocol (as KenLM's ``lmplz`` with no pruning, and Mikolov 2012, Table 4.1): every line is a sentence
+``<s> w ... </s>``; ``<unk>`` is an ordinary word; perplexity counts every word and one ``</s>`` per line
+(82,430 test tokens). Published: KN3 148.3, KN5 141.2 (test).
+
+Measured results: README.md, section "Results".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nlp_jax.data.ptb import load_ptb
+from nlp_jax.models.ngram import AddKLM, KneserNeyLM
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    orders: tuple[int, ...] = (2, 3, 4, 5)  # Kneser-Ney orders to build
+    add_k: float = 0.01  # k of the add-k trigram baseline (0: skip it)
+    max_train_tokens: int = 0  # 0: the whole training set
+    workdir: str = "runs/ngram_ptb"  # summary.json goes here
+
+
+def get_config(arg: str | None = None) -> Config:
+    if arg in (None, "", "default"):
+        return Config()
+    if arg == "smoke":
+        return Config(orders=(2, 3), max_train_tokens=50_000, workdir="runs/ngram_ptb_smoke")
+    raise ValueError(f"unknown config {arg!r}; choose default or smoke")
+
+
+def run(cfg: Config) -> dict:
+    ptb = load_ptb()
+    train = ptb.train[:cfg.max_train_tokens] if cfg.max_train_tokens else ptb.train
+    kw = dict(vocab_size=len(ptb.words), bos=ptb.bos, eos=ptb.eos)
+    rows = {}
+    for order in cfg.orders:
+        t0 = time.perf_counter()
+        lm = KneserNeyLM(train, order=order, **kw)
+        built = time.perf_counter() - t0
+        ppl = {split: float(np.exp(-lm.token_log_probs(getattr(ptb, split)).mean())) for split in ("valid", "test")}
+        rows[f"KN{order}"] = {**ppl, "build_s": round(built, 3), "build_and_eval_s": round(time.perf_counter() - t0, 3)}
+        print(f"KN{order}: valid {ppl['valid']:.2f}  test {ppl['test']:.2f}  "
+              f"(build {built:.2f} s, build + both evaluations {rows[f'KN{order}']['build_and_eval_s']:.2f} s)")
+    if cfg.add_k:
+        lm = AddKLM(train, order=3, k=cfg.add_k, **kw)
+        rows[f"add-{cfg.add_k} trigram"] = {s: float(np.exp(-lm.token_log_probs(getattr(ptb, s)).mean()))
+                                             for s in ("valid", "test")}
+        print(f"add-{cfg.add_k} trigram: test {rows[f'add-{cfg.add_k} trigram']['test']:.2f}")
+    summary = {"test_tokens": int((ptb.test != ptb.bos).sum()), "models": rows}
+    Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
+    Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,148 @@
+"""Counting language models: interpolated modified Kneser-Ney (Chen & Goodman 1999), MLE and add-k.
+
+Interpolated modified KN, as KenLM's ``lmplz`` builds it (no pruning):
+
+    p_n(w | h) = max(a(hw) - D_n(a(hw)), 0) / sum_v a(hv)  +  gamma(h) p_{n-1}(w | h')
+    gamma(h)   = (D_n1 N1(h.) + D_n2 N2(h.) + D_n3+ N3+(h.)) / sum_v a(hv)
+
+where h' drops the oldest word of h; a(.) is the raw count at the highest order and the number of
+distinct left extensions (the continuation count) below it, except for n-grams that start with <s>,
+which keep their raw count; N_k(h.) counts the words v with a(hv) = k (3 or more for N3+). The three
+discounts of each order come from its count-of-counts t_k of adjusted counts:
+Y = t1 / (t1 + 2 t2),  D_k = k - (k + 1) Y t_{k+1} / t_k.  The unigram level interpolates with the
+uniform distribution over the vocabulary; a context never seen at order n passes p_{n-1} through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nlp_jax.ops.ngram import Level, count_ngrams, lookup, window_ids
+
+
+@dataclass
+class _Order:
+    adjusted: np.ndarray  # a(g) for every n-gram of this order
+    discounts: np.ndarray  # (4,) D(0)=0, D1, D2, D3+
+    denom: np.ndarray  # per context id (order n-1): sum_v a(hv)
+    gamma: np.ndarray  # per context id: backoff mass
+
+
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback values
+
+
+def _discounts(adjusted: np.ndarray) -> np.ndarray:
+    """(0, D1, D2, D3+) from the count-of-counts t1..t4; where they are degenerate (a tiny corpus or a
+    tiny vocabulary: some t_k = 0, or a D_k outside [0, k]), KenLM's fallback discounts."""
+    t = np.bincount(np.minimum(adjusted, 5).astype(np.int64), minlength=6)[1:5].astype(np.float64)  # t1..t4
+    if np.all(t > 0):
+        y = t[0] / (t[0] + 2 * t[1])
+        d = np.array([k - (k + 1) * y * t[k] / t[k - 1] for k in (1, 2, 3)])
+        if np.all((d >= 0) & (d <= np.array([1, 2, 3]))):
+            return np.concatenate([[0.0], d])
+    return np.array([0.0, *FALLBACK_DISCOUNTS])
+
+
+class KneserNeyLM:
+    def __init__(self, stream: np.ndarray, *, order: int, vocab_size: int, bos: int, eos: int):
+        """``stream``: training sentences laid out as ``<s> w ... </s> <s> ...`` (ids < vocab_size)."""
+        self.order, self.vocab, self.bos, self.eos = order, vocab_size, bos, eos
+        self.levels: list[Level] = count_ngrams(stream, order, vocab_size, bos, eos)
+        self.orders: list[_Order] = []
+        for n, level in enumerate(self.levels, start=1):
+            if n < order:
+                adjusted = np.bincount(self.levels[n].suffix, minlength=len(level.keys))
+                adjusted = np.where(level.first == bos, level.counts, adjusted)
+            else:
+                adjusted = level.counts.copy()
+            if n == 1:
+                adjusted = np.where(level.keys == bos, 0, adjusted)  # <s> is never predicted
+            d = _discounts(adjusted[adjusted > 0])
+            n_ctx = 1 if n == 1 else len(self.levels[n - 2].keys)
+            ctx = np.zeros(len(level.keys), np.int64) if n == 1 else level.prefix
+            denom = np.bincount(ctx, weights=adjusted, minlength=n_ctx)
+            mass = np.bincount(ctx, weights=d[np.minimum(adjusted, 3)] * (adjusted > 0), minlength=n_ctx)
+            gamma = np.divide(mass, denom, out=np.zeros_like(mass), where=denom > 0)
+            self.orders.append(_Order(adjusted, d, denom, gamma))
+        self.n_uniform = vocab_size - 1  # every id but <s>
+
+    def _level_prob(self, n: int, ctx: np.ndarray, gram: np.ndarray, lower: np.ndarray) -> np.ndarray:
+        """p_n for arrays of context ids (order n-1; -1 unseen) and n-gram ids (-1 unseen)."""
+        o = self.orders[n - 1]
+        a = np.where(gram >= 0, o.adjusted[np.maximum(gram, 0)], 0)
+        seen = ctx >= 0
+        c = np.maximum(ctx, 0)
+        denom = np.where(seen, o.denom[c], 0.0)
+        seen &= denom > 0
+        safe = np.where(seen, denom, 1.0)
+        own = np.maximum(a - o.discounts[np.minimum(a, 3)], 0) / safe
+        return np.where(seen, own + o.gamma[c] * lower, lower)
+
+    def token_log_probs(self, stream: np.ndarray) -> np.ndarray:
+        """Natural-log probability of every token of ``stream`` (same layout as training) but the <s>."""
+        stream = np.asarray(stream, np.int64)
+        predicted = np.flatnonzero(stream != self.bos)
+        prob = np.full(len(predicted), 1.0 / self.n_uniform)
+        zeros = np.zeros(len(predicted), np.int64)
+        prob = self._level_prob(1, zeros, lookup(self.levels[0], stream[predicted]), prob)
+        for n in range(2, self.order + 1):
+            start = predicted - n + 1
+            ok = start >= 0
+            ctx_ids = window_ids(stream, self.levels, self.vocab, n - 1)
+            gram_ids = window_ids(stream, self.levels, self.vocab, n)
+            ctx = np.where(ok, ctx_ids[np.maximum(start, 0)], -1)
+            gram = np.where(ok, gram_ids[np.maximum(start, 0)], -1)
+            prob = self._level_prob(n, ctx, gram, prob)
+        return np.log(prob)
+
+    def next_token_probs(self, context: list[int]) -> np.ndarray:
+        """(V,) p(w | context) for every id w (0 for <s>); ``context`` holds the preceding ids."""
+        words = np.arange(self.vocab, dtype=np.int64)
+        prob = np.full(self.vocab, 1.0 / self.n_uniform)
+        prob = self._level_prob(1, np.zeros(self.vocab, np.int64), lookup(self.levels[0], words), prob)
+        for n in range(2, self.order + 1):
+            h = context[len(context) - (n - 1):] if len(context) >= n - 1 else None
+            ctx = -1
+            if h is not None:
+                ctx_ids = window_ids(np.asarray(h, np.int64), self.levels, self.vocab, n - 1)
+                ctx = int(ctx_ids[0])
+            gram = lookup(self.levels[n - 1], ctx * self.vocab + words) if ctx >= 0 else np.full(self.vocab, -1)
+            prob = self._level_prob(n, np.full(self.vocab, ctx), gram, prob)
+        return np.where(words == self.bos, 0.0, prob)
+
+
+class AddKLM:
+    """``p(w | h) = (c(hw) + k) / (c(h.) + k V)`` on the full (n-1)-word context; k = 0 is the MLE
+    (zero for unseen n-grams, undefined for unseen contexts, where this returns the uniform 1/V)."""
+
+    def __init__(self, stream: np.ndarray, *, order: int, vocab_size: int, bos: int, eos: int, k: float = 1.0):
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        self.order, self.vocab, self.bos, self.k = order, vocab_size, bos, k
+        self.levels = count_ngrams(stream, order, vocab_size, bos, eos)
+        top = self.levels[-1]
+        n_ctx = 1 if order == 1 else len(self.levels[-2].keys)
+        ctx = np.zeros(len(top.keys), np.int64) if order == 1 else top.prefix
+        self.context_counts = np.bincount(ctx, weights=top.counts, minlength=n_ctx)
+        self.n_outcomes = vocab_size - 1  # every id but <s>
+
+    def token_log_probs(self, stream: np.ndarray) -> np.ndarray:
+        stream = np.asarray(stream, np.int64)
+        predicted = np.flatnonzero(stream != self.bos)
+        start = predicted - self.order + 1
+        ok = start >= 0
+        gram_ids = window_ids(stream, self.levels, self.vocab, self.order)
+        gram = np.where(ok, gram_ids[np.maximum(start, 0)], -1)
+        if self.order == 1:
+            ctx = np.zeros(len(predicted), np.int64)
+        else:
+            ctx_ids = window_ids(stream, self.levels, self.vocab, self.order - 1)
+            ctx = np.where(ok, ctx_ids[np.maximum(start, 0)], -1)
+        c_hw = np.where(gram >= 0, self.levels[-1].counts[np.maximum(gram, 0)], 0)
+        c_h = np.where(ctx >= 0, self.context_counts[np.maximum(ctx, 0)], 0)
+        denom = c_h + self.k * self.n_outcomes
+        with np.errstate(divide="ignore"):
+            return np.where(denom > 0, np.log((c_hw + self.k) / np.where(denom > 0, denom, 1.0)),
+                            -np.log(self.n_outcomes))
