@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    := $(PY) -m nlp_jax.run
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bench bench-gpt bench-attention clean
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bench bench-gpt bench-attention bench-ngram clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,13 +36,16 @@ tfidf: $(STAMP)  ## TF-IDF: Lee similarity correlation, SST-2 equality and speed
 ngram: $(STAMP)  ## Kneser-Ney n-gram LMs on Penn Treebank (orders 2-5) and an add-k baseline
 	$(RUN) experiments/ngram_ptb.py
 
-bench: bench-gpt bench-attention  ## all benchmarks
+bench: bench-gpt bench-attention bench-ngram  ## all benchmarks
 
 bench-gpt: $(STAMP)  ## GPT train step, ours vs nanoGPT (set NANOGPT_DIR to a nanoGPT checkout)
 	$(PY) benchmarks/bench_gpt.py
 
 bench-attention: $(STAMP)  ## causal attention fwd+bwd, ours vs jax.nn and torch SDPA
 	$(PY) benchmarks/bench_attention.py
+
+bench-ngram: $(STAMP)  ## Kneser-Ney on PTB, ours vs KenLM (set KENLM_BIN to KenLM's build/bin)
+	$(PY) benchmarks/bench_ngram.py
 
 clean:
 	rm -rf runs .pytest_cache
