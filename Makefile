@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    := $(PY) -m nlp_jax.run
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bench bench-gpt bench-attention bench-ngram clean
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ tfidf: $(STAMP)  ## TF-IDF: Lee similarity correlation, SST-2 equality and speed
 
 ngram: $(STAMP)  ## Kneser-Ney n-gram LMs on Penn Treebank (orders 2-5) and an add-k baseline
 	$(RUN) experiments/ngram_ptb.py
+
+lstm-small: $(STAMP)  ## Zaremba et al.'s small LSTM LM on PTB (13 epochs, ~35 min on 2 CPU cores)
+	$(RUN) experiments/lstm_ptb.py:small
+
+lstm-medium: $(STAMP)  ## Zaremba et al.'s medium LSTM LM on PTB (39 epochs; meant for a GPU)
+	$(RUN) experiments/lstm_ptb.py:medium
+
+rnn-ptb: $(STAMP)  ## the cheat sheet's tied tanh RNN LM on PTB
+	$(RUN) experiments/lstm_ptb.py:rnn
 
 bench: bench-gpt bench-attention bench-ngram  ## all benchmarks
 

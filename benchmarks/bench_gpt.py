@@ -41,7 +41,7 @@ def ours(cfg, data):
     def run(n):
         for _ in range(n):
             i = box["step"]
-            box["state"], metrics = step_fn(box["state"], source(i), jax.random.fold_in(key, i))
+            box["state"], metrics, _ = step_fn(box["state"], source(i), jax.random.fold_in(key, i))
             float(metrics["loss"])
             box["step"] += 1
 

@@ -49,3 +49,22 @@ class RandomBlocks:
         starts = rng.integers(0, len(self.data) - self.block_size, self.batch_size)
         window = self.data[starts[:, None] + self._offsets]  # (B, T+1)
         return {"inputs": window[:, :-1], "targets": window[:, 1:]}
+
+
+class SequentialBlocks:
+    """Truncated-BPTT batches (Zaremba et al.'s reader): the stream is cut into ``batch_size`` parallel
+    rows read left to right ``bptt`` tokens at a time, so each batch continues the previous one; an
+    epoch is ``(len // batch_size - 1) // bptt`` steps, and its first batch says ``reset_carry``."""
+
+    def __init__(self, stream: np.ndarray, batch_size: int, bptt: int):
+        row = len(stream) // batch_size
+        if row <= bptt:
+            raise ValueError(f"stream of {len(stream)} tokens is too short for batch {batch_size} x bptt {bptt}")
+        self.rows = np.asarray(stream[:batch_size * row], np.int32).reshape(batch_size, row)
+        self.bptt = bptt
+        self.steps_per_epoch = (row - 1) // bptt
+
+    def __call__(self, step: int) -> dict:
+        k = step % self.steps_per_epoch
+        window = self.rows[:, k * self.bptt:(k + 1) * self.bptt + 1]  # (B, bptt + 1)
+        return {"inputs": window[:, :-1], "targets": window[:, 1:], "reset_carry": k == 0}

@@ -42,3 +42,12 @@ def load_ptb() -> PTB:
         return np.fromiter((i for s in out for i in s), np.int64)
 
     return PTB(words, *(stream(splits[n]) for n in ("train", "valid", "test")))
+
+
+def lm_stream(ptb: PTB, split: str) -> tuple[np.ndarray, int]:
+    """The usual neural-LM stream: words with one end-of-sentence token per line and no ``<s>``; ids
+    above ``<s>`` shift down by one so the vocabulary is exactly the 10,000 predicted types.
+    Returns (ids, vocab_size)."""
+    stream = getattr(ptb, split)
+    stream = stream[stream != ptb.bos]
+    return np.where(stream > ptb.bos, stream - 1, stream), len(ptb.words) - 1

@@ -67,3 +67,26 @@ def perplexity(model: nnx.Module, tokens, *, context: int, stride: int | None = 
     nll = token_nlls(model, tokens, context=context, stride=stride, batch_size=batch_size)
     loss = float(nll.mean())
     return {"loss": loss, "ppl": float(np.exp(loss)), "tokens": int(nll.size)}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _carried_nll(graphdef, state, inputs, targets, carry):
+    model = nnx.merge(graphdef, state)
+    logits, aux = model(inputs, carry=carry)
+    return ops.cross_entropy(logits, targets, reduction="sum"), aux["carry"]
+
+
+def recurrent_perplexity(model: nnx.Module, tokens, *, bptt: int = 35) -> dict[str, float]:
+    """Perplexity of a recurrent LM over a whole stream read once, left to right, batch 1, with the
+    hidden state carried across windows (each token predicted with its entire history). The model is
+    called as ``model(inputs, carry=...) -> (logits, {'carry': ...})`` and has ``init_carry(batch)``."""
+    tokens = np.asarray(tokens, np.int32)
+    graphdef, state = nnx.split(model)
+    carry, total = model.init_carry(1), 0.0
+    for start in range(0, len(tokens) - 1, bptt):
+        end = min(start + bptt, len(tokens) - 1)
+        x, y = tokens[None, start:end], tokens[None, start + 1:end + 1]
+        nll, carry = _carried_nll(graphdef, state, jnp.asarray(x), jnp.asarray(y), carry)
+        total += float(nll)
+    loss = total / (len(tokens) - 1)
+    return {"loss": loss, "ppl": float(np.exp(loss)), "tokens": len(tokens) - 1}

@@ -40,27 +40,32 @@ class Tfidf:
         self.vocabulary: Vocabulary | None = None
         self.idf: np.ndarray | None = None
 
-    def _drop_stop_words(self, doc_ids, ids, words):
-        if not self.config.stop_words:
-            return doc_ids, ids
-        stop = set(self.config.stop_words)
-        is_stop = np.array([w in stop for w in words] + [False])  # index -1 (unknown) -> False
-        keep = ~is_stop[ids]
-        return doc_ids[keep], ids[keep]
+    def _indexed(self, docs: list[str], index: dict | None):
+        """(doc_ids, word ids, words) of every token, stop words removed."""
+        cfg = self.config
+        doc_ids, ids, words = index_corpus(docs, index=index, pattern=cfg.pattern, lowercase=cfg.lowercase)
+        if cfg.stop_words:
+            stop = set(cfg.stop_words)
+            is_stop = np.array([w in stop for w in words] + [False])  # index -1 (unknown) -> False
+            keep = ~is_stop[ids]
+            doc_ids, ids = doc_ids[keep], ids[keep]
+        return doc_ids, ids, words
+
+    def _weights(self, docs: list[str], doc_ids: np.ndarray, ids: np.ndarray) -> CSR:
+        known = ids >= 0
+        counts = bag_of_words(doc_ids[known], ids[known], len(docs), len(self.vocabulary))
+        tf_mode, idf_mode, norm = _MODES[self.config.mode]
+        if self.idf is None:  # fitting
+            self.idf = idf(document_frequency(counts), len(docs), mode=idf_mode)
+        return tfidf(counts, self.idf, tf=tf_mode, normalize=norm)
 
     def fit_transform(self, docs: Sequence[str]) -> CSR:
         docs = list(docs)
-        cfg = self.config
-        doc_ids, ids, words = index_corpus(docs, pattern=cfg.pattern, lowercase=cfg.lowercase)
-        doc_ids, ids = self._drop_stop_words(doc_ids, ids, words)
+        doc_ids, ids, words = self._indexed(docs, None)
         counts_per_word = np.bincount(ids, minlength=len(words))
-        self.vocabulary, remap = Vocabulary.from_counts(words, counts_per_word, min_count=cfg.min_count)
-        ids = remap[ids]
-        known = ids >= 0
-        counts = bag_of_words(doc_ids[known], ids[known], len(docs), len(self.vocabulary))
-        tf_mode, idf_mode, norm = _MODES[cfg.mode]
-        self.idf = idf(document_frequency(counts), len(docs), mode=idf_mode)
-        return tfidf(counts, self.idf, tf=tf_mode, normalize=norm)
+        self.vocabulary, remap = Vocabulary.from_counts(words, counts_per_word, min_count=self.config.min_count)
+        self.idf = None
+        return self._weights(docs, doc_ids, remap[ids])
 
     def fit(self, docs: Iterable[str]) -> "Tfidf":
         self.fit_transform(list(docs))
@@ -70,11 +75,5 @@ class Tfidf:
         if self.vocabulary is None:
             raise RuntimeError("call fit() or fit_transform() before transform()")
         docs = list(docs)
-        cfg = self.config
-        doc_ids, ids, words = index_corpus(docs, index=self.vocabulary.index, pattern=cfg.pattern,
-                                           lowercase=cfg.lowercase)
-        doc_ids, ids = self._drop_stop_words(doc_ids, ids, words)
-        known = ids >= 0
-        counts = bag_of_words(doc_ids[known], ids[known], len(docs), len(self.vocabulary))
-        tf_mode, _, norm = _MODES[cfg.mode]
-        return tfidf(counts, self.idf, tf=tf_mode, normalize=norm)
+        doc_ids, ids, _ = self._indexed(docs, self.vocabulary.index)
+        return self._weights(docs, doc_ids, ids)

@@ -21,29 +21,37 @@ class Checkpointer:
         self.last = _manager(self.directory / "last", max(keep_last, 1))
         self.best = _manager(self.directory / "best", 1)
 
-    def save(self, state: nnx.State, meta: dict, *, best: bool = False) -> None:
-        """Save ``state`` and ``meta`` at ``meta['step']``; ``best=True`` writes the best slot instead."""
+    def save(self, state: nnx.State, meta: dict, *, carry=None, best: bool = False) -> None:
+        """Save ``state``, ``meta`` and the recurrent ``carry`` (a pytree of arrays, if any) at
+        ``meta['step']``; ``best=True`` writes the best slot instead."""
         manager = self.best if best else self.last
-        args = ocp.args.Composite(state=ocp.args.StandardSave(nnx.to_pure_dict(state)),
-                                  meta=ocp.args.JsonSave(meta))
+        items = {"state": ocp.args.StandardSave(nnx.to_pure_dict(state)), "meta": ocp.args.JsonSave(meta)}
+        if carry is not None:
+            items["carry"] = ocp.args.StandardSave(carry)
+        args = ocp.args.Composite(**items)
         manager.save(meta["step"], args=args, force=True)
         manager.wait_until_finished()
 
     def latest_step(self) -> int | None:
         return self.last.latest_step()
 
-    def restore(self, abstract_state: nnx.State, *, best: bool = False) -> tuple[nnx.State, dict]:
-        """Restore onto the structure of ``abstract_state`` (e.g. from ``nnx.eval_shape``)."""
+    def restore(self, abstract_state: nnx.State, *, carry=None, best: bool = False):
+        """Restore onto the structure of ``abstract_state`` (e.g. from ``nnx.eval_shape``); returns
+        ``(state, meta)``, or ``(state, meta, carry)`` when a ``carry`` template is given."""
         manager = self.best if best else self.last
         step = manager.latest_step()
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory / ('best' if best else 'last')}")
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(abstract_state))
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        items = {"state": ocp.args.StandardRestore(target), "meta": ocp.args.JsonRestore()}
+        if carry is not None:
+            items["carry"] = ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, carry))
+        restored = manager.restore(step, args=ocp.args.Composite(**items))
         state = jax.tree.map(lambda x: x, abstract_state)  # a copy whose leaves we replace
         nnx.replace_by_pure_dict(state, restored["state"])
-        return state, restored["meta"]
+        if carry is None:
+            return state, restored["meta"]
+        return state, restored["meta"], restored["carry"]
 
     def close(self) -> None:
         self.last.close()

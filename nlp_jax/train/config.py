@@ -15,11 +15,15 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OptimConfig:
+    name: str = "adamw"  # 'adamw' or 'sgd' (plain SGD, as Zaremba et al. 2014)
     lr: float = 1e-3  # peak learning rate
     min_lr: float = 1e-4  # final learning rate of the cosine decay
     warmup_steps: int = 100  # linear warmup from 0 to lr
     decay_steps: int | None = None  # cosine decay length (warmup included); None = train.steps
-    schedule: str = "cosine"  # 'cosine' (warmup + cosine) or 'constant' (warmup then flat)
+    schedule: str = "cosine"  # 'cosine' (warmup + cosine), 'constant' (warmup then flat), or 'epoch_decay'
+    steps_per_epoch: int = 0  # 'epoch_decay': steps in one epoch
+    decay_start_epoch: int = 4  # 'epoch_decay': lr is constant for this many epochs, then decays
+    decay_rate: float = 0.5  # 'epoch_decay': lr factor per epoch after the start
     beta1: float = 0.9  # AdamW first-moment decay
     beta2: float = 0.99  # AdamW second-moment decay
     eps: float = 1e-8  # AdamW epsilon

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
@@ -38,17 +39,19 @@ class TrainingDiverged(RuntimeError):
 
 
 def make_train_step(graphdef: nnx.GraphDef, treedef, loss_fn: LossFn, schedule: optax.Schedule):
-    """A jitted ``(leaves, batch, key) -> (leaves, metrics)`` over the flat leaves of the split
+    """A jitted ``(leaves, batch, key) -> (leaves, metrics, carry)`` over the flat leaves of the split
     (model, optimizer) state (``treedef = jax.tree.structure(state)``). Passing plain arrays rather than
-    NNX Variables keeps the per-step host work to the C++ pytree fast path; the leaves are donated."""
+    NNX Variables keeps the per-step host work to the C++ pytree fast path; the leaves are donated.
+    ``carry`` is ``aux['carry']`` of the loss (None for objectives without recurrent state)."""
 
     def train_step(leaves, batch, key):
         model, opt = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-        lr = schedule(opt.step[...])
+        lr = schedule(opt.step[...].astype(jnp.int32))  # uint32 would wrap in schedules that subtract
         (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch, key)
         opt.update(model, grads)
+        carry = aux.pop("carry", None)  # recurrent state handed to the next step (truncated BPTT)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr, **aux}
-        return jax.tree.leaves(nnx.state((model, opt))), metrics
+        return jax.tree.leaves(nnx.state((model, opt))), metrics, carry
 
     return jax.jit(train_step, donate_argnums=0)
 
@@ -89,15 +92,25 @@ def _stop_on_signals():
 
 def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, train_cfg: TrainConfig,
           optim_cfg: OptimConfig, workdir: str | Path, eval_fn: Callable[[nnx.Module], dict] | None = None,
-          best_metric: str = "val_loss", config: Any = None) -> tuple[nnx.Module, RunResult]:
-    """Train ``model`` in place of its parameters; returns the trained model and a :class:`RunResult`."""
+          best_metric: str = "val_loss", config: Any = None,
+          init_carry: Callable[[], Any] | None = None) -> tuple[nnx.Module, RunResult]:
+    """Train ``model`` in place of its parameters; returns the trained model and a :class:`RunResult`.
+
+    Recurrent objectives (truncated BPTT) pass ``init_carry() -> pytree``: the loop hands
+    ``batch['carry']`` to the loss, keeps the ``aux['carry']`` it returns for the next step, resets it
+    where the source's batch says ``reset_carry: True``, and checkpoints it with the state.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     graphdef, state, schedule = init_train_state(model, optim_cfg, train_cfg.steps)
+    carry = init_carry() if init_carry is not None else None
     ckpt = Checkpointer(workdir / "checkpoints", train_cfg.keep_last)
     start, best = 0, math.inf
     if train_cfg.resume and ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(state)
+        if init_carry is not None:
+            state, meta, carry = ckpt.restore(state, carry=init_carry())
+        else:
+            state, meta = ckpt.restore(state)
         start, best = meta["data_position"], meta["best"]
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None)
     if config is not None:
@@ -123,7 +136,7 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
         log.write(record)
         if record.get(best_metric, math.inf) < result.best:
             result.best = record[best_metric]
-            ckpt.save(current_state(), meta(step), best=True)
+            ckpt.save(current_state(), meta(step), carry=carry, best=True)
         return record
 
     if start >= train_cfg.steps:
@@ -134,7 +147,9 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
     with _stop_on_signals() as flag:
         for step in range(start, train_cfg.steps):
             batch = source(step)
-            leaves, metrics = step_fn(leaves, batch, jax.random.fold_in(base_key, step))
+            if init_carry is not None:
+                batch = {**batch, "carry": init_carry() if batch.pop("reset_carry", False) else carry}
+            leaves, metrics, carry = step_fn(leaves, batch, jax.random.fold_in(base_key, step))
             loss = float(metrics["loss"])
             if not math.isfinite(loss):
                 log.write({"step": step + 1, "loss": loss})
@@ -164,7 +179,7 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
                 if bar:
                     bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "step"))
             if last or flag["stop"] or (train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0):
-                ckpt.save(current_state(), meta(done))
+                ckpt.save(current_state(), meta(done), carry=carry)
             if flag["stop"]:
                 result.status = "interrupted"
                 break

@@ -78,7 +78,7 @@ def test_training_trajectory_matches_torch_adamw(hf_dir):
     for k in range(steps):
         tokens = rng.integers(0, 101, size=(4, 17))
         batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
-        state, metrics = step_fn(state, batch, jax.random.key(0))
+        state, metrics, _ = step_fn(state, batch, jax.random.key(0))
         for g in torch_opt.param_groups:
             g["lr"] = float(lr_at(k))
         out = hf_model(torch.tensor(batch["inputs"]), labels=None)

@@ -111,3 +111,13 @@ def test_schedule_warmup_cosine_matches_nanogpt():
     np.testing.assert_allclose([float(sched(k)) for k in steps], [nanogpt_lr(k) for k in steps], rtol=1e-5)
     const = learning_rate_schedule(dataclasses.replace(OptimConfig(), schedule="constant", warmup_steps=9), 100)
     np.testing.assert_allclose([float(const(4)), float(const(50))], [5e-4, 1e-3], rtol=1e-6)
+
+
+def test_epoch_decay_schedule_is_zarembas():
+    cfg = OptimConfig(name="sgd", lr=1.0, schedule="epoch_decay", steps_per_epoch=10, decay_start_epoch=4,
+                      decay_rate=0.5)
+    sched = learning_rate_schedule(cfg, 130)
+    for epoch in range(13):
+        expected = 1.0 * 0.5 ** max(epoch + 1 - 4, 0)
+        for step in (epoch * 10, epoch * 10 + 9):
+            np.testing.assert_allclose(float(sched(step)), expected, rtol=1e-6, err_msg=f"epoch {epoch}")

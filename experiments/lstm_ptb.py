@@ -1,0 +1,97 @@
+"""Recurrent language models on Penn Treebank: Zaremba et al. (2014) LSTMs and the cheat sheet's RNN.
+
+Launch:  python -m nlp_jax.run experiments/lstm_ptb.py:small     (or: make lstm-small)
+         python -m nlp_jax.run experiments/lstm_ptb.py:medium    (39 epochs: meant for a GPU)
+
+- ``small``: 2 layers x 200 LSTM units, BPTT 35, batch 20, SGD lr 1 (halved every epoch after the 4th),
+  gradient-norm clip 5, init U(-0.1, 0.1), no dropout, 13 epochs. Paper: test perplexity 114.5
+  (TensorFlow's reproduction 115.9); target <= 116.
+- ``medium``: 650 units, dropout 0.5, init 0.05, 39 epochs, lr decay 0.8 after epoch 6. Paper: 82.7.
+- ``rnn``: the cheat sheet's tanh RNN with its output layer tied to the embedding, 200 units, 1 layer.
+- ``smoke``: a few steps of a tiny model, for the test suite.
+
+Evaluation reads valid and test once, left to right, batch 1, carrying the state (every word predicted
+from its whole history). Measured results: README.md, section "Results".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from flax import nnx
+
+from nlp_jax.data.corpus import SequentialBlocks
+from nlp_jax.data.ptb import lm_stream, load_ptb
+from nlp_jax.eval.perplexity import recurrent_perplexity
+from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
+from nlp_jax.train.config import OptimConfig, TrainConfig
+from nlp_jax.train.loop import train
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    model: RNNLMConfig
+    optim: OptimConfig
+    train: TrainConfig
+    epochs: int = 13  # passes over the training stream
+    batch_size: int = 20  # parallel streams
+    bptt: int = 35  # truncated-BPTT window
+    eval_tokens: int = 0  # 0: whole valid/test splits; else only their first tokens (smoke)
+    workdir: str = "runs/lstm_ptb"  # run directory
+
+
+def _sgd(lr_decay: float, start: int) -> OptimConfig:
+    return OptimConfig(name="sgd", lr=1.0, schedule="epoch_decay", decay_rate=lr_decay, decay_start_epoch=start,
+                       grad_clip=5.0, weight_decay=0.0)
+
+
+def get_config(arg: str | None = "small") -> Config:
+    arg = arg or "small"
+    log = TrainConfig(steps=0, log_every=100, eval_every=0, ckpt_every=2000)
+    if arg == "small":
+        return Config(model=RNNLMConfig(hidden=200, layers=2), optim=_sgd(0.5, 4), train=log,
+                      workdir="runs/lstm_ptb_small")
+    if arg == "medium":
+        return Config(model=RNNLMConfig(hidden=650, layers=2, dropout=0.5, init_scale=0.05), optim=_sgd(0.8, 6),
+                      train=log, epochs=39, workdir="runs/lstm_ptb_medium")
+    if arg == "rnn":
+        return Config(model=RNNLMConfig(cell="rnn", hidden=200, layers=1), optim=_sgd(0.5, 4), train=log,
+                      workdir="runs/rnn_ptb")
+    if arg == "smoke":
+        return Config(model=RNNLMConfig(hidden=16, layers=2), optim=_sgd(0.5, 1),
+                      train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False),
+                      epochs=1, bptt=8, batch_size=4, eval_tokens=200, workdir="runs/lstm_ptb_smoke")
+    raise ValueError(f"unknown config {arg!r}; choose small, medium, rnn or smoke")
+
+
+def run(cfg: Config) -> dict:
+    ptb = load_ptb()
+    train_ids, vocab = lm_stream(ptb, "train")
+    source = SequentialBlocks(train_ids, cfg.batch_size, cfg.bptt)
+    steps = cfg.train.steps or cfg.epochs * source.steps_per_epoch
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=vocab),
+                              optim=dataclasses.replace(cfg.optim, steps_per_epoch=source.steps_per_epoch),
+                              train=dataclasses.replace(cfg.train, steps=steps))
+    model = RNNLM(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
+    print(f"{steps} steps ({cfg.epochs} epochs of {source.steps_per_epoch}), vocabulary {vocab}")
+
+    def evaluate(m, split):
+        ids = lm_stream(ptb, split)[0]
+        return recurrent_perplexity(m, ids[:cfg.eval_tokens] if cfg.eval_tokens else ids, bptt=cfg.bptt)
+
+    def eval_fn(m):
+        return {"val_loss": evaluate(m, "valid")["loss"]}
+
+    t0 = time.perf_counter()
+    model, result = train(model, bptt_loss, source, train_cfg=cfg.train, optim_cfg=cfg.optim, workdir=cfg.workdir,
+                          eval_fn=eval_fn, config=cfg, init_carry=lambda: model.init_carry(cfg.batch_size))
+    wall = time.perf_counter() - t0
+    summary = {"status": result.status, "steps": result.step, "train_seconds": round(wall, 1),
+               "tokens_per_second": round(result.tokens_per_second),
+               "valid_ppl": evaluate(model, "valid")["ppl"], "test_ppl": evaluate(model, "test")["ppl"]}
+    Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return summary
