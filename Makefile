@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    := $(PY) -m nlp_jax.run
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram clean
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram bench-rnn clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,7 @@ lstm-medium: $(STAMP)  ## Zaremba et al.'s medium LSTM LM on PTB (39 epochs; mea
 rnn-ptb: $(STAMP)  ## the cheat sheet's tied tanh RNN LM on PTB
 	$(RUN) experiments/lstm_ptb.py:rnn
 
-bench: bench-gpt bench-attention bench-ngram  ## all benchmarks
+bench: bench-gpt bench-attention bench-ngram bench-rnn  ## all benchmarks
 
 bench-gpt: $(STAMP)  ## GPT train step, ours vs nanoGPT (set NANOGPT_DIR to a nanoGPT checkout)
 	$(PY) benchmarks/bench_gpt.py
@@ -55,6 +55,9 @@ bench-attention: $(STAMP)  ## causal attention fwd+bwd, ours vs jax.nn and torch
 
 bench-ngram: $(STAMP)  ## Kneser-Ney on PTB, ours vs KenLM (set KENLM_BIN to KenLM's build/bin)
 	$(PY) benchmarks/bench_ngram.py
+
+bench-rnn: $(STAMP)  ## LSTM LM train step (small, medium), ours vs torch.nn.LSTM
+	$(PY) benchmarks/bench_rnn.py
 
 clean:
 	rm -rf runs .pytest_cache
