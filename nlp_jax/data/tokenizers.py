@@ -70,9 +70,9 @@ class GPT2Tokenizer:
         return self._enc.n_vocab
 
     def encode(self, text: str, *, allow_special: bool = False) -> np.ndarray:
-        allowed = {ENDOFTEXT} if allow_special else set()
-        return np.asarray(self._enc.encode_ordinary(text) if not allow_special
-                          else self._enc.encode(text, allowed_special=allowed), np.int32)
+        """Token ids; ``allow_special`` maps the text ``<|endoftext|>`` to id 50256 instead of BPE pieces."""
+        ids = self._enc.encode(text, allowed_special={ENDOFTEXT}) if allow_special else self._enc.encode_ordinary(text)
+        return np.asarray(ids, np.int32)
 
     def decode(self, ids) -> str:
         return self._enc.decode([int(i) for i in np.asarray(ids).ravel()])

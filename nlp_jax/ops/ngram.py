@@ -40,10 +40,10 @@ def window_ids(stream: np.ndarray, levels: list[Level], vocab: int, n: int) -> n
 
 def lookup(level: Level, keys: np.ndarray) -> np.ndarray:
     """Positions of ``keys`` in the level's sorted key array, -1 where absent."""
-    pos = np.searchsorted(level.keys, keys)
-    pos = np.minimum(pos, max(len(level.keys) - 1, 0))
-    found = (len(level.keys) > 0) & (level.keys[pos] == keys) if len(level.keys) else np.zeros(len(keys), bool)
-    return np.where(found, pos, -1)
+    if len(level.keys) == 0:
+        return np.full(len(keys), -1, np.int64)
+    pos = np.minimum(np.searchsorted(level.keys, keys), len(level.keys) - 1)
+    return np.where(level.keys[pos] == keys, pos, -1)
 
 
 def count_ngrams(stream: np.ndarray, order: int, vocab: int, bos: int, eos: int) -> list[Level]:
