@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    := $(PY) -m nlp_jax.run
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram bench-rnn clean
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram bench-rnn clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ lstm-medium: $(STAMP)  ## Zaremba et al.'s medium LSTM LM on PTB (39 epochs; mea
 
 rnn-ptb: $(STAMP)  ## the cheat sheet's tied tanh RNN LM on PTB
 	$(RUN) experiments/lstm_ptb.py:rnn
+
+bilstm-sst2: $(STAMP)  ## bidirectional LSTM sentiment classifier on SST-2 (dev accuracy)
+	$(RUN) experiments/bilstm_sst2.py
 
 bench: bench-gpt bench-attention bench-ngram bench-rnn  ## all benchmarks
 

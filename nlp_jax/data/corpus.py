@@ -68,3 +68,23 @@ class SequentialBlocks:
         k = step % self.steps_per_epoch
         window = self.rows[:, k * self.bptt:(k + 1) * self.bptt + 1]  # (B, bptt + 1)
         return {"inputs": window[:, :-1], "targets": window[:, 1:], "reset_carry": k == 0}
+
+
+class ShuffledBatches:
+    """Minibatches of examples without replacement: epoch e visits a permutation seeded by (seed, e);
+    the last incomplete batch of an epoch is dropped, so every batch has the same shape."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int = 0):
+        sizes = {len(a) for a in arrays.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"arrays have different lengths: { {k: len(a) for k, a in arrays.items()} }")
+        self.arrays, self.batch_size, self.seed = arrays, batch_size, seed
+        self.steps_per_epoch = sizes.pop() // batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"fewer examples than batch_size={batch_size}")
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        epoch, k = divmod(step, self.steps_per_epoch)
+        n = len(next(iter(self.arrays.values())))
+        idx = np.random.default_rng([self.seed, epoch]).permutation(n)[k * self.batch_size:(k + 1) * self.batch_size]
+        return {name: a[idx] for name, a in self.arrays.items()}

@@ -1,0 +1,66 @@
+"""A bidirectional LSTM sentence classifier: h = h^f_(last word) (+) h^b_(first word), then a linear layer.
+
+A bidirectional model sees the whole sentence in both directions, so it suits tagging and
+classification (it cannot be a left-to-right language model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nlp_jax import ops
+from nlp_jax.ops import recurrent as R
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BiLSTMConfig:
+    vocab_size: int = 20_000  # token ids (0 = padding)
+    embed: int = 128  # embedding width
+    hidden: int = 128  # LSTM units per direction
+    classes: int = 2  # output classes
+    dropout: float = 0.3  # on the embeddings and the sentence vector
+    init_scale: float = 0.1  # LSTM and embedding init U(-s, s)
+
+
+class _Direction(nnx.Module):
+    def __init__(self, d_in: int, hidden: int, scale: float, rngs: nnx.Rngs):
+        u = lambda shape: nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -scale, scale))  # noqa: E731
+        for g in R.GATES:
+            setattr(self, f"U_{g}", u((hidden, hidden)))
+            setattr(self, f"W_{g}", u((d_in, hidden)))
+            setattr(self, f"b_{g}", nnx.Param(jnp.full((hidden,), 1.0 if g == "f" else 0.0)))  # forget bias 1
+
+    def params(self) -> dict:
+        return {f"{m}_{g}": getattr(self, f"{m}_{g}")[...] for g in R.GATES for m in "UWb"}
+
+
+class BiLSTMClassifier(nnx.Module):
+    def __init__(self, cfg: BiLSTMConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        s = cfg.init_scale
+        self.embedding = nnx.Param(jax.random.uniform(rngs.params(), (cfg.vocab_size, cfg.embed), jnp.float32, -s, s))
+        self.forward_lstm = _Direction(cfg.embed, cfg.hidden, s, rngs)
+        self.backward_lstm = _Direction(cfg.embed, cfg.hidden, s, rngs)
+        self.out = nnx.Linear(2 * cfg.hidden, cfg.classes, rngs=rngs)
+
+    def __call__(self, tokens: Array, lengths: Array, *, key: Array | None = None) -> tuple[Array, dict]:
+        """tokens (B, T) padded, lengths (B,) -> logits (B, classes)."""
+        k_emb, k_out = (None, None) if key is None else jax.random.split(key)
+        x = ops.dropout(self.embedding[...][tokens], self.config.dropout, k_emb)  # (B, T, E)
+        run = lambda p, xs, n: R.lstm_layer(p, xs, lengths=n)  # noqa: E731
+        _, ((h_f, _), (h_b, _)) = R.bidirectional(run, self.forward_lstm.params(), self.backward_lstm.params(),
+                                                  x, lengths)
+        sentence = ops.dropout(jnp.concatenate([h_f, h_b], -1), self.config.dropout, k_out)  # (B, 2H)
+        return self.out(sentence), {"sentence": sentence}
+
+
+def classification_loss(model: BiLSTMClassifier, batch: dict, key: Array | None) -> tuple[Array, dict]:
+    logits, _ = model(batch["tokens"], batch["lengths"], key=key)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
+    return ops.cross_entropy(logits, batch["labels"]), {"accuracy": accuracy}
