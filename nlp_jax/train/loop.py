@@ -196,7 +196,8 @@ def train(model: nnx.Module, loss_fn: LossFn, source: Callable[[int], dict], *, 
 
 
 def _count_tokens(batch: dict) -> int:
-    x = batch.get("inputs")
+    """Tokens in a batch: the size of its 'inputs' (language models) or 'tokens' (classifiers)."""
+    x = batch.get("inputs", batch.get("tokens"))
     return int(x.size) if x is not None else 0
 
 
