@@ -6,6 +6,7 @@ import numpy as np
 from jax.test_util import check_grads
 
 from nlp_jax import ops
+from nlp_jax.ops.activations import gelu as activations_gelu
 
 X = np.linspace(-8, 8, 4001)
 
@@ -23,6 +24,10 @@ def test_exact_gelu_derivative_matches_jax_and_finite_differences():
     np.testing.assert_allclose(ours, theirs, atol=2e-6)
     with jax.enable_x64(True):
         check_grads(ops.gelu, (jnp.asarray(X[::40], jnp.float64),), order=2, modes=["rev"])
+
+
+def test_ops_exports_the_activations_module():
+    assert ops.gelu is activations_gelu
 
 
 def test_tanh_gelu_is_gpt2_form():

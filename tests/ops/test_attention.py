@@ -172,3 +172,12 @@ def test_dispatch_uses_the_cpu_kernel_only_where_it_applies():
     q, k, v = qkv(t=4, s=6)
     with pytest.raises(ValueError, match="causal self-attention only"):
         ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="cpu")
+
+
+def test_attention_cpu_kernel_across_a_block_boundary():
+    from nlp_jax.ops.attention_cpu import BLOCK, causal_attention_cpu
+
+    q, k, v = qkv(b=1, t=BLOCK + 3, s=BLOCK + 3, h=1, d=4, seed=9)
+    np.testing.assert_allclose(causal_attention_cpu(q, k, v),
+                               ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="reference"),
+                               atol=2e-6)
