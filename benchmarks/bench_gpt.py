@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import jax
 import numpy as np
 from flax import nnx
 
-from common import print_table
+from common import interleaved_seconds_per_step, print_table
 from nlp_jax.data.corpus import RandomBlocks, load_char_corpus
 from nlp_jax.models.gpt2 import GPT2, lm_loss
 from nlp_jax.run import load_experiment
@@ -95,16 +93,9 @@ def main() -> None:
         print(f"nanoGPT from {nano_dir}, torch threads {threads}")
     else:
         print("NANOGPT_DIR is not set: timing ours only (clone https://github.com/karpathy/nanoGPT to compare)")
-    for run in runners.values():
-        run(5)  # warm-up: compilation, allocator
-    times = {name: [] for name in runners}
-    for _ in range(args.rounds):
-        for name, run in runners.items():
-            t0 = time.perf_counter()
-            run(args.steps)
-            times[name].append((time.perf_counter() - t0) / args.steps)
+    seconds = interleaved_seconds_per_step(runners, rounds=args.rounds, steps=args.steps, warmup=5)
     tokens = cfg.data.batch_size * cfg.model.block_size
-    ms = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    ms = {name: t * 1e3 for name, t in seconds.items()}
     rows = [[name, f"{ms[name]:.1f}", f"{tokens / ms[name] * 1e3:,.0f}",
              f"{ms['nanoGPT'] / ms[name]:.2f}x" if "nanoGPT" in ms else "-"] for name in runners]
     print_table(f"GPT train step, shakespeare_char '{args.config}' config ({tokens} tokens/step), median of "

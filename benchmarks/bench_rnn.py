@@ -10,14 +10,12 @@ backward, clip 5, SGD). Rounds are interleaved (ours, torch, ours, ...); tokens/
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import numpy as np
 from flax import nnx
 
-from common import print_table
+from common import interleaved_seconds_per_step, print_table
 from nlp_jax.data.corpus import SequentialBlocks
 from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
 from nlp_jax.train.config import OptimConfig
@@ -86,17 +84,11 @@ def main() -> None:
         runners = {"nlp_jax": ours(SIZES[name], data)}
         try:
             runners["torch"], threads = torch_lstm(SIZES[name], data)
+            print(f"{name}: torch threads {threads}")
         except ImportError:
             print("torch is not installed: timing ours only")
-        for run in runners.values():
-            run(3)
-        times = {k: [] for k in runners}
-        for _ in range(args.rounds):
-            for k, run in runners.items():
-                t0 = time.perf_counter()
-                run(args.steps)
-                times[k].append((time.perf_counter() - t0) / args.steps)
-        tok = {k: BATCH * BPTT / statistics.median(v) for k, v in times.items()}
+        seconds = interleaved_seconds_per_step(runners, rounds=args.rounds, steps=args.steps)
+        tok = {k: BATCH * BPTT / t for k, t in seconds.items()}
         rows.append([name, f"{tok['nlp_jax']:,.0f}", f"{tok['torch']:,.0f}" if "torch" in tok else "-",
                      f"{tok['nlp_jax'] / tok['torch']:.2f}x" if "torch" in tok else "-"])
     print_table(f"LSTM LM train step, batch {BATCH} x BPTT {BPTT}, vocab {VOCAB}, median of {args.rounds} rounds",

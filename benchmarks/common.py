@@ -21,6 +21,20 @@ def median_time(fn, *, warmup: int = 2, repeats: int = 10, sync=lambda out: out)
     return statistics.median(times)
 
 
+def interleaved_seconds_per_step(runners: dict, *, rounds: int, steps: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds per step of each ``runner(n_steps)``, timed in interleaved rounds (a, b, a, b, ...)
+    so that drift in the machine's speed hits every runner alike."""
+    for run in runners.values():
+        run(warmup)  # compilation, allocator
+    times = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            run(steps)
+            times[name].append((time.perf_counter() - t0) / steps)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def machine() -> str:
     import os
 
