@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nlp_jax import ops
+from nlp_jax.nn.recurrent import RecurrentParams
 from nlp_jax.ops import recurrent as R
 
 Array = jax.Array
@@ -28,25 +29,13 @@ class BiLSTMConfig:
     init_scale: float = 0.1  # LSTM and embedding init U(-s, s)
 
 
-class _Direction(nnx.Module):
-    def __init__(self, d_in: int, hidden: int, scale: float, rngs: nnx.Rngs):
-        u = lambda shape: nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -scale, scale))  # noqa: E731
-        for g in R.GATES:
-            setattr(self, f"U_{g}", u((hidden, hidden)))
-            setattr(self, f"W_{g}", u((d_in, hidden)))
-            setattr(self, f"b_{g}", nnx.Param(jnp.full((hidden,), 1.0 if g == "f" else 0.0)))  # forget bias 1
-
-    def params(self) -> dict:
-        return {f"{m}_{g}": getattr(self, f"{m}_{g}")[...] for g in R.GATES for m in "UWb"}
-
-
 class BiLSTMClassifier(nnx.Module):
     def __init__(self, cfg: BiLSTMConfig, *, rngs: nnx.Rngs):
         self.config = cfg
         s = cfg.init_scale
         self.embedding = nnx.Param(jax.random.uniform(rngs.params(), (cfg.vocab_size, cfg.embed), jnp.float32, -s, s))
-        self.forward_lstm = _Direction(cfg.embed, cfg.hidden, s, rngs)
-        self.backward_lstm = _Direction(cfg.embed, cfg.hidden, s, rngs)
+        direction = lambda: RecurrentParams("lstm", cfg.embed, cfg.hidden, scale=s, rngs=rngs, forget_bias=1.0)  # noqa: E731
+        self.forward_lstm, self.backward_lstm = direction(), direction()
         self.out = nnx.Linear(2 * cfg.hidden, cfg.classes, rngs=rngs)
 
     def __call__(self, tokens: Array, lengths: Array, *, key: Array | None = None) -> tuple[Array, dict]:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nlp_jax import ops
+from nlp_jax.nn.recurrent import RecurrentParams
 from nlp_jax.ops import recurrent as R
 
 Array = jax.Array
@@ -37,27 +38,13 @@ class RNNLMConfig:
         return cls(**{**dict(vocab_size=23, hidden=8, layers=2), **kw})
 
 
-class RecurrentLayer(nnx.Module):
-    """One layer's parameters, named as the gate equations name them (U_f, W_f, b_f, ...)."""
-
-    def __init__(self, cfg: RNNLMConfig, rngs: nnx.Rngs):
-        names = [f"{m}_{g}" for g in R.GATES for m in "UWb"] if cfg.cell == "lstm" else ["U", "W", "b"]
-        h, s = cfg.hidden, cfg.init_scale
-        for name in names:
-            shape = (h,) if name.startswith("b") else (h, h)
-            setattr(self, name, nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -s, s)))
-        self.names = tuple(names)
-
-    def params(self) -> dict:
-        return {n: getattr(self, n)[...] for n in self.names}
-
-
 class RNNLM(nnx.Module):
     def __init__(self, cfg: RNNLMConfig, *, rngs: nnx.Rngs):
         self.config = cfg
         s = cfg.init_scale
         self.embedding = nnx.Param(jax.random.uniform(rngs.params(), (cfg.vocab_size, cfg.hidden), jnp.float32, -s, s))
-        self.layers = nnx.List([RecurrentLayer(cfg, rngs) for _ in range(cfg.layers)])
+        self.layers = nnx.List([RecurrentParams(cfg.cell, cfg.hidden, cfg.hidden, scale=s, rngs=rngs)
+                                for _ in range(cfg.layers)])
         if cfg.cell == "lstm":  # Zaremba et al.: a separate softmax layer
             self.out_w = nnx.Param(jax.random.uniform(rngs.params(), (cfg.hidden, cfg.vocab_size), jnp.float32, -s, s))
             self.out_b = nnx.Param(jax.random.uniform(rngs.params(), (cfg.vocab_size,), jnp.float32, -s, s))
