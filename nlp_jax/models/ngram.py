@@ -30,6 +30,14 @@ class _Order:
     gamma: np.ndarray  # per context id: backoff mass
 
 
+def _ending_at(stream: np.ndarray, levels: list[Level], vocab: int, positions: np.ndarray, n: int) -> np.ndarray:
+    """Id at order n of the n-gram that ends at each of ``positions`` (-1 if unseen or it would start
+    before the stream)."""
+    start = positions - n + 1
+    ids = window_ids(stream, levels, vocab, n)
+    return np.where(start >= 0, ids[np.maximum(start, 0)], -1)
+
+
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback values
 
 
@@ -88,12 +96,8 @@ class KneserNeyLM:
         zeros = np.zeros(len(predicted), np.int64)
         prob = self._level_prob(1, zeros, lookup(self.levels[0], stream[predicted]), prob)
         for n in range(2, self.order + 1):
-            start = predicted - n + 1
-            ok = start >= 0
-            ctx_ids = window_ids(stream, self.levels, self.vocab, n - 1)
-            gram_ids = window_ids(stream, self.levels, self.vocab, n)
-            ctx = np.where(ok, ctx_ids[np.maximum(start, 0)], -1)
-            gram = np.where(ok, gram_ids[np.maximum(start, 0)], -1)
+            ctx = _ending_at(stream, self.levels, self.vocab, predicted - 1, n - 1)  # the n-1 words before
+            gram = _ending_at(stream, self.levels, self.vocab, predicted, n)
             prob = self._level_prob(n, ctx, gram, prob)
         return np.log(prob)
 
@@ -131,15 +135,11 @@ class AddKLM:
     def token_log_probs(self, stream: np.ndarray) -> np.ndarray:
         stream = np.asarray(stream, np.int64)
         predicted = np.flatnonzero(stream != self.bos)
-        start = predicted - self.order + 1
-        ok = start >= 0
-        gram_ids = window_ids(stream, self.levels, self.vocab, self.order)
-        gram = np.where(ok, gram_ids[np.maximum(start, 0)], -1)
+        gram = _ending_at(stream, self.levels, self.vocab, predicted, self.order)
         if self.order == 1:
             ctx = np.zeros(len(predicted), np.int64)
         else:
-            ctx_ids = window_ids(stream, self.levels, self.vocab, self.order - 1)
-            ctx = np.where(ok, ctx_ids[np.maximum(start, 0)], -1)
+            ctx = _ending_at(stream, self.levels, self.vocab, predicted - 1, self.order - 1)
         c_hw = np.where(gram >= 0, self.levels[-1].counts[np.maximum(gram, 0)], 0)
         c_h = np.where(ctx >= 0, self.context_counts[np.maximum(ctx, 0)], 0)
         denom = c_h + self.k * self.n_outcomes
