@@ -1,4 +1,5 @@
-"""Counting statistics: bag of words as a sparse document-term matrix, TF-IDF, cosine similarity.
+"""Counting statistics: bag of words as a sparse document-term matrix, TF-IDF, cosine similarity, windowed
+co-occurrence counts and (positive) pointwise mutual information.
 
 Everything here is vectorised NumPy over flat (doc id, term id) arrays: no Python loop per token.
 Matrices are :class:`CSR` (compressed sparse rows: ``indptr``, ``indices``, ``data``), convertible to
@@ -35,6 +36,12 @@ class CSR:
         out[self.row_ids, self.indices] = self.data
         return out
 
+    def where(self, keep: np.ndarray) -> "CSR":
+        """The matrix with only the stored values where ``keep`` (nnz,) is True."""
+        indptr = np.zeros_like(self.indptr)
+        np.cumsum(np.bincount(self.row_ids[keep], minlength=self.shape[0]), out=indptr[1:])
+        return CSR(indptr, self.indices[keep], self.data[keep], self.shape)
+
     def to_scipy(self):
         import scipy.sparse
 
@@ -44,19 +51,68 @@ class CSR:
 def bag_of_words(doc_ids: np.ndarray, term_ids: np.ndarray, n_docs: int, n_terms: int) -> CSR:
     """Document-term count matrix from parallel arrays of (document, term) for every token.
 
-    Counts ``c(t, d)`` by sorting the combined keys ``d * V + t`` once (``np.unique``), which gives the
-    rows in order and the columns sorted within each row.
+    Counts ``c(t, d)`` by summing duplicate (d, t) entries; the columns come sorted within each row.
     """
     doc_ids, term_ids = np.asarray(doc_ids, np.int64), np.asarray(term_ids, np.int64)
     if doc_ids.shape != term_ids.shape:
         raise ValueError(f"doc_ids {doc_ids.shape} and term_ids {term_ids.shape} must have the same shape")
     if term_ids.size and (term_ids.min() < 0 or term_ids.max() >= n_terms):
         raise ValueError(f"term ids must lie in [0, {n_terms})")
-    keys, counts = np.unique(doc_ids * n_terms + term_ids, return_counts=True)
-    rows, cols = np.divmod(keys, n_terms)
-    indptr = np.zeros(n_docs + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_docs), out=indptr[1:])
-    return CSR(indptr, cols.astype(np.int32), counts.astype(np.float64), (n_docs, n_terms))
+    return _sum_duplicates(doc_ids, term_ids, None, (n_docs, n_terms))
+
+
+def _sum_duplicates(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray | None, shape: tuple[int, int]) -> CSR:
+    """CSR of the sum of ``weights`` (1 each when None) at every (row, col), columns sorted in each row.
+    SciPy's COO -> CSR conversion does the summing (a counting sort by row, several times faster than
+    sorting the combined keys with ``np.unique``)."""
+    import scipy.sparse
+
+    values = np.ones(len(rows)) if weights is None else np.asarray(weights, np.float64)
+    m = scipy.sparse.coo_matrix((values, (rows, cols)), shape=shape).tocsr()
+    m.sum_duplicates()  # also sorts the columns within each row
+    return CSR(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data, shape)
+
+
+def cooccurrence(ids: np.ndarray, doc_ids: np.ndarray, n_terms: int, window: int, *,
+                 weighting: str = "uniform") -> CSR:
+    """Symmetric word-context counts #(w, c) over a window of ``window`` words on each side, within
+    documents. weighting 'uniform' counts every pair once; 'linear' weighs a pair at distance d by
+    (window - d + 1) / window, the expected count under word2vec's dynamic window (Levy et al. 2015).
+    """
+    ids, doc_ids = np.asarray(ids, np.int64), np.asarray(doc_ids)
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if weighting not in ("uniform", "linear"):
+        raise ValueError(f"weighting must be 'uniform' or 'linear', got {weighting!r}")
+    rows, cols, weights = [], [], []
+    for d in range(1, window + 1):
+        same = doc_ids[d:] == doc_ids[:-d]
+        left, right = ids[:-d][same], ids[d:][same]
+        w = 1.0 if weighting == "uniform" else (window - d + 1) / window
+        rows += [left, right]
+        cols += [right, left]
+        weights.append(np.full(2 * len(left), w))
+    return _sum_duplicates(np.concatenate(rows), np.concatenate(cols), np.concatenate(weights), (n_terms, n_terms))
+
+
+def pmi(counts: CSR, *, alpha: float = 1.0, shift: float = 1.0, positive: bool = False) -> CSR:
+    """Pointwise mutual information of the stored (co-occurring) pairs of a word-context count matrix.
+
+    ``PMI(w, c) = log P(w, c) / (P(w) P_alpha(c))`` with P(w, c) = #(w, c) / D, P(w) = #(w) / D and the
+    context distribution smoothed as P_alpha(c) = #(c)^alpha / sum_c' #(c')^alpha (alpha = 1: plain PMI;
+    0.75: Levy et al. 2015). ``shift`` k subtracts log k (shifted PMI, the matrix SGNS factorises with k
+    negatives). ``positive`` keeps max(PMI, 0) and drops the zeros (PPMI). Pairs never seen have PMI
+    -inf (PPMI 0) and are not stored.
+    """
+    if shift <= 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    word = counts.row_sums()
+    context = np.bincount(counts.indices, weights=counts.data, minlength=counts.shape[1]) ** alpha
+    # P(w, c) / (P(w) P_alpha(c)) = #(w, c) / (#(w) P_alpha(c)): the total D cancels
+    values = (np.log(counts.data) - np.log(word[counts.row_ids]) - np.log(context[counts.indices] / context.sum())
+              - np.log(shift))
+    out = counts.with_data(values)
+    return out.where(values > 0) if positive else out
 
 
 def document_frequency(counts: CSR) -> np.ndarray:

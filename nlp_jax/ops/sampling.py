@@ -1,9 +1,11 @@
-"""Next-token sampling: greedy, temperature, top-k (Fan et al. 2018) and nucleus / top-p (Holtzman et al. 2020)."""
+"""Next-token sampling: greedy, temperature, top-k (Fan et al. 2018) and nucleus / top-p (Holtzman et al. 2020);
+drawing from a fixed discrete distribution in O(1) per draw with an alias table (Walker 1977, Vose 1991)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 _NEG = -1e30
@@ -49,3 +51,27 @@ def sample_logits(
     if top_p is not None and top_p < 1.0:
         logits = top_p_filter(logits, top_p)
     return jax.random.categorical(key, logits, axis=-1)
+
+
+def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vose's alias table for P(i) proportional to ``weights``: (prob (V,) float32, alias (V,) int32) such
+    that drawing i uniformly and keeping it with probability prob[i], else taking alias[i], draws from P."""
+    w = np.asarray(weights, np.float64)
+    if w.ndim != 1 or len(w) == 0 or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("weights must be a non-empty 1-D array of non-negative numbers with a positive sum")
+    scaled = w * (len(w) / w.sum())
+    prob, alias = np.ones(len(w)), np.arange(len(w), dtype=np.int32)
+    small, large = list(np.flatnonzero(scaled < 1.0)), list(np.flatnonzero(scaled >= 1.0))
+    while small and large:
+        s, g = small.pop(), large.pop()
+        prob[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    return prob.astype(np.float32), alias  # leftovers (rounding) keep prob 1
+
+
+def draw_alias(key: Array, prob: Array, alias: Array, shape: tuple[int, ...]) -> Array:
+    """Draws of ``shape`` from the distribution of an ``alias_table``."""
+    k_slot, k_coin = jax.random.split(key)
+    slot = jax.random.randint(k_slot, shape, 0, prob.shape[0])
+    return jnp.where(jax.random.uniform(k_coin, shape) < prob[slot], slot, alias[slot])

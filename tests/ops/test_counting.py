@@ -61,3 +61,37 @@ def test_errors():
     with pytest.raises(ValueError, match="tf must"):
         tfidf(counts(), np.ones(4), tf="log")
     assert isinstance(counts(), CSR)
+
+
+def test_cooccurrence_counts_match_a_loop():
+    from nlp_jax.ops.counting import cooccurrence
+
+    ids = np.array([0, 1, 2, 1, 0, 3, 3, 1])
+    docs = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    for weighting in ("uniform", "linear"):
+        expected = np.zeros((4, 4))
+        for i in range(len(ids)):
+            for j in range(len(ids)):
+                d = abs(i - j)
+                if 0 < d <= 2 and docs[i] == docs[j]:
+                    expected[ids[i], ids[j]] += 1.0 if weighting == "uniform" else (2 - d + 1) / 2
+        np.testing.assert_allclose(cooccurrence(ids, docs, 4, 2, weighting=weighting).toarray(), expected)
+    with pytest.raises(ValueError, match="window"):
+        cooccurrence(ids, docs, 4, 0)
+
+
+def test_pmi_and_ppmi_against_float64_formula():
+    from nlp_jax.ops.counting import pmi
+
+    dense = np.array([[0.0, 4.0, 1.0], [4.0, 2.0, 0.0], [1.0, 0.0, 6.0]])
+    m = CSR(np.array([0, 2, 4, 6]), np.array([1, 2, 0, 1, 0, 2]), dense[dense > 0], (3, 3))
+    total, rows, cols = dense.sum(), dense.sum(1), dense.sum(0)
+    for alpha, shift in ((1.0, 1.0), (0.75, 2.0)):
+        ctx = cols**alpha / (cols**alpha).sum()
+        with np.errstate(divide="ignore"):  # log 0 = -inf for the unseen pairs, which are not stored
+            expected = np.log((dense / total) / ((rows / total)[:, None] * ctx[None, :])) - np.log(shift)
+        got = pmi(m, alpha=alpha, shift=shift)
+        np.testing.assert_allclose(got.data, expected[dense > 0], rtol=1e-12, atol=1e-14)
+        positive = pmi(m, alpha=alpha, shift=shift, positive=True).toarray()
+        np.testing.assert_allclose(positive, np.where(dense > 0, np.maximum(expected, 0), 0), rtol=1e-12, atol=1e-14)
+        assert (pmi(m, alpha=alpha, shift=shift, positive=True).data > 0).all()  # zeros are not stored

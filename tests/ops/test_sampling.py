@@ -44,3 +44,25 @@ def test_invalid_arguments():
         ops.top_p_filter(logits, 0.0)
     with pytest.raises(ValueError, match="top_k"):
         ops.top_k_filter(logits, 0)
+
+
+def implied_distribution(prob, alias):
+    """P(i) of an alias table: i is drawn with 1/V and kept with prob[i], or reached as someone's alias."""
+    v = len(prob)
+    p = prob.astype(np.float64) / v
+    np.add.at(p, alias, (1.0 - prob.astype(np.float64)) / v)
+    return p
+
+
+def test_alias_table_is_exact_and_draws_follow_it():
+    from nlp_jax.ops.sampling import alias_table, draw_alias
+
+    weights = np.array([5.0, 0.0, 1.0, 3.0, 0.5, 10.0, 2.0])
+    prob, alias = alias_table(weights)
+    np.testing.assert_allclose(implied_distribution(prob, alias), weights / weights.sum(), atol=1e-7)
+    draws = np.asarray(draw_alias(jax.random.key(0), jnp.asarray(prob), jnp.asarray(alias), (200_000,)))
+    freq = np.bincount(draws, minlength=len(weights)) / len(draws)
+    np.testing.assert_allclose(freq, weights / weights.sum(), atol=4e-3)
+    assert freq[1] == 0.0  # a zero-weight word is never drawn
+    with pytest.raises(ValueError, match="non-negative"):
+        alias_table(np.array([1.0, -1.0]))
