@@ -17,10 +17,15 @@ from nlp_jax.ops.activations import gelu
 from nlp_jax.ops.dropout import dropout
 from nlp_jax.ops.linear import dense
 from nlp_jax.ops.losses import cross_entropy, nll, perplexity
-from nlp_jax.ops.sampling import sample_logits, top_k_filter, top_p_filter
+from nlp_jax.ops.counting import cooccurrence, pmi
+from nlp_jax.ops.linalg import randomized_svd
+from nlp_jax.ops.sampling import alias_table, draw_alias, sample_logits, top_k_filter, top_p_filter
+from nlp_jax.ops.sgns import cbow_update, sgns_loss, sgns_train, skipgram_update
 
 __all__ = [
-    "attention_context", "bilinear_score", "causal_mask", "cross_attention", "cross_entropy", "dense", "dot_score",
-    "dropout", "gelu", "key_padding_mask", "masked_softmax", "merge_heads", "nll", "padding_mask", "perplexity",
-    "sample_logits", "scaled_dot_product_attention", "split_heads", "top_k_filter", "top_p_filter",
+    "alias_table", "attention_context", "bilinear_score", "causal_mask", "cbow_update", "cooccurrence",
+    "cross_attention", "cross_entropy", "dense", "dot_score", "draw_alias", "dropout", "gelu", "key_padding_mask",
+    "masked_softmax", "merge_heads", "nll", "padding_mask", "perplexity", "pmi", "randomized_svd", "sample_logits",
+    "scaled_dot_product_attention", "sgns_loss", "sgns_train", "skipgram_update", "split_heads", "top_k_filter",
+    "top_p_filter",
 ]
