@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    := $(PY) -m nlp_jax.run
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram bench-rnn clean
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ tfidf: $(STAMP)  ## TF-IDF: Lee similarity correlation, SST-2 equality and speed
 ngram: $(STAMP)  ## Kneser-Ney n-gram LMs on Penn Treebank (orders 2-5) and an add-k baseline
 	$(RUN) experiments/ngram_ptb.py
 
+w2v: $(STAMP)  ## word vectors on en_corpus: skip-gram, CBOW (ours and gensim), PPMI-SVD; analogies, similarity
+	$(RUN) experiments/word2vec_en.py
+
 lstm-small: $(STAMP)  ## Zaremba et al.'s small LSTM LM on PTB (13 epochs, ~35 min on 2 CPU cores)
 	$(RUN) experiments/lstm_ptb.py:small
 
@@ -48,7 +51,7 @@ rnn-ptb: $(STAMP)  ## the cheat sheet's tied tanh RNN LM on PTB
 bilstm-sst2: $(STAMP)  ## bidirectional LSTM sentiment classifier on SST-2 (dev accuracy)
 	$(RUN) experiments/bilstm_sst2.py
 
-bench: bench-gpt bench-attention bench-ngram bench-rnn  ## all benchmarks
+bench: bench-gpt bench-attention bench-ngram bench-rnn bench-w2v  ## all benchmarks
 
 bench-gpt: $(STAMP)  ## GPT train step, ours vs nanoGPT (set NANOGPT_DIR to a nanoGPT checkout)
 	$(PY) benchmarks/bench_gpt.py
@@ -61,6 +64,9 @@ bench-ngram: $(STAMP)  ## Kneser-Ney on PTB, ours vs KenLM (set KENLM_BIN to Ken
 
 bench-rnn: $(STAMP)  ## LSTM LM train step (small, medium), ours vs torch.nn.LSTM
 	$(PY) benchmarks/bench_rnn.py
+
+bench-w2v: $(STAMP)  ## word2vec training words/s (skip-gram, CBOW), ours vs gensim
+	$(PY) benchmarks/bench_w2v.py
 
 clean:
 	rm -rf runs .pytest_cache
