@@ -111,6 +111,18 @@ def window_contexts(docs: jax.Array, reach: jax.Array, window: int) -> tuple[jax
     return pos, ok
 
 
+def _chunk_examples(tokens, docs, reach, bounds, window: int, sg: bool):
+    """The XLA path's examples of a chunk, in centre order: skip-gram (centre, context, valid) per slot,
+    or CBOW (centre, contexts (P, 2W) with -1, valid); the centre position of each; all centre positions."""
+    pos, ok = window_contexts(docs, reach, window)
+    centre_pos = jnp.arange(window, docs.shape[0] - window)
+    ok &= ((centre_pos >= bounds[0]) & (centre_pos < bounds[1]))[:, None]
+    if sg:
+        examples = (jnp.repeat(tokens[centre_pos], 2 * window), tokens[pos].reshape(-1), ok.reshape(-1))
+        return examples, jnp.repeat(centre_pos, 2 * window), centre_pos
+    return (tokens[centre_pos], jnp.where(ok, tokens[pos], -1), ok.any(axis=1)), centre_pos, centre_pos
+
+
 def sgns_train(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, docs: jax.Array, reach: jax.Array,
                bounds: jax.Array, lrs: jax.Array, noise: tuple[jax.Array, jax.Array], key: jax.Array, *,
                window: int, negative: int, sg: bool, batch: int, impl: str = "xla", threads: int = 1,
@@ -136,15 +148,7 @@ def sgns_train(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, docs: jax.A
                                    negative=negative, sg=sg, threads=threads, negatives=negatives)
     if impl != "xla":
         raise ValueError(f"impl must be 'xla' or 'cpu', got {impl!r}")
-    pos, ok = window_contexts(docs, reach, window)
-    centre_pos = jnp.arange(window, docs.shape[0] - window)
-    ok &= ((centre_pos >= bounds[0]) & (centre_pos < bounds[1]))[:, None]
-    if sg:  # one example per (centre, context) slot, in centre order
-        examples = (jnp.repeat(tokens[centre_pos], 2 * window), tokens[pos].reshape(-1), ok.reshape(-1))
-        first = jnp.repeat(centre_pos, 2 * window)
-    else:
-        examples = (tokens[centre_pos], jnp.where(ok, tokens[pos], -1), ok.any(axis=1))
-        first = centre_pos
+    examples, first, centre_pos = _chunk_examples(tokens, docs, reach, bounds, window, sg)
     steps = -(-first.shape[0] // batch)
     pad = steps * batch - first.shape[0]
     shaped = [jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(steps, batch, *x.shape[1:]) for x in examples]
