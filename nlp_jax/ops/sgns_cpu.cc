@@ -149,6 +149,15 @@ ffi::Error SgnsTrainImpl(ffi::Buffer<ffi::F32> w_in, ffi::Buffer<ffi::F32> w_out
   bool draw = negatives.element_count() == 0;
   if (draw && (noise_prob.element_count() == 0 || noise_prob.element_count() != noise_alias.element_count()))
     return ffi::Error::InvalidArgument("sgns_train: noise_prob and noise_alias must be non-empty, equal sizes");
+  const int64_t vocab = wd[0];
+  auto in_vocab = [vocab](const int32_t* ids, int64_t n) {
+    return std::all_of(ids, ids + n, [vocab](int32_t t) { return t >= 0 && t < vocab; });
+  };
+  if (w_out.dimensions()[0] != vocab || w_out.dimensions()[1] != wd[1] || !in_vocab(tokens.typed_data(), m) ||
+      (!draw && !in_vocab(negatives.typed_data(), negatives.element_count())) ||
+      (draw && (noise_prob.element_count() > vocab ||
+                !in_vocab(noise_alias.typed_data(), noise_alias.element_count()))))
+    return ffi::Error::InvalidArgument("sgns_train: w_in and w_out must have equal shapes and all ids lie in [0, V)");
   int64_t lo = std::max<int64_t>(0, bounds.typed_data()[0]), hi = std::min<int64_t>(m, bounds.typed_data()[1]);
   Problem p{w_in_new->typed_data(), w_out_new->typed_data(), wd[1], m, window, negative, lo, std::max(hi, lo + 1),
             sg != 0, tokens.typed_data(), docs.typed_data(), reach.typed_data(),

@@ -119,3 +119,15 @@ def test_untrained_positions_stay_untouched_and_drawn_negatives_follow_the_noise
     assert set(moved_in) <= set(range(10))  # only centres inside bounds trained
     assert set(moved_out) <= set(range(10)) | set(range(30, 40))  # contexts (margin included) and noise words
     assert set(range(30, 40)) <= set(moved_out)
+
+
+def test_cpu_kernel_rejects_ids_outside_the_vocabulary():
+    if not sgns_cpu.available():
+        pytest.skip("no C++ compiler: the CPU kernel cannot be built here")
+    tokens, docs, reach, bounds = chunk()
+    tokens[3] = V  # one past the end
+    noise = tuple(map(jnp.asarray, alias_table(np.ones(V))))
+    with pytest.raises(Exception, match="lie in"):
+        sgns_train(rand(V, D), rand(V, D, seed=1), *map(jnp.asarray, (tokens, docs, reach, bounds)),
+                   jnp.array([0.05, 0.01]), noise, jax.random.key(0), window=W, negative=K, sg=True, batch=1,
+                   impl="cpu", threads=1)
