@@ -45,6 +45,7 @@ class Config:
     w2v: Word2VecConfig = Word2VecConfig()  # shared by sg and cbow (sg and seed are set per run)
     ppmi: PPMISVDConfig = PPMISVDConfig(window=5)  # the word2vec window
     gensim_workers: int = 2
+    save_vectors: bool = False  # write each method's last vectors to workdir/<method>.txt (word2vec text format)
     workdir: str = "runs/word2vec_en"  # summary.json goes here
 
 
@@ -149,6 +150,9 @@ def run(cfg: Config) -> dict:
             runs.append({**stats, **evaluate(wv), "seed": seed})
             print(f"{method} seed {seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in runs[-1].items()))
         summary["methods"][method] = runs
+        if cfg.save_vectors:
+            Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
+            wv.save(Path(cfg.workdir) / f"{method}.txt")
         summary["neighbours"][method] = {q: [w for w, _ in wv.nearest(q, 5)] for q in QUERIES if q in wv.index}
     Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
     Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))

@@ -33,6 +33,30 @@ class WordVectors:
         for i, w in enumerate(self.words):
             self.index.setdefault(w.lower(), i)  # case-insensitive: the most frequent casing wins
 
+    def save(self, path: str | Path) -> None:
+        """word2vec's text format: a 'V D' header, then one 'word x_1 ... x_D' line per word (readable by
+        gensim's ``KeyedVectors.load_word2vec_format`` and by ``load``)."""
+        if any(not w or any(c.isspace() for c in w) for w in self.words):
+            raise ValueError("words must be non-empty and contain no whitespace for the text format")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"{len(self.words)} {self.vectors.shape[1]}\n")
+            for word, row in zip(self.words, np.asarray(self.vectors, np.float32)):
+                f.write(word + " " + " ".join(f"{x:.9g}" for x in row) + "\n")  # 9 digits: float32 round-trips
+
+    @classmethod
+    def load(cls, path: str | Path) -> "WordVectors":
+        """Read word2vec's text format (see ``save``)."""
+        with open(path, encoding="utf-8") as f:
+            n, dim = (int(x) for x in f.readline().split())
+            words, rows = [], np.empty((n, dim), np.float32)
+            for i in range(n):
+                word, *values = f.readline().rstrip("\n").split(" ")
+                if len(values) != dim:
+                    raise ValueError(f"{path}: line {i + 2} has {len(values)} values, expected {dim}")
+                words.append(word)
+                rows[i] = np.asarray(values, np.float32)
+        return cls(words, rows)
+
     def nearest(self, word: str, k: int = 10) -> list[tuple[str, float]]:
         """The k words with the highest cosine similarity to ``word`` (itself excluded)."""
         i = self.index[word.lower()]

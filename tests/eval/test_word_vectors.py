@@ -85,3 +85,25 @@ def test_matches_gensim_protocol_on_random_vectors():
     got = evaluate_word_pairs(ours, pairs, restrict_vocab=800)
     assert got["spearman"] == pytest.approx(rho, abs=1e-6)
     assert got["oov_ratio"] * 100 == pytest.approx(oov)
+
+
+def test_save_and_load_round_trip_in_word2vec_text_format(tmp_path):
+    words = toy_vectors().words
+    wv = WordVectors(words, np.random.default_rng(0).standard_normal((len(words), 3)).astype(np.float32))
+    wv.save(tmp_path / "v.txt")
+    back = WordVectors.load(tmp_path / "v.txt")
+    assert back.words == wv.words
+    np.testing.assert_array_equal(back.vectors, wv.vectors)  # 9 significant digits round-trip a float32 exactly
+    assert (tmp_path / "v.txt").read_text().splitlines()[0] == "7 3"
+    with pytest.raises(ValueError, match="whitespace"):
+        WordVectors(["a b"], np.zeros((1, 2), np.float32)).save(tmp_path / "bad.txt")
+
+
+@pytest.mark.peers
+def test_gensim_reads_our_text_format(tmp_path):
+    gensim = pytest.importorskip("gensim")
+    wv = toy_vectors()
+    wv.save(tmp_path / "v.txt")
+    kv = gensim.models.KeyedVectors.load_word2vec_format(str(tmp_path / "v.txt"), binary=False)
+    assert kv.index_to_key == wv.words
+    np.testing.assert_allclose(kv.vectors, wv.vectors, rtol=1e-7)
