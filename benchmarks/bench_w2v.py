@@ -15,12 +15,10 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-
 from common import print_table
 from nlp_jax.data.root import resolve
-from nlp_jax.data.word2vec import index_word_corpus, keep_probabilities, read_lines, subsample
-from nlp_jax.models.word2vec import Word2Vec, Word2VecConfig, padded_chunk
+from nlp_jax.data.word2vec import index_word_corpus, read_lines
+from nlp_jax.models.word2vec import Word2Vec, Word2VecConfig
 
 
 def ours(corpus, config: Word2VecConfig) -> float:
@@ -39,15 +37,10 @@ def gensim_speed(sentences, config: Word2VecConfig, threads: int) -> float:
 
 
 def host_seconds(corpus, config: Word2VecConfig) -> float:
-    """The host-side work of one ``train`` alone: per epoch, subsample, draw windows, cut chunks."""
-    rng = np.random.default_rng(config.seed)
-    keep = keep_probabilities(corpus.counts, config.sample)
+    """The host-side work of one ``train`` alone (``Word2Vec.host_chunks``, no training)."""
     start = time.perf_counter()
-    for _ in range(config.epochs):
-        ids, docs = subsample(corpus, keep, rng)
-        reach = (config.window - rng.integers(0, config.window, len(ids))).astype(np.int32)
-        for lo in range(0, len(ids), config.chunk_words):
-            padded_chunk(ids, docs, reach, lo, config.chunk_words, config.window)
+    for _ in Word2Vec(config, corpus).host_chunks():
+        pass
     return time.perf_counter() - start
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import os
 import time
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -92,33 +93,38 @@ class Word2Vec:
         self.w_in = jnp.asarray((2 * rng.random(shape, np.float32) - 1) * config.init_range / config.vector_size)
         self.w_out = jnp.zeros(shape, jnp.float32)
 
-    def train(self, *, progress: bool = True) -> dict:
-        """Train for ``epochs`` passes; returns effective words (kept by subsampling), seconds, words/s."""
+    def host_chunks(self) -> Iterator[tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, int]]:
+        """All the host's work for ``train``: per epoch, subsample and draw each centre's window, then
+        yield every chunk as ((tokens, docs, reach), bounds, lrs, number of centre words)."""
         c = self.config
         rng = np.random.default_rng(c.seed)
-        noise = tuple(map(jnp.asarray, alias_table(self.corpus.counts.astype(np.float64) ** c.noise_power)))
         keep = keep_probabilities(self.corpus.counts, c.sample)
-        static = dict(window=c.window, negative=c.negative, sg=c.sg, batch=c.batch, impl=resolve_impl(c.impl),
-                      threads=c.threads or os.cpu_count() or 1)
-        expected = int(round(float(keep @ self.corpus.counts))) * c.epochs
-        bar = tqdm(total=expected, unit="word", unit_scale=True, disable=not progress, desc="word2vec")
-        effective, calls, start_time = 0, 0, time.perf_counter()
         for epoch in range(c.epochs):
             ids, docs = subsample(self.corpus, keep, rng)
             if len(ids) == 0:
                 raise ValueError("subsampling kept no word: the corpus is empty or `sample` is far too small")
             reach = (c.window - rng.integers(0, c.window, len(ids))).astype(np.int32)
-            effective += len(ids)
             for lo in range(0, len(ids), c.chunk_words):
                 hi = min(lo + c.chunk_words, len(ids))
                 frac = (epoch + np.array([lo, hi]) / len(ids)) / c.epochs
                 lrs = np.maximum(c.alpha - (c.alpha - c.min_alpha) * frac, c.min_alpha).astype(np.float32)
-                chunk = padded_chunk(ids, docs, reach, lo, c.chunk_words, c.window)
                 bounds = np.array([c.window, c.window + hi - lo], np.int32)
-                key = jax.random.fold_in(jax.random.key(c.seed), calls)
-                self.w_in, self.w_out = train_chunk(self.w_in, self.w_out, *chunk, bounds, lrs, noise, key, **static)
-                calls += 1
-                bar.update(hi - lo)
+                yield padded_chunk(ids, docs, reach, lo, c.chunk_words, c.window), bounds, lrs, hi - lo
+
+    def train(self, *, progress: bool = True) -> dict:
+        """Train for ``epochs`` passes; returns effective words (kept by subsampling), seconds, words/s."""
+        c = self.config
+        noise = tuple(map(jnp.asarray, alias_table(self.corpus.counts.astype(np.float64) ** c.noise_power)))
+        static = dict(window=c.window, negative=c.negative, sg=c.sg, batch=c.batch, impl=resolve_impl(c.impl),
+                      threads=c.threads or os.cpu_count() or 1)
+        expected = float(keep_probabilities(self.corpus.counts, c.sample) @ self.corpus.counts) * c.epochs
+        bar = tqdm(total=round(expected), unit="word", unit_scale=True, disable=not progress, desc="word2vec")
+        effective, start_time = 0, time.perf_counter()
+        for call, (chunk, bounds, lrs, words) in enumerate(self.host_chunks()):
+            key = jax.random.fold_in(jax.random.key(c.seed), call)
+            self.w_in, self.w_out = train_chunk(self.w_in, self.w_out, *chunk, bounds, lrs, noise, key, **static)
+            effective += words
+            bar.update(words)
         jax.block_until_ready((self.w_in, self.w_out))
         bar.close()
         seconds = time.perf_counter() - start_time
