@@ -101,25 +101,24 @@ def _gensim_available() -> bool:
     return True
 
 
-COLUMNS = {"3cosadd": "analogy 3CosAdd", "3cosmul": "3CosMul", "semantic": "semantic", "syntactic": "syntactic",
-           "coverage": "coverage", "wordsim353": "WS-353 rho", "simlex999": "SimLex rho", "seconds": "train s",
-           "words_per_s": "words/s"}
+# column key -> (header, scale, format of the scaled mean and spread, unit)
+COLUMNS = {"3cosadd": ("analogy 3CosAdd", 100, ".2f", "%"), "3cosmul": ("3CosMul", 100, ".2f", "%"),
+           "semantic": ("semantic", 100, ".2f", "%"), "syntactic": ("syntactic", 100, ".2f", "%"),
+           "coverage": ("coverage", 100, ".2f", "%"), "wordsim353": ("WS-353 rho", 1, ".3f", ""),
+           "simlex999": ("SimLex rho", 1, ".3f", ""), "seconds": ("train s", 1, ".1f", ""),
+           "words_per_s": ("words/s", 1e-3, ".0f", "k")}
 
 
 def _cell(key: str, values: list[float]) -> str:
-    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    if key in ("3cosadd", "3cosmul", "semantic", "syntactic", "coverage"):
-        text, spread = f"{100 * mean:.2f}%", f"{100 * sd:.2f}"
-    elif key == "words_per_s":
-        text, spread = f"{mean / 1e3:.0f}k", f"{sd / 1e3:.0f}k"
-    else:
-        text, spread = f"{mean:.3f}" if key != "seconds" else f"{mean:.1f}", f"{sd:.3f}" if key != "seconds" else f"{sd:.1f}"
-    return f"{text} ± {spread}" if len(values) > 1 else text
+    """``mean`` or ``mean ± sample sd`` in the column's unit."""
+    _, scale, fmt, unit = COLUMNS[key]
+    text = f"{np.mean(values) * scale:{fmt}}{unit}"
+    return f"{text} ± {np.std(values, ddof=1) * scale:{fmt}}{unit}" if len(values) > 1 else text
 
 
 def table(summary: dict) -> str:
     """Markdown: mean ± sample standard deviation over the seeds of each method."""
-    lines = ["| method | runs | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    lines = ["| method | runs | " + " | ".join(c[0] for c in COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for name, runs in summary["methods"].items():
         cells = [_cell(k, [r[k] for r in runs]) if k in runs[0] else "-" for k in COLUMNS]
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
