@@ -1,22 +1,29 @@
 """Causal self-attention for CPUs: query blocks that skip the keys above the diagonal, with the
 backward pass written out.
 
+Two implementations, one dispatch (``causal_attention_cpu``): the C++ kernel ``attention_cpu.cc``
+(float32, flash-attention style, built on first use by ``ops.kernels``) and, where it cannot run (another
+dtype, no C++ compiler), the XLA formulation below (``causal_attention_xla``). Both equal the reference
+path within float32 rounding, gradients included (tests/ops/test_attention.py).
+
+The XLA formulation:
 Queries are cut into blocks of ``BLOCK`` rows; block [a, b) attends only to keys [0, b), so for long
 sequences about half of the T x T score matrix is never computed (the fraction is (n + 1) / 2n for n
 blocks). Softmax rows are complete within a block, so no online rescaling is needed. The backward pass
 is the standard one, stated per block with the saved probabilities P:
 
     dV = P^T dO,   dP = dO V^T,   dS = P * (dP - rowsum(dO * O)),   dQ = dS K / sqrt(d),   dK = dS^T Q / sqrt(d)
-
-Values and gradients equal the reference path within float32 rounding (tests/ops/test_attention.py).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+
+from nlp_jax.ops import kernels
 
 Array = jax.Array
 BLOCK = 128
@@ -55,8 +62,8 @@ def _forward(q, k, v):
 
 
 @jax.custom_vjp
-def causal_attention_cpu(q: Array, k: Array, v: Array) -> Array:
-    """Causal softmax(Q K^T / sqrt(d)) V for q, k, v of shape (B, T, H, D); returns (B, T, H, D)."""
+def causal_attention_xla(q: Array, k: Array, v: Array) -> Array:
+    """Causal softmax(Q K^T / sqrt(d)) V for q, k, v of shape (B, T, H, D), in XLA ops; returns (B, T, H, D)."""
     return _forward(q, k, v)[0]
 
 
@@ -76,4 +83,54 @@ def _backward(res, do):
     return back(jnp.concatenate(dq, axis=2)), back(dk), back(dv)
 
 
-causal_attention_cpu.defvjp(_forward, _backward)
+causal_attention_xla.defvjp(_forward, _backward)
+
+
+# ---- the C++ kernel ------------------------------------------------------------------------------------
+
+_FORWARD, _BACKWARD = "nlp_jax_causal_attention_fwd", "nlp_jax_causal_attention_bwd"
+
+
+@functools.cache
+def kernel_available() -> bool:
+    """Whether ``attention_cpu.cc`` is built and registered (compiles it on the first call)."""
+    return kernels.register("attention_cpu.cc", {_FORWARD: "CausalAttentionForward", _BACKWARD: "CausalAttentionBackward"})
+
+
+def _like(x: Array, shape=None) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(x.shape if shape is None else shape, x.dtype)
+
+
+def _require_kernel() -> None:
+    if not kernel_available():
+        raise RuntimeError("the attention CPU kernel is unavailable (no working C++ compiler); use causal_attention_xla")
+
+
+def _kernel_forward(q, k, v):
+    _require_kernel()
+    lse_shape = (*q.shape[:-3], q.shape[-2], q.shape[-3])  # (..., H, T)
+    o, lse = jax.ffi.ffi_call(_FORWARD, (_like(q), _like(q, lse_shape)), vmap_method="broadcast_all")(q, k, v)
+    return o, (q, k, v, o, lse)
+
+
+@jax.custom_vjp
+def causal_attention_kernel(q: Array, k: Array, v: Array) -> Array:
+    """Causal softmax(Q K^T / sqrt(d)) V by the C++ kernel; q, k, v float32 (..., T, H, D)."""
+    return _kernel_forward(q, k, v)[0]
+
+
+def _kernel_backward(res, do):
+    q, k, v, o, lse = res
+    _require_kernel()
+    return jax.ffi.ffi_call(_BACKWARD, (_like(q), _like(k), _like(v)), vmap_method="broadcast_all")(q, k, v, o, lse, do)
+
+
+causal_attention_kernel.defvjp(_kernel_forward, _kernel_backward)
+
+
+def causal_attention_cpu(q: Array, k: Array, v: Array) -> Array:
+    """Causal softmax(Q K^T / sqrt(d)) V for q, k, v of shape (B, T, H, D): the C++ kernel for float32
+    where it is available, else the XLA formulation. Returns (B, T, H, D)."""
+    if q.dtype == k.dtype == v.dtype == jnp.float32 and kernel_available():
+        return causal_attention_kernel(q, k, v)
+    return causal_attention_xla(q, k, v)

@@ -1,67 +1,28 @@
-"""Builds and registers the CPU kernel ``sgns_cpu.cc`` as an XLA FFI custom call.
+"""The CPU kernel ``sgns_cpu.cc`` as an XLA FFI custom call (built on first use by ``ops.kernels``).
 
-The C++ source ships with the package and is compiled on first use with the system C++ compiler
-(``$CXX``, default ``c++``) into ``$NLP_JAX_CACHE/kernels`` (default ``~/.cache/nlp_jax/kernels``),
-keyed by the source, the flags and the host, so it is built once per machine. ``available()`` is False
-when no compiler works; callers then take the XLA path (``ops.sgns``), which needs nothing.
+``available()`` is False when no C++ compiler works; callers then take the XLA path (``ops.sgns``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-_SOURCE = Path(__file__).with_name("sgns_cpu.cc")
+from nlp_jax.ops import kernels
+
 _TARGET = "nlp_jax_sgns_train"
-# -O3 with reassociation lets the compiler vectorise the dot-product reductions (no -ffast-math: NaN/inf
-# semantics stay intact); -march=native is safe because the library is built on the machine that runs it.
-_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros",
-          "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC", "-pthread"]
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("NLP_JAX_CACHE", Path.home() / ".cache" / "nlp_jax")) / "kernels"
-
-
-def _build() -> Path:
-    cxx = os.environ.get("CXX", "c++")
-    if shutil.which(cxx) is None:
-        raise RuntimeError(f"no C++ compiler {cxx!r} on PATH (set $CXX)")
-    tag = hashlib.sha256(_SOURCE.read_bytes() + " ".join([cxx, *_FLAGS, platform.node(), jax.__version__])
-                         .encode()).hexdigest()[:16]
-    lib = _cache_dir() / f"sgns_cpu_{tag}.so"
-    if not lib.exists():
-        lib.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:  # build aside, then rename: atomic
-            out = Path(tmp) / lib.name
-            cmd = [cxx, *_FLAGS, f"-I{jax.ffi.include_dir()}", str(_SOURCE), "-o", str(out)]
-            result = subprocess.run(cmd, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise RuntimeError(f"building {_SOURCE.name} failed:\n{' '.join(cmd)}\n{result.stderr[-2000:]}")
-            out.replace(lib)
-    return lib
+# Reassociation lets the compiler vectorise the dot-product reductions (no -ffast-math: NaN/inf semantics
+# stay intact).
+_FLAGS = (*kernels.BASE_FLAGS, "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math")
 
 
 @functools.cache
 def available() -> bool:
     """Whether the kernel is built and registered (compiles it on the first call)."""
-    try:
-        lib = ctypes.cdll.LoadLibrary(str(_build()))
-    except (RuntimeError, OSError):
-        return False
-    jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(lib.SgnsTrain), platform="cpu")
-    return True
+    return kernels.register("sgns_cpu.cc", {_TARGET: "SgnsTrain"}, _FLAGS)
 
 
 def sgns_train(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, docs: jax.Array, reach: jax.Array,

@@ -146,23 +146,6 @@ def test_wrong_shapes_name_the_problem():
         ops.scaled_dot_product_attention(q, k, v, implementation="flash9")
 
 
-@pytest.mark.parametrize("t", [64, 200, 300])
-def test_blocked_cpu_kernel_equals_reference_with_gradients(t):
-    q, k, v = qkv(b=2, t=t, s=t, h=2, d=8, seed=t)
-    c = jax.random.normal(jax.random.key(t), q.shape)
-
-    def loss(impl):
-        return lambda q, k, v: jnp.sum(ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation=impl) * c)
-
-    np.testing.assert_allclose(ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="cpu"),
-                               ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="reference"),
-                               atol=2e-6)
-    g_cpu = jax.jit(jax.grad(loss("cpu"), argnums=(0, 1, 2)))(q, k, v)
-    g_ref = jax.grad(loss("reference"), argnums=(0, 1, 2))(q, k, v)
-    for a, b in zip(g_cpu, g_ref):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-
-
 def test_dispatch_uses_the_cpu_kernel_only_where_it_applies():
     from nlp_jax.ops.attention import default_implementation
 
@@ -172,12 +155,3 @@ def test_dispatch_uses_the_cpu_kernel_only_where_it_applies():
     q, k, v = qkv(t=4, s=6)
     with pytest.raises(ValueError, match="causal self-attention only"):
         ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="cpu")
-
-
-def test_attention_cpu_kernel_across_a_block_boundary():
-    from nlp_jax.ops.attention_cpu import BLOCK, causal_attention_cpu
-
-    q, k, v = qkv(b=1, t=BLOCK + 3, s=BLOCK + 3, h=1, d=4, seed=9)
-    np.testing.assert_allclose(causal_attention_cpu(q, k, v),
-                               ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="reference"),
-                               atol=2e-6)

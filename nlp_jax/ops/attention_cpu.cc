@@ -1,0 +1,344 @@
+// CPU kernel for ops.attention_cpu: causal self-attention, forward and backward, float32.
+//
+// Layout as ops.scaled_dot_product_attention takes it: q, k, v, o, dO of shape (..., T, H, D), every
+// leading dimension a batch dimension. The forward pass also returns lse (..., H, T), the log-sum-exp of
+// each query's scaled scores, from which the backward pass recomputes the probabilities instead of
+// storing them (Dao et al. 2022, "FlashAttention").
+//
+// Per (batch, head), query rows are cut into blocks of kBlock. A block scores its queries against the
+// keys up to its own last row only -- the key blocks above the diagonal are never touched -- and takes
+// the softmax of whole rows: a block's rows (kBlock x T floats) stay in cache for the lengths this is
+// built for, so no online rescaling is needed. Backward, per block, with delta_i = dO_i . O_i:
+//
+//   P = exp(Q K^T / sqrt(d) - lse),  dP = dO V^T,  dS = P * (dP - delta),
+//   dQ = dS K / sqrt(d),  dK += dS^T Q / sqrt(d),  dV += P^T dO.
+//
+// Every product runs through one register-tiled micro-kernel (Tile) written with GCC vector extensions:
+// 16 float lanes, one AVX-512 register here, split by the compiler into narrower units elsewhere. The
+// (batch, head) pairs are spread over XLA's intra-op thread pool.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kLanes = 16;
+constexpr int64_t kBlock = 64;  // query rows per block
+constexpr int kRows = 6;        // micro-tile: up to kRows rows x kMaxVecs vectors of the output
+constexpr int kMaxVecs = 4;
+typedef float Vec __attribute__((vector_size(64)));
+typedef int32_t IVec __attribute__((vector_size(64)));
+
+inline Vec Load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void Store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+inline Vec Splat(float x) { return Vec{} + x; }
+inline int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+inline IVec Below(int64_t j, int64_t limit) {  // lanes j .. j + 15 that are < limit
+  const IVec iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return iota < static_cast<int32_t>(limit - j);
+}
+inline float Max(Vec v) {
+  float m = v[0];
+  for (int i = 1; i < kLanes; ++i) m = std::max(m, v[i]);
+  return m;
+}
+inline float Sum(Vec v) {
+  float s = 0.f;
+  for (int i = 0; i < kLanes; ++i) s += v[i];
+  return s;
+}
+
+// e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2; e^r by its Taylor polynomial of degree 7
+// (truncation error below 1e-8 relative). Inputs below -87.3 give 0, as float32's exp nearly does.
+inline Vec Exp(Vec x) {
+  const Vec lo = Splat(-87.3f), hi = Splat(88.f);
+  Vec c = x < lo ? lo : (x > hi ? hi : x);
+  const Vec n = (c * 1.44269504f + 12582912.f) - 12582912.f;  // round to nearest via 1.5 * 2^23
+  Vec r = c - n * 0.693359375f;                                 // ln 2 in two parts (Cody-Waite)
+  r = r - n * -2.12194440e-4f;
+  Vec p = Splat(1.f / 5040);
+  for (float coef : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = p * r + coef;
+  const IVec bits = (__builtin_convertvector(n, IVec) + 127) << 23;
+  Vec scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < lo ? Splat(0.f) : p * scale;
+}
+
+// C[i, :] = (accumulate ? C[i, :] : 0) + sum_{k0 <= k < k1} A[i, k] B[k, :] for R rows and NV vectors of
+// columns, where A[i, k] = a[i * ar + k * ak], B[k, :] starts at b + k * ldb and C[i, :] at c + i * ldc.
+template <int R, int NV>
+void Tile(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, int64_t k0, int64_t k1, float* c,
+          int64_t ldc, bool accumulate) {
+  Vec acc[R][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = accumulate ? Load(c + i * ldc + v * kLanes) : Splat(0.f);
+  for (int64_t k = k0; k < k1; ++k) {
+    Vec bk[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bk[v] = Load(b + k * ldb + v * kLanes);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const float x = a[i * ar + k * ak];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] += x * bk[v];
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) Store(c + i * ldc + v * kLanes, acc[i][v]);
+}
+
+using TileFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t, float*, int64_t,
+                        bool);
+template <int R>
+constexpr std::array<TileFn, kMaxVecs> TilesOfRows() {
+  return {&Tile<R, 1>, &Tile<R, 2>, &Tile<R, 3>, &Tile<R, 4>};
+}
+constexpr std::array<std::array<TileFn, kMaxVecs>, kRows> kTiles = {
+    TilesOfRows<1>(), TilesOfRows<2>(), TilesOfRows<3>(), TilesOfRows<4>(), TilesOfRows<5>(), TilesOfRows<6>()};
+
+struct Range {
+  int64_t k0, k1, cols;  // the k range summed and the number of columns computed (a multiple of kLanes)
+};
+
+// C = / += A B for m rows, in tiles of kRows rows; range(i, r) gives the row tile [i, i + r) its k range
+// and column count, which is how the causal structure skips work.
+template <typename F>
+void Gemm(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, int64_t m, float* c, int64_t ldc,
+          bool accumulate, F range) {
+  for (int64_t i = 0; i < m; i += kRows) {
+    const int r = static_cast<int>(std::min<int64_t>(kRows, m - i));
+    const Range g = range(i, r);
+    for (int64_t j = 0; j < g.cols; j += kMaxVecs * kLanes) {
+      const int nv = static_cast<int>(std::min<int64_t>(kMaxVecs, (g.cols - j) / kLanes));
+      kTiles[r - 1][nv - 1](a + i * ar, ar, ak, b + j, ldb, g.k0, g.k1, c + i * ldc + j, ldc, accumulate);
+    }
+  }
+}
+
+struct Shape {
+  int64_t t, h, d, dp, tp;  // dp, tp: d and t rounded up to kLanes (padded strides of the packed copies)
+  float scale;              // 1 / sqrt(d)
+  int64_t Row(int64_t i) const { return i * h * d; }  // offset of row i of one head in (T, H, D)
+};
+
+// One head's rows (T x D, row stride H D) into dst (T x dp), times mul, zero padded.
+void PackRows(const float* src, const Shape& s, float mul, float* dst) {
+  for (int64_t i = 0; i < s.t; ++i) {
+    float* row = dst + i * s.dp;
+    for (int64_t e = 0; e < s.d; ++e) row[e] = src[s.Row(i) + e] * mul;
+    std::fill(row + s.d, row + s.dp, 0.f);
+  }
+}
+
+// One head's rows transposed into dst (D x tp), zero padded.
+void PackColumns(const float* src, const Shape& s, float* dst) {
+  for (int64_t e = 0; e < s.d; ++e) {
+    float* col = dst + e * s.tp;
+    for (int64_t i = 0; i < s.t; ++i) col[i] = src[s.Row(i) + e];
+    std::fill(col + s.t, col + s.tp, 0.f);
+  }
+}
+
+struct Scratch {
+  std::vector<float> q, k, kt, v, vt, dout, dk, dv, p, ds, out, row;
+  static void Fit(std::vector<float>& x, int64_t n) {
+    if (static_cast<int64_t>(x.size()) < n) x.resize(n);
+  }
+};
+
+// Softmax of row x over its first `valid` entries, in place, unnormalised: x_j = exp(x_j - max) there,
+// 0 up to `width`; returns {log-sum-exp, 1 / sum}.
+std::pair<float, float> RowSoftmax(float* x, int64_t valid, int64_t width) {
+  Vec mv = Splat(-INFINITY);
+  for (int64_t j = 0; j < width; j += kLanes) {
+    const Vec xv = Load(x + j);
+    mv = Below(j, valid) & (xv > mv) ? xv : mv;
+  }
+  const float m = Max(mv);
+  Vec sv = Splat(0.f);
+  for (int64_t j = 0; j < width; j += kLanes) {
+    const Vec e = Below(j, valid) ? Exp(Load(x + j) - m) : Splat(0.f);
+    Store(x + j, e);
+    sv += e;
+  }
+  const float sum = Sum(sv);
+  return {m + std::log(sum), 1.f / sum};
+}
+
+// The columns a row tile [i, i + r) of block a needs (keys up to its last row), capped at width.
+inline int64_t CausalCols(int64_t a, int64_t i, int r, int64_t width) {
+  return std::min(width, RoundUp(a + i + r, kLanes));
+}
+
+void ForwardHead(const float* q, const float* k, const float* v, float* o, float* lse, const Shape& s) {
+  thread_local Scratch w;
+  Scratch::Fit(w.q, s.t * s.dp), Scratch::Fit(w.kt, s.d * s.tp), Scratch::Fit(w.v, s.t * s.dp);
+  Scratch::Fit(w.p, kBlock * s.tp), Scratch::Fit(w.out, kBlock * s.dp), Scratch::Fit(w.row, kBlock);
+  PackRows(q, s, s.scale, w.q.data()), PackColumns(k, s, w.kt.data()), PackRows(v, s, 1.f, w.v.data());
+  for (int64_t a = 0; a < s.t; a += kBlock) {
+    const int64_t m = std::min(kBlock, s.t - a), width = RoundUp(a + m, kLanes);
+    Gemm(w.q.data() + a * s.dp, s.dp, 1, w.kt.data(), s.tp, m, w.p.data(), s.tp, false,
+         [&](int64_t i, int r) { return Range{0, s.d, CausalCols(a, i, r, width)}; });
+    for (int64_t i = 0; i < m; ++i) std::tie(lse[a + i], w.row[i]) = RowSoftmax(w.p.data() + i * s.tp, a + i + 1, width);
+    Gemm(w.p.data(), s.tp, 1, w.v.data(), s.dp, m, w.out.data(), s.dp, false,
+         [&](int64_t i, int r) { return Range{0, a + i + r, s.dp}; });
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t e = 0; e < s.d; ++e) o[s.Row(a + i) + e] = w.out[i * s.dp + e] * w.row[i];
+  }
+}
+
+// Rows of P = exp(S - lse) and dS = P * (dP - delta) for block a, in place of S and dP.
+void ScoreGradients(Scratch& w, const float* lse, const Shape& s, int64_t a, int64_t m, int64_t width) {
+  for (int64_t i = 0; i < m; ++i) {
+    float *p = w.p.data() + i * s.tp, *ds = w.ds.data() + i * s.tp;
+    const int64_t valid = a + i + 1;
+    const float l = lse[a + i], delta = w.row[a + i];
+    for (int64_t j = 0; j < width; j += kLanes) {
+      const IVec keep = Below(j, valid);
+      const Vec pv = keep ? Exp(Load(p + j) - l) : Splat(0.f);
+      Store(p + j, pv);
+      Store(ds + j, keep ? pv * (Load(ds + j) - delta) : Splat(0.f));
+    }
+  }
+}
+
+void BackwardHead(const float* q, const float* k, const float* v, const float* o, const float* lse, const float* dout,
+                  float* dq, float* dk, float* dv, const Shape& s) {
+  thread_local Scratch w;
+  for (auto* x : {&w.q, &w.k, &w.dout, &w.dk, &w.dv}) Scratch::Fit(*x, s.t * s.dp);
+  Scratch::Fit(w.kt, s.d * s.tp), Scratch::Fit(w.vt, s.d * s.tp), Scratch::Fit(w.row, s.t);
+  Scratch::Fit(w.p, kBlock * s.tp), Scratch::Fit(w.ds, kBlock * s.tp), Scratch::Fit(w.out, kBlock * s.dp);
+  PackRows(q, s, s.scale, w.q.data()), PackRows(k, s, 1.f, w.k.data()), PackColumns(k, s, w.kt.data());
+  PackColumns(v, s, w.vt.data()), PackRows(dout, s, 1.f, w.dout.data());
+  for (int64_t i = 0; i < s.t; ++i) {
+    float delta = 0.f;
+    for (int64_t e = 0; e < s.d; ++e) delta += dout[s.Row(i) + e] * o[s.Row(i) + e];
+    w.row[i] = delta;
+  }
+  std::fill(w.dk.begin(), w.dk.begin() + s.t * s.dp, 0.f), std::fill(w.dv.begin(), w.dv.begin() + s.t * s.dp, 0.f);
+  for (int64_t a = 0; a < s.t; a += kBlock) {
+    const int64_t m = std::min(kBlock, s.t - a), width = RoundUp(a + m, kLanes);
+    auto causal = [&](int64_t i, int r) { return Range{0, s.d, CausalCols(a, i, r, width)}; };
+    Gemm(w.q.data() + a * s.dp, s.dp, 1, w.kt.data(), s.tp, m, w.p.data(), s.tp, false, causal);
+    Gemm(w.dout.data() + a * s.dp, s.dp, 1, w.vt.data(), s.tp, m, w.ds.data(), s.tp, false, causal);
+    ScoreGradients(w, lse, s, a, m, width);
+    Gemm(w.ds.data(), s.tp, 1, w.k.data(), s.dp, m, w.out.data(), s.dp, false,
+         [&](int64_t i, int r) { return Range{0, a + i + r, s.dp}; });
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t e = 0; e < s.d; ++e) dq[s.Row(a + i) + e] = w.out[i * s.dp + e] * s.scale;
+    // Keys j < a + m; key j receives gradient from the block's queries at or after it.
+    auto below = [&](int64_t j, int) { return Range{std::max<int64_t>(0, j - a), m, s.dp}; };
+    Gemm(w.ds.data(), 1, s.tp, w.q.data() + a * s.dp, s.dp, a + m, w.dk.data(), s.dp, true, below);
+    Gemm(w.p.data(), 1, s.tp, w.dout.data() + a * s.dp, s.dp, a + m, w.dv.data(), s.dp, true, below);
+  }
+  for (int64_t i = 0; i < s.t; ++i)
+    for (int64_t e = 0; e < s.d; ++e) dk[s.Row(i) + e] = w.dk[i * s.dp + e], dv[s.Row(i) + e] = w.dv[i * s.dp + e];
+}
+
+// Runs fn(0 .. n-1) on the calling thread and the pool's; returns when all are done. Tasks are claimed
+// from a shared counter, so a helper the pool starts late finds nothing left and touches nothing else.
+template <typename F>
+void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& fn) {
+  struct Counters {
+    std::atomic<int64_t> next{0}, done{0};
+  };
+  auto state = std::make_shared<Counters>();
+  auto run = [state, &fn, n] {
+    for (int64_t i; (i = state->next.fetch_add(1)) < n;) fn(i), state->done.fetch_add(1, std::memory_order_release);
+  };
+  for (int64_t helper = 1; helper < std::min<int64_t>(pool.num_threads(), n); ++helper) pool.Schedule(decltype(run)(run));
+  run();
+  while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+}
+
+// Shape of (..., T, H, D) -> (batch, {t, h, d, dp, tp, scale}); false unless rank >= 3.
+bool ShapeOf(ffi::Buffer<ffi::F32>& x, int64_t* batch, Shape* s) {
+  auto dims = x.dimensions();
+  if (dims.size() < 3) return false;
+  *batch = 1;
+  for (size_t i = 0; i + 3 < dims.size(); ++i) *batch *= dims[i];
+  const int64_t t = dims[dims.size() - 3], h = dims[dims.size() - 2], d = dims[dims.size() - 1];
+  *s = Shape{t, h, d, RoundUp(d, kLanes), RoundUp(t, kLanes), 1.f / std::sqrt(static_cast<float>(d))};
+  return true;
+}
+
+bool SameDims(ffi::Buffer<ffi::F32>& a, ffi::Buffer<ffi::F32>& b) {
+  auto x = a.dimensions(), y = b.dimensions();
+  return x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin());
+}
+
+ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                       ffi::Buffer<ffi::F32> v, ffi::ResultBuffer<ffi::F32> o, ffi::ResultBuffer<ffi::F32> lse) {
+  int64_t batch;
+  Shape s;
+  if (!ShapeOf(q, &batch, &s) || !SameDims(q, k) || !SameDims(q, v))
+    return ffi::Error::InvalidArgument("causal_attention: q, k, v must share one shape (..., T, H, D)");
+  ParallelFor(pool, batch * s.h, [&](int64_t task) {
+    const int64_t at = task / s.h * s.t * s.h * s.d + task % s.h * s.d;  // element (b, 0, head, 0)
+    ForwardHead(q.typed_data() + at, k.typed_data() + at, v.typed_data() + at, o->typed_data() + at,
+                lse->typed_data() + task * s.t, s);
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                        ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> o, ffi::Buffer<ffi::F32> lse,
+                        ffi::Buffer<ffi::F32> dout, ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
+                        ffi::ResultBuffer<ffi::F32> dv) {
+  int64_t batch;
+  Shape s;
+  if (!ShapeOf(q, &batch, &s) || !SameDims(q, k) || !SameDims(q, v) || !SameDims(q, o) || !SameDims(q, dout) ||
+      static_cast<int64_t>(lse.element_count()) != batch * s.h * s.t)
+    return ffi::Error::InvalidArgument("causal_attention_backward: q, k, v, o, dout (..., T, H, D), lse (..., H, T)");
+  ParallelFor(pool, batch * s.h, [&](int64_t task) {
+    const int64_t at = task / s.h * s.t * s.h * s.d + task % s.h * s.d;
+    BackwardHead(q.typed_data() + at, k.typed_data() + at, v.typed_data() + at, o.typed_data() + at,
+                 lse.typed_data() + task * s.t, dout.typed_data() + at, dq->typed_data() + at,
+                 dk->typed_data() + at, dv->typed_data() + at, s);
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CausalAttentionForward, ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // q
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // k
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // v
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // o
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // lse
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CausalAttentionBackward, BackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // q
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // k
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // v
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // o
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // lse
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dout
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dq
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dk
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // dv
