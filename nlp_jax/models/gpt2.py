@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nlp_jax import ops
-from nlp_jax.nn import MLP, CausalSelfAttention, keys_for
+from nlp_jax.nn import MLP, CausalSelfAttention, LayerNorm, keys_for
 
 Array = jax.Array
 
@@ -54,7 +54,7 @@ class Block(nnx.Module):
     def __init__(self, cfg: GPT2Config, rngs: nnx.Rngs):
         dtype = jnp.dtype(cfg.compute_dtype)
         proj_std = 0.02 / math.sqrt(2 * cfg.n_layer)  # GPT-2's scaled init of residual projections
-        ln = functools.partial(nnx.LayerNorm, cfg.n_embd, epsilon=cfg.ln_eps, use_bias=cfg.bias, rngs=rngs)
+        ln = functools.partial(LayerNorm, cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
         self.ln_1, self.ln_2 = ln(), ln()
         self.attn = CausalSelfAttention(
             cfg.n_embd, cfg.n_head, bias=cfg.bias, dropout=cfg.dropout, proj_std=proj_std,
@@ -77,7 +77,7 @@ class GPT2(nnx.Module):
         self.wte = nnx.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=init, rngs=rngs)
         self.wpe = nnx.Embed(cfg.block_size, cfg.n_embd, embedding_init=init, rngs=rngs)
         self.h = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layer)])
-        self.ln_f = nnx.LayerNorm(cfg.n_embd, epsilon=cfg.ln_eps, use_bias=cfg.bias, rngs=rngs)
+        self.ln_f = LayerNorm(cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
 
     def __call__(self, tokens: Array, *, key: Array | None = None, cache: list | None = None,
                  pos: Array | int = 0) -> tuple[Array, dict]:

@@ -24,6 +24,19 @@ class Linear(nnx.Module):
         return ops.dense(x.astype(self.dtype), self.kernel[...].astype(self.dtype), b)
 
 
+class LayerNorm(nnx.Module):
+    """Layer normalisation through :func:`nlp_jax.ops.layer_norm`; parameters named as ``nnx.LayerNorm``'s
+    (``scale`` ones, ``bias`` zeros or None)."""
+
+    def __init__(self, d: int, *, eps: float = 1e-5, bias: bool = True):
+        self.eps = eps
+        self.scale = nnx.Param(jnp.ones((d,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((d,), jnp.float32)) if bias else None
+
+    def __call__(self, x: Array) -> Array:
+        return ops.layer_norm(x, self.scale[...], None if self.bias is None else self.bias[...], eps=self.eps)
+
+
 def linear(d_in: int, d_out: int, *, bias: bool, std: float, dtype, rngs: nnx.Rngs) -> Linear:
     """A Linear with GPT-2's initialisation: kernel ~ N(0, std^2), bias 0."""
     return Linear(d_in, d_out, bias=bias, std=std, dtype=dtype, rngs=rngs)

@@ -16,6 +16,7 @@ from nlp_jax.ops.attention import (
 from nlp_jax.ops.activations import gelu
 from nlp_jax.ops.dropout import dropout
 from nlp_jax.ops.linear import dense
+from nlp_jax.ops.normalization import layer_norm
 from nlp_jax.ops.losses import cross_entropy, nll, perplexity
 from nlp_jax.ops.counting import cooccurrence, pmi
 from nlp_jax.ops.linalg import randomized_svd
@@ -26,6 +27,6 @@ __all__ = [
     "alias_table", "attention_context", "bilinear_score", "causal_mask", "cbow_update", "cooccurrence",
     "cross_attention", "cross_entropy", "dense", "dot_score", "draw_alias", "dropout", "gelu", "key_padding_mask",
     "masked_softmax", "merge_heads", "nll", "padding_mask", "perplexity", "pmi", "randomized_svd", "sample_logits",
-    "scaled_dot_product_attention", "sgns_loss", "sgns_train", "skipgram_update", "split_heads", "top_k_filter",
+    "layer_norm", "scaled_dot_product_attention", "sgns_loss", "sgns_train", "skipgram_update", "split_heads", "top_k_filter",
     "top_p_filter",
 ]

@@ -34,13 +34,14 @@ def build(source: str, flags: tuple[str, ...] = BASE_FLAGS) -> Path:
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler {cxx!r} on PATH (set $CXX)")
-    key = src.read_bytes() + " ".join([cxx, *flags, platform.node(), jax.__version__]).encode()
+    headers = b"".join(h.read_bytes() for h in sorted(src.parent.glob("*.h")))
+    key = src.read_bytes() + headers + " ".join([cxx, *flags, platform.node(), jax.__version__]).encode()
     lib = cache_dir() / f"{src.stem}_{hashlib.sha256(key).hexdigest()[:16]}.so"
     if not lib.exists():
         lib.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:  # build aside, then rename: atomic
             out = Path(tmp) / lib.name
-            cmd = [cxx, *flags, f"-I{jax.ffi.include_dir()}", str(src), "-o", str(out)]
+            cmd = [cxx, *flags, f"-I{jax.ffi.include_dir()}", f"-I{src.parent}", str(src), "-o", str(out)]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"building {src.name} failed:\n{' '.join(cmd)}\n{result.stderr[-2000:]}")

@@ -1,0 +1,127 @@
+// Building blocks shared by the package's CPU kernels (attention_cpu.cc, matmul_cpu.cc): 16-lane float
+// vectors written with GCC vector extensions (one AVX-512 register here; the compiler splits them into
+// narrower units on other CPUs), one register-tiled matrix-product micro-kernel, and a parallel loop over
+// XLA's intra-op thread pool.
+#ifndef NLP_JAX_OPS_CPU_KERNELS_H_
+#define NLP_JAX_OPS_CPU_KERNELS_H_
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace nlp_jax {
+
+namespace ffi = xla::ffi;
+
+constexpr int64_t kLanes = 16;
+constexpr int kRows = 6;        // micro-tile: up to kRows rows x kMaxVecs vectors of the output
+constexpr int kMaxVecs = 4;
+typedef float Vec __attribute__((vector_size(64)));
+typedef int32_t IVec __attribute__((vector_size(64)));
+
+inline Vec Load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void Store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+inline Vec Splat(float x) { return Vec{} + x; }
+inline int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+inline IVec Below(int64_t j, int64_t limit) {  // lanes j .. j + 15 that are < limit
+  const IVec iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return iota < static_cast<int32_t>(limit - j);
+}
+inline float Max(Vec v) {
+  float m = v[0];
+  for (int i = 1; i < kLanes; ++i) m = std::max(m, v[i]);
+  return m;
+}
+inline float Sum(Vec v) {
+  float s = 0.f;
+  for (int i = 0; i < kLanes; ++i) s += v[i];
+  return s;
+}
+
+// e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2; e^r by its Taylor polynomial of degree 7
+// (truncation error below 1e-8 relative). Inputs below -87.3 give 0, as float32's exp nearly does.
+inline Vec Exp(Vec x) {
+  const Vec lo = Splat(-87.3f), hi = Splat(88.f);
+  Vec c = x < lo ? lo : (x > hi ? hi : x);
+  const Vec n = (c * 1.44269504f + 12582912.f) - 12582912.f;  // round to nearest via 1.5 * 2^23
+  Vec r = c - n * 0.693359375f;                                 // ln 2 in two parts (Cody-Waite)
+  r = r - n * -2.12194440e-4f;
+  Vec p = Splat(1.f / 5040);
+  for (float coef : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = p * r + coef;
+  const IVec bits = (__builtin_convertvector(n, IVec) + 127) << 23;
+  Vec scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < lo ? Splat(0.f) : p * scale;
+}
+
+// C[i, :] = (accumulate ? C[i, :] : 0) + sum_{k0 <= k < k1} A[i, k] B[k, :] for R rows and NV vectors of
+// columns, where A[i, k] = a[i * ar + k * ak], B[k, :] starts at b + k * ldb and C[i, :] at c + i * ldc.
+template <int R, int NV>
+void Tile(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, int64_t k0, int64_t k1, float* c,
+          int64_t ldc, bool accumulate) {
+  Vec acc[R][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = accumulate ? Load(c + i * ldc + v * kLanes) : Splat(0.f);
+  for (int64_t k = k0; k < k1; ++k) {
+    Vec bk[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bk[v] = Load(b + k * ldb + v * kLanes);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const float x = a[i * ar + k * ak];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] += x * bk[v];
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) Store(c + i * ldc + v * kLanes, acc[i][v]);
+}
+
+using TileFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t, float*, int64_t,
+                        bool);
+template <int R>
+constexpr std::array<TileFn, kMaxVecs> TilesOfRows() {
+  return {&Tile<R, 1>, &Tile<R, 2>, &Tile<R, 3>, &Tile<R, 4>};
+}
+constexpr std::array<std::array<TileFn, kMaxVecs>, kRows> kTiles = {
+    TilesOfRows<1>(), TilesOfRows<2>(), TilesOfRows<3>(), TilesOfRows<4>(), TilesOfRows<5>(), TilesOfRows<6>()};
+
+inline void RunTile(int r, int nv, const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, int64_t k0,
+             int64_t k1, float* c, int64_t ldc, bool accumulate) {
+  kTiles[r - 1][nv - 1](a, ar, ak, b, ldb, k0, k1, c, ldc, accumulate);
+}
+
+// Runs fn(0 .. n-1) on the calling thread and the pool's; returns when all are done. Tasks are claimed
+// from a shared counter, so a helper the pool starts late finds nothing left and touches nothing else.
+template <typename F>
+void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& fn) {
+  struct Counters {
+    std::atomic<int64_t> next{0}, done{0};
+  };
+  auto state = std::make_shared<Counters>();
+  auto run = [state, &fn, n] {
+    for (int64_t i; (i = state->next.fetch_add(1)) < n;) fn(i), state->done.fetch_add(1, std::memory_order_release);
+  };
+  for (int64_t helper = 1; helper < std::min<int64_t>(pool.num_threads(), n); ++helper) pool.Schedule(decltype(run)(run));
+  run();
+  while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+}
+
+}  // namespace nlp_jax
+
+#endif  // NLP_JAX_OPS_CPU_KERNELS_H_
