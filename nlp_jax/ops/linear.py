@@ -6,8 +6,9 @@ loop runs an order of magnitude slower than the arithmetic needs (BENCHMARKS.md,
 path states the gradients explicitly, ``dx = dy W^T`` and ``dW = x^T dy`` over the flattened tokens, and
 puts optimization barriers on the operands so each transpose is a plain (fast) copy. For float32, the
 three products go to the C++ kernel of ``matmul_cpu`` (which reads transposed operands in place) where
-it is available: XLA's CPU dot reaches 100-170 GFLOP/s on a small model's shapes on two cores, the
-kernel about 1.3x that (BENCHMARKS.md). Values and gradients are the same as the plain path (tested);
+it is available and W is small (up to 2^20 weights, where its packed copy stays in cache): XLA's CPU
+dot reaches 100-170 GFLOP/s on a small model's shapes on two cores, the kernel up to 1.3x that; the
+weight gradient x^T dy, a long contraction over tokens, stays with XLA's dot, which runs it fastest. Values and gradients are the same as the plain path (tested);
 other backends use the plain path.
 """
 
@@ -21,12 +22,18 @@ from nlp_jax.ops import matmul_cpu
 Array = jax.Array
 
 
-def _use_kernel(*xs: Array) -> bool:
-    return all(x.dtype == jnp.float32 for x in xs) and matmul_cpu.kernel_available()
+# Above this many weights the kernel's packed copy of W stops fitting in cache and XLA's dot wins: on an
+# LSTM LM's 200 x 10,000 output layer the kernel was 7-13% slower per step (BENCHMARKS.md).
+_KERNEL_MAX_WEIGHTS = 1 << 20
+
+
+def _use_kernel(w: Array, *xs: Array) -> bool:
+    small = w.size <= _KERNEL_MAX_WEIGHTS
+    return small and all(x.dtype == jnp.float32 for x in (w, *xs)) and matmul_cpu.kernel_available()
 
 
 def _dense_cpu_forward(x: Array, w: Array) -> Array:
-    if not _use_kernel(x, w):
+    if not _use_kernel(w, x):
         return x @ w
     return matmul_cpu.matmul(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
 
@@ -44,7 +51,7 @@ def _dense_cpu_bwd(res, dy):
     x, w = res
     x2, dy2 = jax.lax.optimization_barrier((x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])))
     dw = (x2.T @ dy2).astype(w.dtype)  # (Din, Dout); XLA's dot is fastest for this long contraction
-    if _use_kernel(x, w, dy):
+    if _use_kernel(w, x, dy):
         dx = matmul_cpu.matmul(dy2, w, trans_b=True).reshape(x.shape)  # dy W^T
     else:
         dx = (dy @ w.T.astype(dy.dtype)).astype(x.dtype)
