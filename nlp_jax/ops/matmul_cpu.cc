@@ -4,10 +4,10 @@
 //
 // C (M x N) is cut into blocks of kBlockRows x kBlockCols, one task each on XLA's intra-op thread pool.
 // Within a block, each 64-column panel of op(B) is swept by row tiles of 6 (Tile<6, 4> of cpu_kernels.h:
-// 24 accumulators; per step of k, 4 vector loads and 6 broadcasts feed 24 fused multiply-adds). First,
-// op(B) is copied once into contiguous, zero-padded k x 64 panels (transposing it when op(B) = B^T), so
-// the tiles read each panel from one run of pages whatever B's layout; A is read in place through its
-// strides. Columns of a last, partial vector go through a small buffer.
+// 24 accumulators; per step of k, 4 vector loads and 6 broadcasts feed 24 fused multiply-adds). When
+// op(B) = B^T or its width is not a multiple of 64, it is first copied once into contiguous, zero-padded
+// k x 64 panels (transposed as needed); otherwise the tiles read B's rows in place. A is read in place
+// through its strides. Columns of a last, partial vector go through a small buffer.
 #include <vector>
 
 #include "cpu_kernels.h"
@@ -22,7 +22,8 @@ constexpr int64_t kPanel = kMaxVecs * kLanes;         // columns per panel
 struct Problem {
   const float* a;
   int64_t ar, ak;  // A[i, k] = a[i * ar + k * ak]
-  const float* b;  // op(B) packed: panel q (columns 64 q .. 64 q + 63) is k rows of 64 floats at b + q * k * 64
+  const float* b;  // columns [j, j + 64) of op(B) start at b + j * col_stride, rows ldb floats apart
+  int64_t col_stride, ldb;
   float* c;
   int64_t m, n, k;
 };
@@ -46,13 +47,13 @@ void Block(const Problem& p, int64_t i0, int64_t j0) {
   for (int64_t j = j0; j < j1; j += kPanel) {
     const int64_t width = std::min(kPanel, j1 - j);
     const int full = static_cast<int>(width / kLanes);
-    const float* panel = p.b + j * p.k;  // panel j / 64 starts at (j / 64) * k * 64
+    const float* panel = p.b + j * p.col_stride;
     for (int64_t i = i0; i < i1; i += kRows) {
       const int r = static_cast<int>(std::min<int64_t>(kRows, i1 - i));
       const float* a = p.a + i * p.ar;
-      if (full > 0) RunTile(r, full, a, p.ar, p.ak, panel, kPanel, 0, p.k, p.c + i * p.n + j, p.n, false);
+      if (full > 0) RunTile(r, full, a, p.ar, p.ak, panel, p.ldb, 0, p.k, p.c + i * p.n + j, p.n, false);
       if (width % kLanes) {  // the last columns, through a buffer
-        RunTile(r, 1, a, p.ar, p.ak, panel + full * kLanes, kPanel, 0, p.k, tail, kLanes, false);
+        RunTile(r, 1, a, p.ar, p.ak, panel + full * kLanes, p.ldb, 0, p.k, tail, kLanes, false);
         for (int x = 0; x < r; ++x)
           std::memcpy(p.c + (i + x) * p.n + j + full * kLanes, tail + x * kLanes, (width % kLanes) * sizeof(float));
       }
@@ -69,14 +70,17 @@ ffi::Error MatmulImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer
   const int64_t n = trans_b ? bd[0] : bd[1];
   if ((trans_b ? bd[1] : bd[0]) != k || cd[0] != m || cd[1] != n)
     return ffi::Error::InvalidArgument("matmul: op(a) (m, k) and op(b) (k, n) do not match, or c is not (m, n)");
-  const int64_t panels = (n + kPanel - 1) / kPanel;
-  thread_local std::vector<float> packed;  // the caller's; reused across calls (no allocation, no page faults)
-  if (static_cast<int64_t>(packed.size()) < panels * k * kPanel) packed.resize(panels * k * kPanel);
-  float* const bp = packed.data();  // (the lambdas run on other threads too: name the buffer, not the variable)
-  ParallelFor(pool, panels, [&](int64_t q) {
-    PackPanel(b.typed_data(), trans_b != 0, k, n, q * kPanel, bp + q * k * kPanel);
-  });
-  const Problem p{a.typed_data(), trans_a ? 1 : k, trans_a ? m : 1, bp, c->typed_data(), m, n, k};
+  Problem p{a.typed_data(), trans_a ? 1 : k, trans_a ? m : 1, b.typed_data(), 1, n, c->typed_data(), m, n, k};
+  if (trans_b || n % kPanel != 0) {  // else B's rows are read in place: every panel is whole
+    const int64_t panels = (n + kPanel - 1) / kPanel;
+    thread_local std::vector<float> packed;  // the caller's; reused across calls (no allocation, no page faults)
+    if (static_cast<int64_t>(packed.size()) < panels * k * kPanel) packed.resize(panels * k * kPanel);
+    float* const bp = packed.data();  // (the lambdas run on other threads too: name the buffer, not the variable)
+    ParallelFor(pool, panels, [&](int64_t q) {
+      PackPanel(b.typed_data(), trans_b != 0, k, n, q * kPanel, bp + q * k * kPanel);
+    });
+    p.b = bp, p.col_stride = k, p.ldb = kPanel;
+  }
   const int64_t row_blocks = (m + kBlockRows - 1) / kBlockRows, col_blocks = (n + kBlockCols - 1) / kBlockCols;
   ParallelFor(pool, row_blocks * col_blocks, [&](int64_t task) {
     Block(p, task / col_blocks * kBlockRows, task % col_blocks * kBlockCols);
