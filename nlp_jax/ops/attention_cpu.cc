@@ -50,24 +50,40 @@ void Gemm(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, i
 struct Shape {
   int64_t t, h, d, dp, tp;  // dp, tp: d and t rounded up to kLanes (padded strides of the packed copies)
   float scale;              // 1 / sqrt(d)
-  int64_t Row(int64_t i) const { return i * h * d; }  // offset of row i of one head in (T, H, D)
+  int64_t ld() const { return h * d; }  // distance between a head's consecutive rows in (T, H, D)
+  bool direct() const { return d == dp; }  // rows of whole vectors: B operands and outputs used in place
 };
-
-// One head's rows (T x D, row stride H D) into dst (T x dp), times mul, zero padded.
-void PackRows(const float* src, const Shape& s, float mul, float* dst) {
-  for (int64_t i = 0; i < s.t; ++i) {
-    float* row = dst + i * s.dp;
-    for (int64_t e = 0; e < s.d; ++e) row[e] = src[s.Row(i) + e] * mul;
-    std::fill(row + s.d, row + s.dp, 0.f);
-  }
-}
 
 // One head's rows transposed into dst (D x tp), zero padded.
 void PackColumns(const float* src, const Shape& s, float* dst) {
   for (int64_t e = 0; e < s.d; ++e) {
     float* col = dst + e * s.tp;
-    for (int64_t i = 0; i < s.t; ++i) col[i] = src[s.Row(i) + e];
+    for (int64_t i = 0; i < s.t; ++i) col[i] = src[i * s.ld() + e];
     std::fill(col + s.t, col + s.tp, 0.f);
+  }
+}
+
+// A head (T x D) as a product's B operand or output: in place when its rows are whole vectors, else a
+// zero-padded T x dp copy in buf (made now if `copy`).
+struct View {
+  float* data;
+  int64_t ld;
+};
+View HeadView(const float* src, const Shape& s, std::vector<float>& buf, bool copy) {
+  if (s.direct()) return {const_cast<float*>(src), s.ld()};
+  if (static_cast<int64_t>(buf.size()) < s.t * s.dp) buf.resize(s.t * s.dp);
+  for (int64_t i = 0; copy && i < s.t; ++i) {
+    std::copy(src + i * s.ld(), src + i * s.ld() + s.d, buf.data() + i * s.dp);
+    std::fill(buf.data() + i * s.dp + s.d, buf.data() + (i + 1) * s.dp, 0.f);
+  }
+  return {buf.data(), s.dp};
+}
+
+// dst rows [a, a + m) = view rows [0, m) times mul (or times mul[i] per row); in place when direct.
+void WriteRows(const View& v, float* dst, const Shape& s, int64_t m, const float* row_mul, float mul) {
+  for (int64_t i = 0; i < m; ++i) {
+    const float f = row_mul ? row_mul[i] : mul;
+    for (int64_t e = 0; e < s.d; ++e) dst[i * s.ld() + e] = v.data[i * v.ld + e] * f;
   }
 }
 
@@ -78,18 +94,18 @@ struct Scratch {
   }
 };
 
-// Softmax of row x over its first `valid` entries, in place, unnormalised: x_j = exp(x_j - max) there,
-// 0 up to `width`; returns {log-sum-exp, 1 / sum}.
-std::pair<float, float> RowSoftmax(float* x, int64_t valid, int64_t width) {
+// Softmax of the scaled row x * scale over its first `valid` entries, in place, unnormalised:
+// x_j = exp(x_j scale - max) there, 0 up to `width`; returns {log-sum-exp, 1 / sum}.
+std::pair<float, float> RowSoftmax(float* x, int64_t valid, int64_t width, float scale) {
   Vec mv = Splat(-INFINITY);
   for (int64_t j = 0; j < width; j += kLanes) {
-    const Vec xv = Load(x + j);
+    const Vec xv = Load(x + j) * scale;
     mv = Below(j, valid) & (xv > mv) ? xv : mv;
   }
   const float m = Max(mv);
   Vec sv = Splat(0.f);
   for (int64_t j = 0; j < width; j += kLanes) {
-    const Vec e = Below(j, valid) ? Exp(Load(x + j) - m) : Splat(0.f);
+    const Vec e = Below(j, valid) ? Exp(Load(x + j) * scale - m) : Splat(0.f);
     Store(x + j, e);
     sv += e;
   }
@@ -102,24 +118,26 @@ inline int64_t CausalCols(int64_t a, int64_t i, int r, int64_t width) {
   return std::min(width, RoundUp(a + i + r, kLanes));
 }
 
+// q is read in place as the A operand of Q K^T (the 1 / sqrt(d) goes into the softmax); K is transposed.
 void ForwardHead(const float* q, const float* k, const float* v, float* o, float* lse, const Shape& s) {
   thread_local Scratch w;
-  Scratch::Fit(w.q, s.t * s.dp), Scratch::Fit(w.kt, s.d * s.tp), Scratch::Fit(w.v, s.t * s.dp);
-  Scratch::Fit(w.p, kBlock * s.tp), Scratch::Fit(w.out, kBlock * s.dp), Scratch::Fit(w.row, kBlock);
-  PackRows(q, s, s.scale, w.q.data()), PackColumns(k, s, w.kt.data()), PackRows(v, s, 1.f, w.v.data());
+  Scratch::Fit(w.kt, s.d * s.tp), Scratch::Fit(w.p, kBlock * s.tp), Scratch::Fit(w.row, kBlock);
+  PackColumns(k, s, w.kt.data());
+  const View vb = HeadView(v, s, w.v, true), out = HeadView(o, s, w.out, false);
   for (int64_t a = 0; a < s.t; a += kBlock) {
     const int64_t m = std::min(kBlock, s.t - a), width = RoundUp(a + m, kLanes);
-    Gemm(w.q.data() + a * s.dp, s.dp, 1, w.kt.data(), s.tp, m, w.p.data(), s.tp, false,
+    Gemm(q + a * s.ld(), s.ld(), 1, w.kt.data(), s.tp, m, w.p.data(), s.tp, false,
          [&](int64_t i, int r) { return Range{0, s.d, CausalCols(a, i, r, width)}; });
-    for (int64_t i = 0; i < m; ++i) std::tie(lse[a + i], w.row[i]) = RowSoftmax(w.p.data() + i * s.tp, a + i + 1, width);
-    Gemm(w.p.data(), s.tp, 1, w.v.data(), s.dp, m, w.out.data(), s.dp, false,
-         [&](int64_t i, int r) { return Range{0, a + i + r, s.dp}; });
     for (int64_t i = 0; i < m; ++i)
-      for (int64_t e = 0; e < s.d; ++e) o[s.Row(a + i) + e] = w.out[i * s.dp + e] * w.row[i];
+      std::tie(lse[a + i], w.row[i]) = RowSoftmax(w.p.data() + i * s.tp, a + i + 1, width, s.scale);
+    const View blk{out.data + a * out.ld, out.ld};
+    Gemm(w.p.data(), s.tp, 1, vb.data, vb.ld, m, blk.data, blk.ld, false,
+         [&](int64_t i, int r) { return Range{0, a + i + r, s.dp}; });
+    WriteRows(blk, o + a * s.ld(), s, m, w.row.data(), 1.f);
   }
 }
 
-// Rows of P = exp(S - lse) and dS = P * (dP - delta) for block a, in place of S and dP.
+// Rows of P = exp(S scale - lse) and dS = P * (dP - delta) for block a, in place of S and dP.
 void ScoreGradients(Scratch& w, const float* lse, const Shape& s, int64_t a, int64_t m, int64_t width) {
   for (int64_t i = 0; i < m; ++i) {
     float *p = w.p.data() + i * s.tp, *ds = w.ds.data() + i * s.tp;
@@ -127,7 +145,7 @@ void ScoreGradients(Scratch& w, const float* lse, const Shape& s, int64_t a, int
     const float l = lse[a + i], delta = w.row[a + i];
     for (int64_t j = 0; j < width; j += kLanes) {
       const IVec keep = Below(j, valid);
-      const Vec pv = keep ? Exp(Load(p + j) - l) : Splat(0.f);
+      const Vec pv = keep ? Exp(Load(p + j) * s.scale - l) : Splat(0.f);
       Store(p + j, pv);
       Store(ds + j, keep ? pv * (Load(ds + j) - delta) : Splat(0.f));
     }
@@ -137,34 +155,34 @@ void ScoreGradients(Scratch& w, const float* lse, const Shape& s, int64_t a, int
 void BackwardHead(const float* q, const float* k, const float* v, const float* o, const float* lse, const float* dout,
                   float* dq, float* dk, float* dv, const Shape& s) {
   thread_local Scratch w;
-  for (auto* x : {&w.q, &w.k, &w.dout, &w.dk, &w.dv}) Scratch::Fit(*x, s.t * s.dp);
   Scratch::Fit(w.kt, s.d * s.tp), Scratch::Fit(w.vt, s.d * s.tp), Scratch::Fit(w.row, s.t);
-  Scratch::Fit(w.p, kBlock * s.tp), Scratch::Fit(w.ds, kBlock * s.tp), Scratch::Fit(w.out, kBlock * s.dp);
-  PackRows(q, s, s.scale, w.q.data()), PackRows(k, s, 1.f, w.k.data()), PackColumns(k, s, w.kt.data());
-  PackColumns(v, s, w.vt.data()), PackRows(dout, s, 1.f, w.dout.data());
+  Scratch::Fit(w.p, kBlock * s.tp), Scratch::Fit(w.ds, kBlock * s.tp);
+  PackColumns(k, s, w.kt.data()), PackColumns(v, s, w.vt.data());
+  const View qb = HeadView(q, s, w.q, true), kb = HeadView(k, s, w.k, true), db = HeadView(dout, s, w.dout, true);
+  const View dqv = HeadView(dq, s, w.out, false), dkv = HeadView(dk, s, w.dk, false), dvv = HeadView(dv, s, w.dv, false);
   for (int64_t i = 0; i < s.t; ++i) {
     float delta = 0.f;
-    for (int64_t e = 0; e < s.d; ++e) delta += dout[s.Row(i) + e] * o[s.Row(i) + e];
+    for (int64_t e = 0; e < s.d; ++e) delta += dout[i * s.ld() + e] * o[i * s.ld() + e];
     w.row[i] = delta;
+    std::fill(dkv.data + i * dkv.ld, dkv.data + i * dkv.ld + s.dp, 0.f);
+    std::fill(dvv.data + i * dvv.ld, dvv.data + i * dvv.ld + s.dp, 0.f);
   }
-  std::fill(w.dk.begin(), w.dk.begin() + s.t * s.dp, 0.f), std::fill(w.dv.begin(), w.dv.begin() + s.t * s.dp, 0.f);
   for (int64_t a = 0; a < s.t; a += kBlock) {
     const int64_t m = std::min(kBlock, s.t - a), width = RoundUp(a + m, kLanes);
     auto causal = [&](int64_t i, int r) { return Range{0, s.d, CausalCols(a, i, r, width)}; };
-    Gemm(w.q.data() + a * s.dp, s.dp, 1, w.kt.data(), s.tp, m, w.p.data(), s.tp, false, causal);
-    Gemm(w.dout.data() + a * s.dp, s.dp, 1, w.vt.data(), s.tp, m, w.ds.data(), s.tp, false, causal);
+    Gemm(q + a * s.ld(), s.ld(), 1, w.kt.data(), s.tp, m, w.p.data(), s.tp, false, causal);
+    Gemm(dout + a * s.ld(), s.ld(), 1, w.vt.data(), s.tp, m, w.ds.data(), s.tp, false, causal);
     ScoreGradients(w, lse, s, a, m, width);
-    Gemm(w.ds.data(), s.tp, 1, w.k.data(), s.dp, m, w.out.data(), s.dp, false,
+    const View blk{dqv.data + a * dqv.ld, dqv.ld};
+    Gemm(w.ds.data(), s.tp, 1, kb.data, kb.ld, m, blk.data, blk.ld, false,
          [&](int64_t i, int r) { return Range{0, a + i + r, s.dp}; });
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t e = 0; e < s.d; ++e) dq[s.Row(a + i) + e] = w.out[i * s.dp + e] * s.scale;
+    WriteRows(blk, dq + a * s.ld(), s, m, nullptr, s.scale);
     // Keys j < a + m; key j receives gradient from the block's queries at or after it.
     auto below = [&](int64_t j, int) { return Range{std::max<int64_t>(0, j - a), m, s.dp}; };
-    Gemm(w.ds.data(), 1, s.tp, w.q.data() + a * s.dp, s.dp, a + m, w.dk.data(), s.dp, true, below);
-    Gemm(w.p.data(), 1, s.tp, w.dout.data() + a * s.dp, s.dp, a + m, w.dv.data(), s.dp, true, below);
+    Gemm(w.ds.data(), 1, s.tp, qb.data + a * qb.ld, qb.ld, a + m, dkv.data, dkv.ld, true, below);
+    Gemm(w.p.data(), 1, s.tp, db.data + a * db.ld, db.ld, a + m, dvv.data, dvv.ld, true, below);
   }
-  for (int64_t i = 0; i < s.t; ++i)
-    for (int64_t e = 0; e < s.d; ++e) dk[s.Row(i) + e] = w.dk[i * s.dp + e], dv[s.Row(i) + e] = w.dv[i * s.dp + e];
+  WriteRows(dkv, dk, s, s.t, nullptr, s.scale), WriteRows(dvv, dv, s, s.t, nullptr, 1.f);
 }
 
 // Shape of (..., T, H, D) -> (batch, {t, h, d, dp, tp, scale}); false unless rank >= 3.

@@ -38,15 +38,21 @@ inline IVec Below(int64_t j, int64_t limit) {  // lanes j .. j + 15 that are < l
   const IVec iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   return iota < static_cast<int32_t>(limit - j);
 }
+// Horizontal max and sum by halving: lanes i and i + w combined for w = 8, 4, 2, 1 (4 shuffles, not 15
+// dependent scalar steps).
+template <typename F>
+inline float Reduce(Vec v, F op) {
+  v = op(v, __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+  v = op(v, __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));
+  v = op(v, __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+  v = op(v, __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
+  return v[0];
+}
 inline float Max(Vec v) {
-  float m = v[0];
-  for (int i = 1; i < kLanes; ++i) m = std::max(m, v[i]);
-  return m;
+  return Reduce(v, [](Vec a, Vec b) { return a > b ? a : b; });
 }
 inline float Sum(Vec v) {
-  float s = 0.f;
-  for (int i = 0; i < kLanes; ++i) s += v[i];
-  return s;
+  return Reduce(v, [](Vec a, Vec b) { return a + b; });
 }
 
 // e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2; e^r by its Taylor polynomial of degree 7
