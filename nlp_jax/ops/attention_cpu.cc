@@ -28,25 +28,6 @@ using namespace nlp_jax;  // NOLINT: the shared vector helpers, Tile and Paralle
 
 constexpr int64_t kBlock = 64;  // query rows per block
 
-struct Range {
-  int64_t k0, k1, cols;  // the k range summed and the number of columns computed (a multiple of kLanes)
-};
-
-// C = / += A B for m rows, in tiles of kRows rows; range(i, r) gives the row tile [i, i + r) its k range
-// and column count, which is how the causal structure skips work.
-template <typename F>
-void Gemm(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, int64_t m, float* c, int64_t ldc,
-          bool accumulate, F range) {
-  for (int64_t i = 0; i < m; i += kRows) {
-    const int r = static_cast<int>(std::min<int64_t>(kRows, m - i));
-    const Range g = range(i, r);
-    for (int64_t j = 0; j < g.cols; j += kMaxVecs * kLanes) {
-      const int nv = static_cast<int>(std::min<int64_t>(kMaxVecs, (g.cols - j) / kLanes));
-      RunTile(r, nv, a + i * ar, ar, ak, b + j, ldb, g.k0, g.k1, c + i * ldc + j, ldc, accumulate);
-    }
-  }
-}
-
 struct Shape {
   int64_t t, h, d, dp, tp;  // dp, tp: d and t rounded up to kLanes (padded strides of the packed copies)
   float scale;              // 1 / sqrt(d)

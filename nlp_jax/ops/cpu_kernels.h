@@ -112,6 +112,25 @@ inline void RunTile(int r, int nv, const float* a, int64_t ar, int64_t ak, const
   kTiles[r - 1][nv - 1](a, ar, ak, b, ldb, k0, k1, c, ldc, accumulate);
 }
 
+struct Range {
+  int64_t k0, k1, cols;  // the k range summed and the number of columns computed (a multiple of kLanes)
+};
+
+// C = / += A B for m rows, in tiles of kRows rows; range(i, r) gives the row tile [i, i + r) its k range
+// and column count (which is how causal attention skips work).
+template <typename F>
+void Gemm(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, int64_t m, float* c, int64_t ldc,
+          bool accumulate, F range) {
+  for (int64_t i = 0; i < m; i += kRows) {
+    const int r = static_cast<int>(std::min<int64_t>(kRows, m - i));
+    const Range g = range(i, r);
+    for (int64_t j = 0; j < g.cols; j += kMaxVecs * kLanes) {
+      const int nv = static_cast<int>(std::min<int64_t>(kMaxVecs, (g.cols - j) / kLanes));
+      RunTile(r, nv, a + i * ar, ar, ak, b + j, ldb, g.k0, g.k1, c + i * ldc + j, ldc, accumulate);
+    }
+  }
+}
+
 // Runs fn(0 .. n-1) on the calling thread and the pool's; returns when all are done. Tasks are claimed
 // from a shared counter, so a helper the pool starts late finds nothing left and touches nothing else.
 template <typename F>
@@ -126,6 +145,33 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& fn) {
   for (int64_t helper = 1; helper < std::min<int64_t>(pool.num_threads(), n); ++helper) pool.Schedule(decltype(run)(run));
   run();
   while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+}
+
+// fn(stage, task) for stages 0 .. stages-1 in order, `tasks` per stage, where a stage's tasks may only
+// start once the previous stage's are all done (a recurrence: step t needs step t - 1). The caller and
+// the pool's threads claim tasks in order from one counter and spin at stage boundaries, so there is one
+// hand-off to the pool per call instead of one per step; a helper that starts late joins at the current
+// stage, and the caller alone finishes everything if no helper ever starts.
+template <typename F>
+void StagedParallelFor(ffi::ThreadPool& pool, int64_t stages, int64_t tasks, const F& fn) {
+  struct Counters {
+    std::atomic<int64_t> next{0}, done{0};
+  };
+  auto state = std::make_shared<Counters>();
+  const int64_t total = stages * tasks;
+  auto run = [state, &fn, tasks, total] {
+    for (int64_t g; (g = state->next.fetch_add(1)) < total;) {
+      const int64_t stage = g / tasks;
+      while (state->done.load(std::memory_order_acquire) < stage * tasks) {
+      }
+      fn(stage, g % tasks);
+      state->done.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  for (int64_t helper = 1; helper < std::min<int64_t>(pool.num_threads(), tasks); ++helper)
+    pool.Schedule(decltype(run)(run));
+  run();
+  while (state->done.load(std::memory_order_acquire) < total) std::this_thread::yield();
 }
 
 }  // namespace nlp_jax

@@ -8,6 +8,9 @@
 // Layer norm: y = (x - mean) rstd scale + bias with rstd = 1 / sqrt(var + eps) over the last axis; the
 // backward pass, with xhat = (x - mean) rstd and g = dy scale, is
 //   dx = rstd (g - mean(g) - xhat mean(g xhat)),  dscale = sum_rows dy xhat,  dbias = sum_rows dy.
+// Softmax cross-entropy with integer targets, per row of logits z: nll = lse(z) - z_target, and
+// dz = g (softmax(z) - onehot(target)) with softmax(z) = exp(z - lse) recomputed from the saved lse.
+#include <algorithm>
 #include <vector>
 
 #include "cpu_kernels.h"
@@ -163,6 +166,51 @@ ffi::Error LayerNormBackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, 
   return ffi::Error::Success();
 }
 
+constexpr int64_t kXentRowsPerTask = 4;
+
+ffi::Error XentForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> logits, ffi::Buffer<ffi::S32> targets,
+                           ffi::ResultBuffer<ffi::F32> nll, ffi::ResultBuffer<ffi::F32> lse) {
+  auto dims = logits.dimensions();
+  if (dims.size() != 2 || dims[1] == 0 || static_cast<int64_t>(targets.element_count()) != dims[0])
+    return ffi::Error::InvalidArgument("softmax_cross_entropy: logits (N, V) with V > 0, targets (N,)");
+  const int64_t n = dims[0], v = dims[1];
+  const int32_t* y = targets.typed_data();
+  if (!std::all_of(y, y + n, [v](int32_t t) { return t >= 0 && t < v; }))
+    return ffi::Error::InvalidArgument("softmax_cross_entropy: targets must lie in [0, V)");
+  ParallelFor(pool, (n + kXentRowsPerTask - 1) / kXentRowsPerTask, [&](int64_t task) {
+    for (int64_t r = task * kXentRowsPerTask; r < std::min(n, (task + 1) * kXentRowsPerTask); ++r) {
+      const float* z = logits.typed_data() + r * v;
+      Vec mv = Splat(-INFINITY);
+      ForVectors(v, [&](int64_t j, int64_t c) { mv = Below(0, c) & (LoadN(z + j, c) > mv) ? LoadN(z + j, c) : mv; });
+      const float m = Max(mv);
+      Vec sv = Splat(0.f);
+      ForVectors(v, [&](int64_t j, int64_t c) { sv += Below(0, c) ? Exp(LoadN(z + j, c) - m) : Splat(0.f); });
+      const float l = m + std::log(Sum(sv));
+      lse->typed_data()[r] = l, nll->typed_data()[r] = l - z[y[r]];
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error XentBackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> logits, ffi::Buffer<ffi::S32> targets,
+                            ffi::Buffer<ffi::F32> lse, ffi::Buffer<ffi::F32> g, ffi::ResultBuffer<ffi::F32> dlogits) {
+  auto dims = logits.dimensions();
+  const int64_t n = dims.size() == 2 ? dims[0] : -1, v = dims.size() == 2 ? dims[1] : 0;
+  if (n < 0 || static_cast<int64_t>(targets.element_count()) != n || static_cast<int64_t>(lse.element_count()) != n ||
+      static_cast<int64_t>(g.element_count()) != n)
+    return ffi::Error::InvalidArgument("softmax_cross_entropy_backward: logits (N, V), targets, lse, g (N,)");
+  const int32_t* y = targets.typed_data();
+  ParallelFor(pool, (n + kXentRowsPerTask - 1) / kXentRowsPerTask, [&](int64_t task) {
+    for (int64_t r = task * kXentRowsPerTask; r < std::min(n, (task + 1) * kXentRowsPerTask); ++r) {
+      const float *z = logits.typed_data() + r * v, l = lse.typed_data()[r], gr = g.typed_data()[r];
+      float* dz = dlogits->typed_data() + r * v;
+      ForVectors(v, [&](int64_t j, int64_t c) { StoreN(dz + j, Exp(LoadN(z + j, c) - l) * gr, c); });
+      if (y[r] >= 0 && y[r] < v) dz[y[r]] -= gr;
+    }
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GeluForward, GeluForwardImpl,
@@ -197,3 +245,20 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LayerNormBackward, LayerNormBackwardImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dx
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dscale
                                   .Ret<ffi::Buffer<ffi::F32>>());  // dbias
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(XentForward, XentForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // logits (N, V)
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // targets (N,)
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // nll (N,)
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // lse (N,)
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(XentBackward, XentBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // logits
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // targets
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // lse
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // g: the nll's cotangent (N,)
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // dlogits

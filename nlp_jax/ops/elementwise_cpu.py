@@ -1,4 +1,4 @@
-"""Exact GELU and layer normalisation on CPU by the C++ kernels of ``elementwise_cpu.cc`` (float32),
+"""Exact GELU, layer normalisation and softmax cross-entropy on CPU by the C++ kernels of ``elementwise_cpu.cc`` (float32),
 differentiable through their written-out backward kernels. Built on first use by ``ops.kernels``;
 ``kernel_available()`` is False when no C++ compiler works, and callers then take their XLA paths."""
 
@@ -11,7 +11,8 @@ import numpy as np
 
 Array = jax.Array
 _TARGETS = {"nlp_jax_gelu_fwd": "GeluForward", "nlp_jax_gelu_bwd": "GeluBackward",
-            "nlp_jax_layer_norm_fwd": "LayerNormForward", "nlp_jax_layer_norm_bwd": "LayerNormBackward"}
+            "nlp_jax_layer_norm_fwd": "LayerNormForward", "nlp_jax_layer_norm_bwd": "LayerNormBackward",
+            "nlp_jax_xent_fwd": "XentForward", "nlp_jax_xent_bwd": "XentBackward"}
 
 
 @functools.cache
@@ -68,3 +69,24 @@ def _layer_norm_bwd(eps, res, dy):
 
 
 layer_norm.defvjp(lambda x, scale, bias, eps: _layer_norm_fwd(x, scale, bias, eps), _layer_norm_bwd)
+
+
+def _xent_fwd(logits, targets):
+    n = logits.shape[0]
+    nll, lse = _call("nlp_jax_xent_fwd", (_like(logits, (n,)), _like(logits, (n,))), logits, targets)
+    return nll, (logits, targets, lse)
+
+
+@jax.custom_vjp
+def softmax_cross_entropy(logits: Array, targets: Array) -> Array:
+    """Per-row ``logsumexp(z) - z[target]`` for float32 logits (N, V) and int32 targets (N,) in [0, V)."""
+    return _xent_fwd(logits, targets)[0]
+
+
+def _xent_bwd(res, g):
+    logits, targets, lse = res
+    dlogits = _call("nlp_jax_xent_bwd", _like(logits), logits, targets, lse, g)
+    return dlogits, np.zeros(targets.shape, jax.dtypes.float0)
+
+
+softmax_cross_entropy.defvjp(_xent_fwd, _xent_bwd)
