@@ -6,6 +6,13 @@ STAMP  := $(VENV)/.installed
 RUN    := $(PY) -m nlp_jax.run
 PYTEST_ARGS ?=
 
+# glibc malloc: one arena, no mmap, no trimming. XLA:CPU allocates each step's temporaries in one block
+# on a worker thread (75 MB for the LSTM LM step), which glibc otherwise serves with fresh mmap pages
+# every step: 19,000 page faults per step, ~8% of the step (BENCHMARKS.md). Override by setting them.
+export MALLOC_ARENA_MAX ?= 1
+export MALLOC_MMAP_MAX_ ?= 0
+export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
+
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v clean
 
 $(STAMP): pyproject.toml
