@@ -55,20 +55,49 @@ inline float Sum(Vec v) {
   return Reduce(v, [](Vec a, Vec b) { return a + b; });
 }
 
-// e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2; e^r by its Taylor polynomial of degree 7
-// (truncation error below 1e-8 relative). Inputs below -87.3 give 0, as float32's exp nearly does.
-inline Vec Exp(Vec x) {
-  const Vec lo = Splat(-87.3f), hi = Splat(88.f);
-  Vec c = x < lo ? lo : (x > hi ? hi : x);
+// e^x = 2^n e^r: n = round(x / ln 2) and r = x - n ln 2 (|r| <= ln(2) / 2, ln 2 in two parts, Cody-Waite),
+// for x clamped to [-88, 88]; returns 2^n, and r in *r.
+inline Vec ExpReduce(Vec x, Vec* r) {
+  const Vec c = x < -88.f ? Splat(-88.f) : (x > 88.f ? Splat(88.f) : x);
   const Vec n = (c * 1.44269504f + 12582912.f) - 12582912.f;  // round to nearest via 1.5 * 2^23
-  Vec r = c - n * 0.693359375f;                                 // ln 2 in two parts (Cody-Waite)
-  r = r - n * -2.12194440e-4f;
-  Vec p = Splat(1.f / 5040);
-  for (float coef : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = p * r + coef;
+  *r = (c - n * 0.693359375f) - n * -2.12194440e-4f;
   const IVec bits = (__builtin_convertvector(n, IVec) + 127) << 23;
   Vec scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  return x < lo ? Splat(0.f) : p * scale;
+  return scale;
+}
+
+// e^r - 1 for |r| <= ln(2) / 2 by its Taylor polynomial of degree 7 (truncation error below 1e-8
+// relative), without the constant term, so it stays accurate as r -> 0.
+inline Vec Expm1Reduced(Vec r) {
+  Vec p = Splat(1.f / 5040);
+  for (float coef : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f}) p = p * r + coef;
+  return p * r;
+}
+
+// e^x; inputs below -87.3 give 0, as float32's exp nearly does.
+inline Vec Exp(Vec x) {
+  Vec r;
+  const Vec scale = ExpReduce(x, &r);
+  return x < -87.3f ? Splat(0.f) : scale * (Expm1Reduced(r) + 1.f);
+}
+
+// e^x - 1, accurate for small x too: 2^n (e^r - 1) + (2^n - 1).
+inline Vec Expm1(Vec x) {
+  Vec r;
+  const Vec scale = ExpReduce(x, &r);
+  return scale * Expm1Reduced(r) + (scale - 1.f);
+}
+
+inline Vec LoadN(const float* p, int64_t n) {  // n <= 16 floats, zeros after
+  if (n == kLanes) return Load(p);
+  Vec v = Splat(0.f);
+  std::memcpy(&v, p, n * sizeof(float));
+  return v;
+}
+inline void StoreN(float* p, Vec v, int64_t n) {
+  if (n == kLanes) return Store(p, v);
+  std::memcpy(p, &v, n * sizeof(float));
 }
 
 // C[i, :] = (accumulate ? C[i, :] : 0) + sum_{k0 <= k < k1} A[i, k] B[k, :] for R rows and NV vectors of

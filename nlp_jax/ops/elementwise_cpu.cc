@@ -22,16 +22,6 @@ using namespace nlp_jax;  // NOLINT: the shared vector helpers and ParallelFor
 constexpr int64_t kChunk = 16384;  // elements per GELU task
 constexpr int64_t kRowsPerTask = 32;
 
-inline Vec LoadN(const float* p, int64_t n) {  // n <= 16 floats, zeros after
-  if (n == kLanes) return Load(p);
-  Vec v = Splat(0.f);
-  std::memcpy(&v, p, n * sizeof(float));
-  return v;
-}
-inline void StoreN(float* p, Vec v, int64_t n) {
-  if (n == kLanes) return Store(p, v);
-  std::memcpy(p, &v, n * sizeof(float));
-}
 
 inline Vec NormalCdf(Vec x) {
   const Vec a = (x < 0.f ? -x : x) * 0.70710678f;  // |x| / sqrt 2

@@ -21,32 +21,7 @@ namespace {
 
 using namespace nlp_jax;  // NOLINT: the shared vector helpers and Gemm
 
-inline Vec LoadN(const float* p, int64_t n) {  // n <= 16 floats, zeros after
-  if (n == kLanes) return Load(p);
-  Vec v = Splat(0.f);
-  std::memcpy(&v, p, n * sizeof(float));
-  return v;
-}
-inline void StoreN(float* p, Vec v, int64_t n) {
-  if (n == kLanes) return Store(p, v);
-  std::memcpy(p, &v, n * sizeof(float));
-}
 
-// e^x - 1, accurate for small x too: 2^n (q(r) + 1) - 1 = 2^n q(r) + (2^n - 1) with q(r) = e^r - 1 by its
-// Taylor polynomial without the constant term.
-inline Vec Expm1(Vec x) {
-  const Vec c = x < -88.f ? Splat(-88.f) : (x > 88.f ? Splat(88.f) : x);
-  const Vec n = (c * 1.44269504f + 12582912.f) - 12582912.f;
-  Vec r = c - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  Vec p = Splat(1.f / 5040);
-  for (float coef : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f}) p = p * r + coef;
-  const Vec q = (p * r + 1.f) * r;  // e^r - 1
-  const IVec bits = (__builtin_convertvector(n, IVec) + 127) << 23;
-  Vec scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return scale * q + (scale - 1.f);
-}
 inline Vec Sigmoid(Vec x) { return 1.f / (1.f + Exp(-x)); }
 inline Vec Tanh(Vec x) {  // tanh |x| = -expm1(-2|x|) / (2 + expm1(-2|x|)), sign restored
   const Vec ax = x < 0.f ? -x : x;
