@@ -4,7 +4,7 @@ backward pass written out.
 Two implementations, one dispatch (``causal_attention_cpu``): the C++ kernel ``attention_cpu.cc``
 (float32, flash-attention style, built on first use by ``ops.kernels``) and, where it cannot run (another
 dtype, no C++ compiler), the XLA formulation below (``causal_attention_xla``). Both equal the reference
-path within float32 rounding, gradients included (tests/ops/test_attention.py).
+path within float32 rounding, gradients included (tests/ops/test_attention_cpu.py).
 
 The XLA formulation:
 Queries are cut into blocks of ``BLOCK`` rows; block [a, b) attends only to keys [0, b), so for long

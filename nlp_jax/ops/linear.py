@@ -5,11 +5,11 @@ On XLA's CPU backend, the plain ``x @ W`` backward lets XLA fuse the upstream el
 loop runs an order of magnitude slower than the arithmetic needs (BENCHMARKS.md, "profile"). The CPU
 path states the gradients explicitly, ``dx = dy W^T`` and ``dW = x^T dy`` over the flattened tokens, and
 puts optimization barriers on the operands so each transpose is a plain (fast) copy. For float32, the
-three products go to the C++ kernel of ``matmul_cpu`` (which reads transposed operands in place) where
-it is available and W is small (up to 2^20 weights, where its packed copy stays in cache): XLA's CPU
-dot reaches 100-170 GFLOP/s on a small model's shapes on two cores, the kernel up to 1.3x that; the
-weight gradient x^T dy, a long contraction over tokens, stays with XLA's dot, which runs it fastest. Values and gradients are the same as the plain path (tested);
-other backends use the plain path.
+forward product x W and dx = dy W^T go to the C++ kernel of ``matmul_cpu`` (which reads W^T in place)
+where it is available and W has at most 2^20 weights: on a small model's shapes XLA's CPU dot reaches
+100-170 GFLOP/s on two cores, the kernel up to 1.3x that. The weight gradient x^T dy, a long contraction
+over tokens, stays with XLA's dot, which runs it fastest. Values and gradients equal the plain path
+(tested); other backends use the plain path.
 """
 
 from __future__ import annotations
