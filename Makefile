@@ -46,7 +46,7 @@ ngram: $(STAMP)  ## Kneser-Ney n-gram LMs on Penn Treebank (orders 2-5) and an a
 w2v: $(STAMP)  ## word vectors on en_corpus: skip-gram, CBOW (ours and gensim), PPMI-SVD; analogies, similarity
 	$(RUN) experiments/word2vec_en.py
 
-lstm-small: $(STAMP)  ## Zaremba et al.'s small LSTM LM on PTB (13 epochs, ~35 min on 2 CPU cores)
+lstm-small: $(STAMP)  ## Zaremba et al.'s small LSTM LM on PTB (13 epochs, ~28 min on 2 CPU cores)
 	$(RUN) experiments/lstm_ptb.py:small
 
 lstm-medium: $(STAMP)  ## Zaremba et al.'s medium LSTM LM on PTB (39 epochs; meant for a GPU)
