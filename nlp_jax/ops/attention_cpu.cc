@@ -52,7 +52,7 @@ struct View {
 };
 View HeadView(const float* src, const Shape& s, std::vector<float>& buf, bool copy) {
   if (s.direct()) return {const_cast<float*>(src), s.ld()};
-  if (static_cast<int64_t>(buf.size()) < s.t * s.dp) buf.resize(s.t * s.dp);
+  Fit(buf, s.t * s.dp);
   for (int64_t i = 0; copy && i < s.t; ++i) {
     std::copy(src + i * s.ld(), src + i * s.ld() + s.d, buf.data() + i * s.dp);
     std::fill(buf.data() + i * s.dp + s.d, buf.data() + (i + 1) * s.dp, 0.f);
@@ -60,7 +60,7 @@ View HeadView(const float* src, const Shape& s, std::vector<float>& buf, bool co
   return {buf.data(), s.dp};
 }
 
-// dst rows [a, a + m) = view rows [0, m) times mul (or times mul[i] per row); in place when direct.
+// dst's first m head rows = the view's, times mul (or times row_mul[i] per row); in place when direct.
 void WriteRows(const View& v, float* dst, const Shape& s, int64_t m, const float* row_mul, float mul) {
   for (int64_t i = 0; i < m; ++i) {
     const float f = row_mul ? row_mul[i] : mul;
@@ -68,11 +68,8 @@ void WriteRows(const View& v, float* dst, const Shape& s, int64_t m, const float
   }
 }
 
-struct Scratch {
+struct Scratch {  // one per thread and direction, reused across calls
   std::vector<float> q, k, kt, v, vt, dout, dk, dv, p, ds, out, row;
-  static void Fit(std::vector<float>& x, int64_t n) {
-    if (static_cast<int64_t>(x.size()) < n) x.resize(n);
-  }
 };
 
 // Softmax of the scaled row x * scale over its first `valid` entries, in place, unnormalised:
@@ -102,7 +99,7 @@ inline int64_t CausalCols(int64_t a, int64_t i, int r, int64_t width) {
 // q is read in place as the A operand of Q K^T (the 1 / sqrt(d) goes into the softmax); K is transposed.
 void ForwardHead(const float* q, const float* k, const float* v, float* o, float* lse, const Shape& s) {
   thread_local Scratch w;
-  Scratch::Fit(w.kt, s.d * s.tp), Scratch::Fit(w.p, kBlock * s.tp), Scratch::Fit(w.row, kBlock);
+  Fit(w.kt, s.d * s.tp), Fit(w.p, kBlock * s.tp), Fit(w.row, kBlock);
   PackColumns(k, s, w.kt.data());
   const View vb = HeadView(v, s, w.v, true), out = HeadView(o, s, w.out, false);
   for (int64_t a = 0; a < s.t; a += kBlock) {
@@ -136,8 +133,8 @@ void ScoreGradients(Scratch& w, const float* lse, const Shape& s, int64_t a, int
 void BackwardHead(const float* q, const float* k, const float* v, const float* o, const float* lse, const float* dout,
                   float* dq, float* dk, float* dv, const Shape& s) {
   thread_local Scratch w;
-  Scratch::Fit(w.kt, s.d * s.tp), Scratch::Fit(w.vt, s.d * s.tp), Scratch::Fit(w.row, s.t);
-  Scratch::Fit(w.p, kBlock * s.tp), Scratch::Fit(w.ds, kBlock * s.tp);
+  Fit(w.kt, s.d * s.tp), Fit(w.vt, s.d * s.tp), Fit(w.row, s.t);
+  Fit(w.p, kBlock * s.tp), Fit(w.ds, kBlock * s.tp);
   PackColumns(k, s, w.kt.data()), PackColumns(v, s, w.vt.data());
   const View qb = HeadView(q, s, w.q, true), kb = HeadView(k, s, w.k, true), db = HeadView(dout, s, w.dout, true);
   const View dqv = HeadView(dq, s, w.out, false), dkv = HeadView(dk, s, w.dk, false), dvv = HeadView(dv, s, w.dv, false);
@@ -177,6 +174,9 @@ bool ShapeOf(ffi::Buffer<ffi::F32>& x, int64_t* batch, Shape* s) {
   return true;
 }
 
+// Offset of element (b, 0, head, 0) for task = b * H + head.
+inline int64_t HeadOffset(int64_t task, const Shape& s) { return task / s.h * s.t * s.h * s.d + task % s.h * s.d; }
+
 bool SameDims(ffi::Buffer<ffi::F32>& a, ffi::Buffer<ffi::F32>& b) {
   auto x = a.dimensions(), y = b.dimensions();
   return x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin());
@@ -189,7 +189,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffe
   if (!ShapeOf(q, &batch, &s) || !SameDims(q, k) || !SameDims(q, v))
     return ffi::Error::InvalidArgument("causal_attention: q, k, v must share one shape (..., T, H, D)");
   ParallelFor(pool, batch * s.h, [&](int64_t task) {
-    const int64_t at = task / s.h * s.t * s.h * s.d + task % s.h * s.d;  // element (b, 0, head, 0)
+    const int64_t at = HeadOffset(task, s);
     ForwardHead(q.typed_data() + at, k.typed_data() + at, v.typed_data() + at, o->typed_data() + at,
                 lse->typed_data() + task * s.t, s);
   });
@@ -206,7 +206,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buff
       static_cast<int64_t>(lse.element_count()) != batch * s.h * s.t)
     return ffi::Error::InvalidArgument("causal_attention_backward: q, k, v, o, dout (..., T, H, D), lse (..., H, T)");
   ParallelFor(pool, batch * s.h, [&](int64_t task) {
-    const int64_t at = task / s.h * s.t * s.h * s.d + task % s.h * s.d;
+    const int64_t at = HeadOffset(task, s);
     BackwardHead(q.typed_data() + at, k.typed_data() + at, v.typed_data() + at, o.typed_data() + at,
                  lse.typed_data() + task * s.t, dout.typed_data() + at, dq->typed_data() + at,
                  dk->typed_data() + at, dv->typed_data() + at, s);

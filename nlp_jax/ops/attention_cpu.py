@@ -97,19 +97,9 @@ def kernel_available() -> bool:
     return kernels.register("attention_cpu.cc", {_FORWARD: "CausalAttentionForward", _BACKWARD: "CausalAttentionBackward"})
 
 
-def _like(x: Array, shape=None) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(x.shape if shape is None else shape, x.dtype)
-
-
-def _require_kernel() -> None:
-    if not kernel_available():
-        raise RuntimeError("the attention CPU kernel is unavailable (no working C++ compiler); use causal_attention_xla")
-
-
 def _kernel_forward(q, k, v):
-    _require_kernel()
     lse_shape = (*q.shape[:-3], q.shape[-2], q.shape[-3])  # (..., H, T)
-    o, lse = jax.ffi.ffi_call(_FORWARD, (_like(q), _like(q, lse_shape)), vmap_method="broadcast_all")(q, k, v)
+    o, lse = kernels.call(kernel_available, _FORWARD, (kernels.f32(q.shape), kernels.f32(lse_shape)), q, k, v)
     return o, (q, k, v, o, lse)
 
 
@@ -121,8 +111,7 @@ def causal_attention_kernel(q: Array, k: Array, v: Array) -> Array:
 
 def _kernel_backward(res, do):
     q, k, v, o, lse = res
-    _require_kernel()
-    return jax.ffi.ffi_call(_BACKWARD, (_like(q), _like(k), _like(v)), vmap_method="broadcast_all")(q, k, v, o, lse, do)
+    return kernels.call(kernel_available, _BACKWARD, tuple(kernels.f32(x.shape) for x in (q, k, v)), q, k, v, o, lse, do)
 
 
 causal_attention_kernel.defvjp(_kernel_forward, _kernel_backward)

@@ -1,6 +1,6 @@
-// Building blocks shared by the package's CPU kernels (attention_cpu.cc, matmul_cpu.cc): 16-lane float
+// Building blocks shared by the package's CPU kernels (attention, matmul, elementwise, lstm): 16-lane float
 // vectors written with GCC vector extensions (one AVX-512 register here; the compiler splits them into
-// narrower units on other CPUs), one register-tiled matrix-product micro-kernel, and a parallel loop over
+// narrower units on other CPUs), one register-tiled matrix-product micro-kernel, and parallel loops over
 // XLA's intra-op thread pool.
 #ifndef NLP_JAX_OPS_CPU_KERNELS_H_
 #define NLP_JAX_OPS_CPU_KERNELS_H_
@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -34,6 +35,9 @@ inline Vec Load(const float* p) {
 inline void Store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 inline Vec Splat(float x) { return Vec{} + x; }
 inline int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+inline void Fit(std::vector<float>& buf, int64_t n) {  // grow a reused scratch buffer to n floats
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
+}
 inline IVec Below(int64_t j, int64_t limit) {  // lanes j .. j + 15 that are < limit
   const IVec iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   return iota < static_cast<int32_t>(limit - j);
@@ -160,22 +164,6 @@ void Gemm(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, i
   }
 }
 
-// Runs fn(0 .. n-1) on the calling thread and the pool's; returns when all are done. Tasks are claimed
-// from a shared counter, so a helper the pool starts late finds nothing left and touches nothing else.
-template <typename F>
-void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& fn) {
-  struct Counters {
-    std::atomic<int64_t> next{0}, done{0};
-  };
-  auto state = std::make_shared<Counters>();
-  auto run = [state, &fn, n] {
-    for (int64_t i; (i = state->next.fetch_add(1)) < n;) fn(i), state->done.fetch_add(1, std::memory_order_release);
-  };
-  for (int64_t helper = 1; helper < std::min<int64_t>(pool.num_threads(), n); ++helper) pool.Schedule(decltype(run)(run));
-  run();
-  while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
-}
-
 // fn(stage, task) for stages 0 .. stages-1 in order, `tasks` per stage, where a stage's tasks may only
 // start once the previous stage's are all done (a recurrence: step t needs step t - 1). The caller and
 // the pool's threads claim tasks in order from one counter and spin at stage boundaries, so there is one
@@ -201,6 +189,24 @@ void StagedParallelFor(ffi::ThreadPool& pool, int64_t stages, int64_t tasks, con
     pool.Schedule(decltype(run)(run));
   run();
   while (state->done.load(std::memory_order_acquire) < total) std::this_thread::yield();
+}
+
+// Runs fn(0 .. n-1) on the calling thread and the pool's; returns when all are done.
+template <typename F>
+void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& fn) {
+  StagedParallelFor(pool, 1, n, [&fn](int64_t, int64_t i) { fn(i); });
+}
+
+// fn(lo, hi) over [0, n) in chunks of `chunk`, spread as ParallelFor.
+template <typename F>
+void ParallelForChunks(ffi::ThreadPool& pool, int64_t n, int64_t chunk, const F& fn) {
+  ParallelFor(pool, (n + chunk - 1) / chunk, [&](int64_t task) { fn(task * chunk, std::min(n, (task + 1) * chunk)); });
+}
+
+// f(offset, count) over [0, n) in vectors; the last may be partial.
+template <typename F>
+inline void ForVectors(int64_t n, F f) {
+  for (int64_t j = 0; j < n; j += kLanes) f(j, std::min(kLanes, n - j));
 }
 
 }  // namespace nlp_jax

@@ -22,7 +22,6 @@ using namespace nlp_jax;  // NOLINT: the shared vector helpers and ParallelFor
 constexpr int64_t kChunk = 16384;  // elements per GELU task
 constexpr int64_t kRowsPerTask = 32;
 
-
 inline Vec NormalCdf(Vec x) {
   const Vec a = (x < 0.f ? -x : x) * 0.70710678f;  // |x| / sqrt 2
   const Vec t = 1.f / (1.f + 0.5f * a);
@@ -34,18 +33,11 @@ inline Vec NormalCdf(Vec x) {
   return x < 0.f ? half_erfc : 1.f - half_erfc;
 }
 
-// f(offset, count) over [0, n) in vectors; the last may be partial.
-template <typename F>
-inline void ForVectors(int64_t n, F f) {
-  for (int64_t j = 0; j < n; j += kLanes) f(j, std::min(kLanes, n - j));
-}
-
 ffi::Error GeluForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> y) {
   const int64_t n = x.element_count();
   const float* in = x.typed_data();
   float* out = y->typed_data();
-  ParallelFor(pool, (n + kChunk - 1) / kChunk, [&](int64_t task) {
-    const int64_t lo = task * kChunk, hi = std::min(n, lo + kChunk);
+  ParallelForChunks(pool, n, kChunk, [&](int64_t lo, int64_t hi) {
     ForVectors(hi - lo, [&](int64_t j, int64_t c) {
       const Vec v = LoadN(in + lo + j, c);
       StoreN(out + lo + j, v * NormalCdf(v), c);
@@ -60,8 +52,7 @@ ffi::Error GeluBackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::
   if (static_cast<int64_t>(dy.element_count()) != n) return ffi::Error::InvalidArgument("gelu_backward: x, dy sizes");
   const float *in = x.typed_data(), *g = dy.typed_data();
   float* out = dx->typed_data();
-  ParallelFor(pool, (n + kChunk - 1) / kChunk, [&](int64_t task) {
-    const int64_t lo = task * kChunk, hi = std::min(n, lo + kChunk);
+  ParallelForChunks(pool, n, kChunk, [&](int64_t lo, int64_t hi) {
     ForVectors(hi - lo, [&](int64_t j, int64_t c) {
       const Vec v = LoadN(in + lo + j, c);
       const Vec pdf = 0.39894228f * Exp(-0.5f * v * v);  // phi(x)
@@ -89,8 +80,8 @@ ffi::Error LayerNormForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, f
   if (!RowsOf(x, scale, &s) || bias.element_count() != scale.element_count())
     return ffi::Error::InvalidArgument("layer_norm: x (..., d) with d > 0, scale and bias (d,)");
   const float *in = x.typed_data(), *g = scale.typed_data(), *b = bias.typed_data();
-  ParallelFor(pool, (s.n + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task) {
-    for (int64_t r = task * kRowsPerTask; r < std::min(s.n, (task + 1) * kRowsPerTask); ++r) {
+  ParallelForChunks(pool, s.n, kRowsPerTask, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
       const float* xr = in + r * s.d;
       Vec acc = Splat(0.f);
       ForVectors(s.d, [&](int64_t j, int64_t c) { acc += LoadN(xr + j, c); });
@@ -144,10 +135,9 @@ ffi::Error LayerNormBackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, 
   const int64_t tasks = (s.n + kRowsPerTask - 1) / kRowsPerTask;
   std::vector<float> parts(std::max<int64_t>(tasks, 1) * 2 * s.d);
   float* const part = parts.data();
-  ParallelFor(pool, tasks, [&](int64_t task) {
+  ParallelForChunks(pool, s.n, kRowsPerTask, [&](int64_t r0, int64_t r1) {
     LayerNormBackwardRows(x.typed_data(), scale.typed_data(), mean.typed_data(), rstd.typed_data(), dy.typed_data(),
-                          s, task * kRowsPerTask, std::min(s.n, (task + 1) * kRowsPerTask), dx->typed_data(),
-                          part + task * 2 * s.d);
+                          s, r0, r1, dx->typed_data(), part + r0 / kRowsPerTask * 2 * s.d);
   });
   float *ds = dscale->typed_data(), *db = dbias->typed_data();
   std::fill(ds, ds + s.d, 0.f), std::fill(db, db + s.d, 0.f);
@@ -167,11 +157,14 @@ ffi::Error XentForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> logits, f
   const int32_t* y = targets.typed_data();
   if (!std::all_of(y, y + n, [v](int32_t t) { return t >= 0 && t < v; }))
     return ffi::Error::InvalidArgument("softmax_cross_entropy: targets must lie in [0, V)");
-  ParallelFor(pool, (n + kXentRowsPerTask - 1) / kXentRowsPerTask, [&](int64_t task) {
-    for (int64_t r = task * kXentRowsPerTask; r < std::min(n, (task + 1) * kXentRowsPerTask); ++r) {
+  ParallelForChunks(pool, n, kXentRowsPerTask, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
       const float* z = logits.typed_data() + r * v;
       Vec mv = Splat(-INFINITY);
-      ForVectors(v, [&](int64_t j, int64_t c) { mv = Below(0, c) & (LoadN(z + j, c) > mv) ? LoadN(z + j, c) : mv; });
+      ForVectors(v, [&](int64_t j, int64_t c) {
+        const Vec zv = LoadN(z + j, c);
+        mv = Below(0, c) & (zv > mv) ? zv : mv;
+      });
       const float m = Max(mv);
       Vec sv = Splat(0.f);
       ForVectors(v, [&](int64_t j, int64_t c) { sv += Below(0, c) ? Exp(LoadN(z + j, c) - m) : Splat(0.f); });
@@ -190,8 +183,8 @@ ffi::Error XentBackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> logits, 
       static_cast<int64_t>(g.element_count()) != n)
     return ffi::Error::InvalidArgument("softmax_cross_entropy_backward: logits (N, V), targets, lse, g (N,)");
   const int32_t* y = targets.typed_data();
-  ParallelFor(pool, (n + kXentRowsPerTask - 1) / kXentRowsPerTask, [&](int64_t task) {
-    for (int64_t r = task * kXentRowsPerTask; r < std::min(n, (task + 1) * kXentRowsPerTask); ++r) {
+  ParallelForChunks(pool, n, kXentRowsPerTask, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
       const float *z = logits.typed_data() + r * v, l = lse.typed_data()[r], gr = g.typed_data()[r];
       float* dz = dlogits->typed_data() + r * v;
       ForVectors(v, [&](int64_t j, int64_t c) { StoreN(dz + j, Exp(LoadN(z + j, c) - l) * gr, c); });

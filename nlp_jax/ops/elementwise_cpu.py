@@ -9,6 +9,8 @@ import functools
 import jax
 import numpy as np
 
+from nlp_jax.ops import kernels
+
 Array = jax.Array
 _TARGETS = {"nlp_jax_gelu_fwd": "GeluForward", "nlp_jax_gelu_bwd": "GeluBackward",
             "nlp_jax_layer_norm_fwd": "LayerNormForward", "nlp_jax_layer_norm_bwd": "LayerNormBackward",
@@ -18,19 +20,15 @@ _TARGETS = {"nlp_jax_gelu_fwd": "GeluForward", "nlp_jax_gelu_bwd": "GeluBackward
 @functools.cache
 def kernel_available() -> bool:
     """Whether ``elementwise_cpu.cc`` is built and registered (compiles it on the first call)."""
-    from nlp_jax.ops import kernels
-
     return kernels.register("elementwise_cpu.cc", _TARGETS)
 
 
 def _call(target: str, outs, *args, **attrs):
-    if not kernel_available():
-        raise RuntimeError("the elementwise CPU kernels are unavailable (no working C++ compiler)")
-    return jax.ffi.ffi_call(target, outs, vmap_method="broadcast_all")(*args, **attrs)
+    return kernels.call(kernel_available, target, outs, *args, **attrs)
 
 
 def _like(x: Array, shape=None) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(x.shape if shape is None else shape, np.float32)
+    return kernels.f32(x.shape if shape is None else shape)
 
 
 @jax.custom_vjp

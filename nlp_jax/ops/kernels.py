@@ -16,8 +16,10 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import jax
+import numpy as np
 
 # -march=native is safe because the library is built on the machine that runs it; -ffp-contract=fast lets
 # a * b + c become one fused multiply-add (ISO modes such as -std=c++17 turn contraction off otherwise).
@@ -59,3 +61,16 @@ def register(source: str, targets: dict[str, str], flags: tuple[str, ...] = BASE
     for target, symbol in targets.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     return True
+
+
+def f32(shape) -> jax.ShapeDtypeStruct:
+    """A float32 result of the given shape, for :func:`call`."""
+    return jax.ShapeDtypeStruct(tuple(shape), np.float32)
+
+
+def call(available: Callable[[], bool], target: str, outs, *args, vmap_method: str = "broadcast_all", **attrs):
+    """``jax.ffi.ffi_call(target, outs)(*args, **attrs)`` for a kernel registered by ``available()``
+    (which builds it on first use); a RuntimeError if it cannot be built, so callers take their XLA path."""
+    if not available():
+        raise RuntimeError(f"the CPU kernel {target!r} is unavailable (no working C++ compiler); use the XLA path")
+    return jax.ffi.ffi_call(target, outs, vmap_method=vmap_method)(*args, **attrs)

@@ -36,6 +36,9 @@ struct Dims {
 
 constexpr int64_t kPanel = 4 * kLanes;  // one block of 16 units: its f, g, i, o columns side by side
 constexpr int64_t kBlocksPerTask = 2;
+constexpr int64_t kChunk = 2 * kLanes;  // backward: columns of dh_next = dz U^T per task
+
+Dims DimsOf(int64_t b, int64_t t, int64_t h) { return Dims{b, t, h, (h + kLanes - 1) / kLanes, RoundUp(h, kLanes)}; }
 
 // U (H, 4H) regrouped by unit block: panel p (H rows of 64 floats, contiguous) holds the (f, g, i, o)
 // columns of units 16p .. 16p+15, zero past H, so one panel of z = h U has everything the block's cell
@@ -49,21 +52,22 @@ std::vector<float> PackByBlock(const float* u, const Dims& d) {
   return out;
 }
 
-// U^T (4H, H) in chunks of 32 columns, each chunk 4H contiguous rows of 32 floats, zero past H.
+// U^T (4H, H) in chunks of kChunk columns, each chunk 4H contiguous rows of kChunk floats, zero past H.
 std::vector<float> PackTransposed(const float* u, const Dims& d) {
-  std::vector<float> out(RoundUp(d.h, 32) * 4 * d.h, 0.f);
+  std::vector<float> out(RoundUp(d.h, kChunk) * 4 * d.h, 0.f);
   for (int64_t r = 0; r < d.h; ++r)
-    for (int64_t k = 0; k < 4 * d.h; ++k) out[(r / 32 * 4 * d.h + k) * 32 + r % 32] = u[r * 4 * d.h + k];
+    for (int64_t k = 0; k < 4 * d.h; ++k) out[(r / kChunk * 4 * d.h + k) * kChunk + r % kChunk] = u[r * 4 * d.h + k];
   return out;
 }
 
 // Forward step t for unit blocks [p0, p1): z = h_{t-1} U on their panels, then the cell update.
-void ForwardBlocks(const float* xp, const std::vector<float>& up, const float* h_prev, int64_t h_ar, const float* c_prev,
-                   int64_t c_ar, float* z, float* hs, float* cs, float* acts, const Dims& d, int64_t t, int64_t p0,
+// h_prev and c_prev: (B, H) rows `ar` floats apart (h0/c0, or step t - 1 of hs/cs).
+void ForwardBlocks(const float* xp, const std::vector<float>& up, const float* h_prev, const float* c_prev,
+                   int64_t ar, float* z, float* hs, float* cs, float* acts, const Dims& d, int64_t t, int64_t p0,
                    int64_t p1) {
   const int64_t ld = d.blocks * kPanel, h = d.h;
   for (int64_t p = p0; p < p1; ++p)
-    Gemm(h_prev, h_ar, 1, up.data() + p * h * kPanel, kPanel, d.b, z + p * kPanel, ld, false,
+    Gemm(h_prev, ar, 1, up.data() + p * h * kPanel, kPanel, d.b, z + p * kPanel, ld, false,
          [&](int64_t, int) { return Range{0, h, kPanel}; });
   for (int64_t b = 0; b < d.b; ++b) {
     const int64_t row = b * d.t + t;
@@ -72,7 +76,7 @@ void ForwardBlocks(const float* xp, const std::vector<float>& up, const float* h
       const float *x = xp + row * 4 * h + j, *zr = z + b * ld + p * kPanel;
       auto pre = [&](int gate) { return Load(zr + gate * kLanes) + LoadN(x + gate * h, n); };
       const Vec f = Sigmoid(pre(0)), g = Tanh(pre(1)), i = Sigmoid(pre(2)), o = Sigmoid(pre(3));
-      const Vec c = g * i + LoadN(c_prev + b * c_ar + j, n) * f;
+      const Vec c = g * i + LoadN(c_prev + b * ar + j, n) * f;
       float* ar = acts + row * 4 * h + j;
       StoreN(cs + row * h + j, c, n), StoreN(hs + row * h + j, o * Tanh(c), n);
       StoreN(ar, f, n), StoreN(ar + h, g, n), StoreN(ar + 2 * h, i, n), StoreN(ar + 3 * h, o, n);
@@ -88,7 +92,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp, ffi::Buff
       h0.element_count() != static_cast<size_t>(xd[0] * xd[2] / 4) || c0.element_count() != h0.element_count())
     return ffi::Error::InvalidArgument("lstm_forward: x_proj (B, T, 4H), U (H, 4H), h0 and c0 (B, H)");
   const int64_t h = xd[2] / 4;
-  const Dims d{xd[0], xd[1], h, (h + kLanes - 1) / kLanes, RoundUp(h, kLanes)};
+  const Dims d = DimsOf(xd[0], xd[1], h);
   const std::vector<float> up = PackByBlock(u.typed_data(), d);
   std::vector<float> z(d.b * d.blocks * kPanel);
   float *hsp = hs->typed_data(), *csp = cs->typed_data(), *zp = z.data();
@@ -97,7 +101,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp, ffi::Buff
     const float* h_prev = t == 0 ? h0.typed_data() : hsp + (t - 1) * h;
     const float* c_prev = t == 0 ? c0.typed_data() : csp + (t - 1) * h;
     const int64_t ar = t == 0 ? h : d.t * h;
-    ForwardBlocks(xp.typed_data(), up, h_prev, ar, c_prev, ar, zp, hsp, csp, acts->typed_data(), d, t,
+    ForwardBlocks(xp.typed_data(), up, h_prev, c_prev, ar, zp, hsp, csp, acts->typed_data(), d, t,
                   task * kBlocksPerTask, std::min(d.blocks, (task + 1) * kBlocksPerTask));
   });
   return ffi::Error::Success();
@@ -136,12 +140,12 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> u, ffi::Buff
       c0.element_count() != static_cast<size_t>(cd[0] * cd[2]) || dc_last.element_count() != c0.element_count())
     return ffi::Error::InvalidArgument("lstm_backward: acts (B, T, 4H), cs and dhs (B, T, H), U (H, 4H), c0, dc (B, H)");
   const int64_t h = cd[2];
-  const Dims d{cd[0], cd[1], h, (h + kLanes - 1) / kLanes, RoundUp(h, kLanes)};
+  const Dims d = DimsOf(cd[0], cd[1], h);
   const std::vector<float> ut = PackTransposed(u.typed_data(), d);
   std::vector<float> dh_next(d.b * d.hp, 0.f), dc_next(dc_last.typed_data(), dc_last.typed_data() + d.b * h);
   float *dz = dxp->typed_data(), *dhn = dh_next.data(), *dcn = dc_next.data();
   const int64_t cell_tasks = (d.blocks + kBlocksPerTask - 1) / kBlocksPerTask;
-  const int64_t col_tasks = (d.hp + 2 * kLanes - 1) / (2 * kLanes);  // dh_next in 32-column chunks
+  const int64_t col_tasks = (d.hp + kChunk - 1) / kChunk;
   // Two stages per step, last step first: the cells (dz, dc_next), then dh_next = dz_t U^T.
   StagedParallelFor(pool, 2 * d.t, std::max(cell_tasks, col_tasks), [&](int64_t stage, int64_t task) {
     const int64_t t = d.t - 1 - stage / 2;
@@ -149,9 +153,9 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> u, ffi::Buff
       BackwardCells(acts.typed_data(), cs.typed_data(), c0.typed_data(), dhs.typed_data(), dhn, dcn, dz, d, t,
                     task * kBlocksPerTask, std::min(d.blocks, (task + 1) * kBlocksPerTask));
     } else if (stage % 2 == 1 && task < col_tasks) {
-      const int64_t j = task * 2 * kLanes;
-      Gemm(dz + t * 4 * h, d.t * 4 * h, 1, ut.data() + j * 4 * h, 32, d.b, dhn + j, d.hp, false,
-           [&](int64_t, int) { return Range{0, 4 * h, std::min(2 * kLanes, d.hp - j)}; });
+      const int64_t j = task * kChunk;
+      Gemm(dz + t * 4 * h, d.t * 4 * h, 1, ut.data() + j * 4 * h, kChunk, d.b, dhn + j, d.hp, false,
+           [&](int64_t, int) { return Range{0, 4 * h, std::min(kChunk, d.hp - j)}; });
     }
   });
   for (int64_t b = 0; b < d.b; ++b) {

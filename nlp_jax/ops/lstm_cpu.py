@@ -9,7 +9,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from nlp_jax.ops import kernels
 
 Array = jax.Array
 _FORWARD, _BACKWARD = "nlp_jax_lstm_fwd", "nlp_jax_lstm_bwd"
@@ -18,21 +19,13 @@ _FORWARD, _BACKWARD = "nlp_jax_lstm_fwd", "nlp_jax_lstm_bwd"
 @functools.cache
 def kernel_available() -> bool:
     """Whether ``lstm_cpu.cc`` is built and registered (compiles it on the first call)."""
-    from nlp_jax.ops import kernels
-
     return kernels.register("lstm_cpu.cc", {_FORWARD: "LstmForward", _BACKWARD: "LstmBackward"})
 
 
-def _f32(*shape) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(shape, np.float32)
-
-
 def _forward(x_proj, u, h0, c0):
-    if not kernel_available():
-        raise RuntimeError("the LSTM CPU kernel is unavailable (no working C++ compiler)")
     b, t, g = x_proj.shape
-    hs, cs, acts = jax.ffi.ffi_call(_FORWARD, (_f32(b, t, g // 4), _f32(b, t, g // 4), _f32(b, t, g)),
-                                    vmap_method="sequential")(x_proj, u, h0, c0)
+    outs = (kernels.f32((b, t, g // 4)), kernels.f32((b, t, g // 4)), kernels.f32((b, t, g)))
+    hs, cs, acts = kernels.call(kernel_available, _FORWARD, outs, x_proj, u, h0, c0, vmap_method="sequential")
     return (hs, (hs[:, -1], cs[:, -1])), (u, h0, c0, hs, cs, acts)
 
 
@@ -48,8 +41,9 @@ def _backward(res, cotangents):
     dhs, (dh_last, dc_last) = cotangents
     dhs = dhs.at[:, -1].add(dh_last)
     b, t, h = hs.shape
-    dxp, dh0, dc0 = jax.ffi.ffi_call(_BACKWARD, (_f32(b, t, 4 * h), _f32(b, h), _f32(b, h)),
-                                     vmap_method="sequential")(u, acts, cs, c0, dhs, dc_last)
+    outs = (kernels.f32((b, t, 4 * h)), kernels.f32((b, h)), kernels.f32((b, h)))
+    dxp, dh0, dc0 = kernels.call(kernel_available, _BACKWARD, outs, u, acts, cs, c0, dhs, dc_last,
+                                 vmap_method="sequential")
     h_prev = jnp.concatenate([h0[:, None], hs[:, :-1]], axis=1)  # (B, T, H)
     du = jnp.einsum("bth,btg->hg", h_prev, dxp)  # sum over steps of h_{t-1}^T dz_t: one large product
     return dxp, du, dh0, dc0

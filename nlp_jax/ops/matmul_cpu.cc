@@ -1,6 +1,6 @@
-// CPU kernel for ops.matmul_cpu: C = op(A) op(B) in float32, op the identity or the transpose -- the
-// three products of a dense layer's forward and backward pass (x W, dy W^T, x^T dy) -- for the shapes of
-// small models, where XLA's CPU dot runs at 100-170 GFLOP/s on this project's machine (BENCHMARKS.md).
+// CPU kernel for ops.matmul_cpu: C = op(A) op(B) in float32, op the identity or the transpose (ops.dense
+// uses x W and dy W^T), for the shapes of small models, where XLA's CPU dot runs at 100-170 GFLOP/s on
+// this project's machine (BENCHMARKS.md).
 //
 // C (M x N) is cut into blocks of kBlockRows x kBlockCols, one task each on XLA's intra-op thread pool.
 // Within a block, each 64-column panel of op(B) is swept by row tiles of 6 (Tile<6, 4> of cpu_kernels.h:
@@ -8,8 +8,6 @@
 // op(B) = B^T or its width is not a multiple of 64, it is first copied once into contiguous, zero-padded
 // k x 64 panels (transposed as needed); otherwise the tiles read B's rows in place. A is read in place
 // through its strides. Columns of a last, partial vector go through a small buffer.
-#include <vector>
-
 #include "cpu_kernels.h"
 
 namespace {
@@ -74,7 +72,7 @@ ffi::Error MatmulImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer
   if (trans_b || n % kPanel != 0) {  // else B's rows are read in place: every panel is whole
     const int64_t panels = (n + kPanel - 1) / kPanel;
     thread_local std::vector<float> packed;  // the caller's; reused across calls (no allocation, no page faults)
-    if (static_cast<int64_t>(packed.size()) < panels * k * kPanel) packed.resize(panels * k * kPanel);
+    Fit(packed, panels * k * kPanel);
     float* const bp = packed.data();  // (the lambdas run on other threads too: name the buffer, not the variable)
     ParallelFor(pool, panels, [&](int64_t q) {
       PackPanel(b.typed_data(), trans_b != 0, k, n, q * kPanel, bp + q * k * kPanel);

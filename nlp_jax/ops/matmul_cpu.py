@@ -12,6 +12,8 @@ import functools
 import jax
 import numpy as np
 
+from nlp_jax.ops import kernels
+
 Array = jax.Array
 _TARGET = "nlp_jax_matmul"
 
@@ -19,21 +21,17 @@ _TARGET = "nlp_jax_matmul"
 @functools.cache
 def kernel_available() -> bool:
     """Whether ``matmul_cpu.cc`` is built and registered (compiles it on the first call)."""
-    from nlp_jax.ops import kernels
-
     return kernels.register("matmul_cpu.cc", {_TARGET: "Matmul"})
 
 
 def matmul(a: Array, b: Array, *, trans_a: bool = False, trans_b: bool = False) -> Array:
     """op(a) @ op(b) for 2-D float32 arrays by the C++ kernel (not differentiable: ``ops.dense`` states
     its gradients with further calls)."""
-    if not kernel_available():
-        raise RuntimeError("the matmul CPU kernel is unavailable (no working C++ compiler)")
     if a.ndim != 2 or b.ndim != 2 or a.dtype != np.float32 or b.dtype != np.float32:
         raise ValueError(f"matmul: float32 matrices only, got {a.dtype}{a.shape} and {b.dtype}{b.shape}")
     m, k = a.shape[::-1] if trans_a else a.shape
     kb, n = b.shape[::-1] if trans_b else b.shape
     if k != kb:
         raise ValueError(f"matmul: op(a) is {(m, k)} but op(b) is {(kb, n)}")
-    call = jax.ffi.ffi_call(_TARGET, jax.ShapeDtypeStruct((m, n), np.float32), vmap_method="sequential")
-    return call(a, b, trans_a=np.int64(trans_a), trans_b=np.int64(trans_b))
+    return kernels.call(kernel_available, _TARGET, kernels.f32((m, n)), a, b, vmap_method="sequential",
+                        trans_a=np.int64(trans_a), trans_b=np.int64(trans_b))
