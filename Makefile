@@ -13,7 +13,7 @@ export MALLOC_ARENA_MAX ?= 1
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v clean
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,9 @@ bench-rnn: $(STAMP)  ## LSTM LM train step (small, medium), ours vs torch.nn.LST
 
 bench-w2v: $(STAMP)  ## word2vec training words/s (skip-gram, CBOW), ours vs gensim
 	$(PY) benchmarks/bench_w2v.py
+
+gpu-check:  ## on a GPU machine's own Python (no venv): tests on the GPU + the gpu config to the end, one table
+	PYTHONPATH=$(CURDIR) $(PYTHON) benchmarks/gpu_check.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -22,26 +22,19 @@ from common import interleaved_seconds_per_step, print_table
 from nlp_jax.data.corpus import RandomBlocks, load_char_corpus
 from nlp_jax.models.gpt2 import GPT2, lm_loss
 from nlp_jax.run import load_experiment
-from nlp_jax.train.loop import init_train_state, make_train_step
+from nlp_jax.train.trainer import Objective, Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def ours(cfg, data):
-    model = GPT2(cfg.model, rngs=nnx.Rngs(0))
-    graphdef, state, schedule = init_train_state(model, cfg.optim, cfg.train.steps)
-    step_fn = make_train_step(graphdef, jax.tree.structure(state), lm_loss, schedule)
-    state = jax.tree.leaves(state)
+    """``Trainer.step`` as ``train`` runs it, plus reading the loss back every step (as nanoGPT's loop does)."""
+    trainer = Trainer(GPT2(cfg.model, rngs=nnx.Rngs(0)), Objective.of(lm_loss), cfg.optim, cfg.train.steps)
     source = RandomBlocks(data, cfg.data.batch_size, cfg.model.block_size, seed=0)
-    key = jax.random.key(0)
-    box = {"state": state, "step": 0}
 
     def run(n):
         for _ in range(n):
-            i = box["step"]
-            box["state"], metrics, _ = step_fn(box["state"], source(i), jax.random.fold_in(key, i))
-            float(metrics["loss"])
-            box["step"] += 1
+            float(trainer.step(source(trainer.step_count))["loss"])
 
     return run
 

@@ -23,6 +23,7 @@ import numpy as np
 from common import print_table
 from nlp_jax.data.ptb import load_ptb
 from nlp_jax.data.root import resolve
+from nlp_jax import ops
 from nlp_jax.models.ngram import KneserNeyLM
 
 
@@ -30,7 +31,7 @@ def ours(order: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     ptb = load_ptb()
     lm = KneserNeyLM(ptb.train, order=order, vocab_size=len(ptb.words), bos=ptb.bos, eos=ptb.eos)
-    ppl = float(np.exp(-lm.token_log_probs(ptb.test).mean()))
+    ppl = float(ops.perplexity(-lm.token_log_probs(ptb.test).mean()))
     return time.perf_counter() - t0, ppl
 
 

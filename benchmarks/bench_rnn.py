@@ -19,27 +19,23 @@ from common import interleaved_seconds_per_step, print_table
 from nlp_jax.data.corpus import SequentialBlocks
 from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
 from nlp_jax.train.config import OptimConfig
-from nlp_jax.train.loop import init_train_state, make_train_step
+from nlp_jax.train.trainer import Objective, Trainer
 
 SIZES = {"small": 200, "medium": 650}
 VOCAB, BATCH, BPTT = 10_000, 20, 35
 
 
 def ours(hidden: int, data: np.ndarray):
+    """``Trainer.step`` with the carried state, reading the loss back every step (as the torch loop does)."""
     model = RNNLM(RNNLMConfig(vocab_size=VOCAB, hidden=hidden), rngs=nnx.Rngs(0))
     optim = OptimConfig(name="sgd", lr=1.0, schedule="constant", warmup_steps=0, grad_clip=5.0)
-    graphdef, state, schedule = init_train_state(model, optim, 1000)
-    step_fn = make_train_step(graphdef, jax.tree.structure(state), bptt_loss, schedule)
+    objective = Objective(bptt_loss, init_state=lambda: model.init_carry(BATCH))
+    trainer = Trainer(model, objective, optim, 1000)
     source = SequentialBlocks(data, BATCH, BPTT)
-    box = {"leaves": jax.tree.leaves(state), "carry": model.init_carry(BATCH), "step": 0}
 
     def run(n):
         for _ in range(n):
-            batch = {**source(box["step"]), "carry": box["carry"]}
-            batch.pop("reset_carry")
-            box["leaves"], metrics, box["carry"] = step_fn(box["leaves"], batch, jax.random.key(0))
-            float(metrics["loss"])
-            box["step"] += 1
+            float(trainer.step(source(trainer.step_count))["loss"])
 
     return run
 

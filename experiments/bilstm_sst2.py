@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nlp_jax import ops
 from nlp_jax.data.corpus import ShuffledBatches
 from nlp_jax.data.sst2 import load_sst2
 from nlp_jax.models.classifier import BiLSTMClassifier, BiLSTMConfig, classification_loss
@@ -50,7 +51,7 @@ def get_config(arg: str | None = None) -> Config:
 
 @nnx.jit
 def _predict(model, tokens, lengths):
-    return jnp.argmax(model(tokens, lengths)[0], -1)
+    return jnp.argmax(model(tokens, attention_mask=ops.padding_mask(lengths, tokens.shape[1]))[0], -1)
 
 
 def accuracy(model, data) -> float:
@@ -70,10 +71,10 @@ def run(cfg: Config) -> dict:
     model = BiLSTMClassifier(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
     t0 = time.perf_counter()
     model, result = train(model, classification_loss, source, train_cfg=cfg.train, optim_cfg=cfg.optim,
-                          workdir=cfg.workdir, eval_fn=lambda m: {"dev_error": 1.0 - accuracy(m, dev)},
-                          best_metric="dev_error", config=cfg)
+                          workdir=cfg.workdir, eval_fn=lambda m: {"dev_accuracy": accuracy(m, dev)},
+                          best_metric="dev_accuracy", best_mode="max", config=cfg)
     summary = {"status": result.status, "steps": result.step, "train_seconds": round(time.perf_counter() - t0, 1),
-               "dev_accuracy": accuracy(model, dev), "best_dev_accuracy": 1.0 - result.best}
+               "dev_accuracy": accuracy(model, dev), "best_dev_accuracy": result.best}
     Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return summary

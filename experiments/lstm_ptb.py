@@ -30,7 +30,7 @@ from nlp_jax.data.ptb import lm_stream, load_ptb
 from nlp_jax.eval.perplexity import recurrent_perplexity
 from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import train
+from nlp_jax.train.loop import Objective, train
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -89,8 +89,10 @@ def run(cfg: Config) -> dict:
         return {"val_loss": evaluate(m, "valid")["loss"]}
 
     t0 = time.perf_counter()
-    model, result = train(model, bptt_loss, source, train_cfg=cfg.train, optim_cfg=cfg.optim, workdir=cfg.workdir,
-                          eval_fn=eval_fn, config=cfg, init_carry=lambda: model.init_carry(cfg.batch_size))
+    objective = Objective(bptt_loss,
+                          init_state=lambda: model.init_carry(cfg.batch_size))
+    model, result = train(model, objective, source, train_cfg=cfg.train, optim_cfg=cfg.optim, workdir=cfg.workdir,
+                          eval_fn=eval_fn, config=cfg)
     wall = time.perf_counter() - t0
     summary = {"status": result.status, "steps": result.step, "train_seconds": round(wall, 1),
                "tokens_per_second": round(result.tokens_per_second),

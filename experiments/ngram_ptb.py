@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nlp_jax.data.ptb import load_ptb
+from nlp_jax import ops
 from nlp_jax.models.ngram import AddKLM, KneserNeyLM
 
 
@@ -47,13 +48,13 @@ def run(cfg: Config) -> dict:
         t0 = time.perf_counter()
         lm = KneserNeyLM(train, order=order, **kw)
         built = time.perf_counter() - t0
-        ppl = {split: float(np.exp(-lm.token_log_probs(getattr(ptb, split)).mean())) for split in ("valid", "test")}
+        ppl = {split: float(ops.perplexity(-lm.token_log_probs(getattr(ptb, split)).mean())) for split in ("valid", "test")}
         rows[f"KN{order}"] = {**ppl, "build_s": round(built, 3), "build_and_eval_s": round(time.perf_counter() - t0, 3)}
         print(f"KN{order}: valid {ppl['valid']:.2f}  test {ppl['test']:.2f}  "
               f"(build {built:.2f} s, build + both evaluations {rows[f'KN{order}']['build_and_eval_s']:.2f} s)")
     if cfg.add_k:
         lm = AddKLM(train, order=3, k=cfg.add_k, **kw)
-        rows[f"add-{cfg.add_k} trigram"] = {s: float(np.exp(-lm.token_log_probs(getattr(ptb, s)).mean()))
+        rows[f"add-{cfg.add_k} trigram"] = {s: float(ops.perplexity(-lm.token_log_probs(getattr(ptb, s)).mean()))
                                              for s in ("valid", "test")}
         print(f"add-{cfg.add_k} trigram: test {rows[f'add-{cfg.add_k} trigram']['test']:.2f}")
     summary = {"test_tokens": int((ptb.test != ptb.bos).sum()), "models": rows}

@@ -27,9 +27,10 @@ import numpy as np
 
 from nlp_jax.data.root import resolve
 from nlp_jax.data.word2vec import index_word_corpus, read_lines
-from nlp_jax.eval.word_vectors import WordVectors, evaluate_analogies, evaluate_word_pairs
+from nlp_jax.eval.word_vectors import evaluate_analogies, evaluate_word_pairs
 from nlp_jax.models.ppmi_svd import PPMISVDConfig, ppmi_svd
 from nlp_jax.models.word2vec import Word2Vec, Word2VecConfig
+from nlp_jax.models.word_vectors import WordVectors
 
 QUERIES = ("king", "france", "computer", "good", "running")
 METHODS = ("sg", "cbow", "ppmi_svd", "gensim_sg", "gensim_cbow")

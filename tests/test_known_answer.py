@@ -16,7 +16,7 @@ from nlp_jax.eval.perplexity import perplexity, recurrent_perplexity
 from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
 from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import train
+from nlp_jax.train.loop import Objective, train
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,8 @@ def test_lstm_reaches_the_entropy_rate(source, tmp_path):
     _, train_ids, test_ids, target = source
     model = RNNLM(RNNLMConfig(vocab_size=6, hidden=32, layers=1, init_scale=0.3), rngs=nnx.Rngs(0))
     optim = dataclasses.replace(ADAM, grad_clip=5.0)
-    model, _ = train(model, bptt_loss, SequentialBlocks(train_ids, 32, 16), train_cfg=FAST, optim_cfg=optim,
-                     workdir=tmp_path, init_carry=lambda: model.init_carry(32))
+    objective = Objective(bptt_loss, init_state=lambda: model.init_carry(32))
+    model, _ = train(model, objective, SequentialBlocks(train_ids, 32, 16), train_cfg=FAST, optim_cfg=optim,
+                     workdir=tmp_path)
     ppl = recurrent_perplexity(model, test_ids, bptt=64)["ppl"]
     assert ppl == pytest.approx(target, rel=0.03)

@@ -54,7 +54,7 @@ class RandomBlocks:
 class SequentialBlocks:
     """Truncated-BPTT batches (Zaremba et al.'s reader): the stream is cut into ``batch_size`` parallel
     rows read left to right ``bptt`` tokens at a time, so each batch continues the previous one; an
-    epoch is ``(len // batch_size - 1) // bptt`` steps, and its first batch says ``reset_carry``."""
+    epoch is ``(len // batch_size - 1) // bptt`` steps, and its first batch says ``reset_state``."""
 
     def __init__(self, stream: np.ndarray, batch_size: int, bptt: int):
         row = len(stream) // batch_size
@@ -67,7 +67,7 @@ class SequentialBlocks:
     def __call__(self, step: int) -> dict:
         k = step % self.steps_per_epoch
         window = self.rows[:, k * self.bptt:(k + 1) * self.bptt + 1]  # (B, bptt + 1)
-        return {"inputs": window[:, :-1], "targets": window[:, 1:], "reset_carry": k == 0}
+        return {"inputs": window[:, :-1], "targets": window[:, 1:], "reset_state": k == 0}
 
 
 class ShuffledBatches:

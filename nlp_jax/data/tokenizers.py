@@ -11,7 +11,6 @@ import functools
 import json
 
 import numpy as np
-import regex
 
 from nlp_jax.data.root import resolve
 
@@ -119,6 +118,8 @@ def bpe_reference(text: str) -> list[int]:
     encoder, ranks = _reference_tables()
     b2u = _byte_to_unicode()
     ids = []
+    import regex  # only the plain-Python BPE reference needs it
+
     for piece in regex.findall(GPT2_PATTERN, text):
         symbols = [b2u[b] for b in piece.encode("utf-8")]
         ids.extend(encoder[s] for s in _bpe_word(symbols, ranks))

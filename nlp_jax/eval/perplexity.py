@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nlp_jax import ops
+from nlp_jax import kernels, ops
 
 
 def windows(n_tokens: int, context: int, stride: int) -> list[tuple[int, int, int]]:
@@ -37,7 +37,7 @@ def windows(n_tokens: int, context: int, stride: int) -> list[tuple[int, int, in
 def _window_nll(graphdef, state, inputs, targets):
     model = nnx.merge(graphdef, state)
     logits, _ = model(inputs)
-    return ops.cross_entropy(logits, targets, reduction="none")  # (B, T)
+    return kernels.cross_entropy(logits, targets, reduction="none")  # (B, T)
 
 
 def token_nlls(model: nnx.Module, tokens, *, context: int, stride: int | None = None,
@@ -66,20 +66,20 @@ def perplexity(model: nnx.Module, tokens, *, context: int, stride: int | None = 
     """``{'loss': mean NLL in nats, 'ppl': exp(loss), 'tokens': N}`` over the whole stream."""
     nll = token_nlls(model, tokens, context=context, stride=stride, batch_size=batch_size)
     loss = float(nll.mean())
-    return {"loss": loss, "ppl": float(np.exp(loss)), "tokens": int(nll.size)}
+    return {"loss": loss, "ppl": float(ops.perplexity(loss)), "tokens": int(nll.size)}
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _carried_nll(graphdef, state, inputs, targets, carry):
     model = nnx.merge(graphdef, state)
-    logits, aux = model(inputs, carry=carry)
-    return ops.cross_entropy(logits, targets, reduction="sum"), aux["carry"]
+    logits, aux = model(inputs, cache=carry)
+    return kernels.cross_entropy(logits, targets, reduction="sum"), aux["cache"]
 
 
 def recurrent_perplexity(model: nnx.Module, tokens, *, bptt: int = 35) -> dict[str, float]:
     """Perplexity of a recurrent LM over a whole stream read once, left to right, batch 1, with the
     hidden state carried across windows (each token predicted with its entire history). The model is
-    called as ``model(inputs, carry=...) -> (logits, {'carry': ...})`` and has ``init_carry(batch)``."""
+    called as ``model(inputs, cache=...) -> (logits, {'cache': ...})`` and has ``init_carry(batch)``."""
     tokens = np.asarray(tokens, np.int32)
     graphdef, state = nnx.split(model)
     carry, total = model.init_carry(1), 0.0
@@ -89,4 +89,4 @@ def recurrent_perplexity(model: nnx.Module, tokens, *, bptt: int = 35) -> dict[s
         nll, carry = _carried_nll(graphdef, state, jnp.asarray(x), jnp.asarray(y), carry)
         total += float(nll)
     loss = total / (len(tokens) - 1)
-    return {"loss": loss, "ppl": float(np.exp(loss)), "tokens": len(tokens) - 1}
+    return {"loss": loss, "ppl": float(ops.perplexity(loss)), "tokens": len(tokens) - 1}

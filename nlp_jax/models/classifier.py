@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nlp_jax import ops
+from nlp_jax import kernels, ops
 from nlp_jax.nn.recurrent import RecurrentParams
 from nlp_jax.ops import recurrent as R
 
@@ -38,11 +38,16 @@ class BiLSTMClassifier(nnx.Module):
         self.forward_lstm, self.backward_lstm = direction(), direction()
         self.out = nnx.Linear(2 * cfg.hidden, cfg.classes, rngs=rngs)
 
-    def __call__(self, tokens: Array, lengths: Array, *, key: Array | None = None) -> tuple[Array, dict]:
-        """tokens (B, T) padded, lengths (B,) -> logits (B, classes)."""
+    def __call__(self, tokens: Array, *, positions: Array | None = None, attention_mask: Array | None = None,
+                 cache=None, key: Array | None = None) -> tuple[Array, dict]:
+        """tokens (B, T) right-padded, attention_mask (B, T) bool (True on words; None = no padding) ->
+        logits (B, classes); aux ``sentence`` (B, 2H)."""
+        if cache is not None:
+            raise ValueError("BiLSTMClassifier reads whole sentences: cache is not supported")
+        lengths = None if attention_mask is None else jnp.sum(attention_mask, axis=1).astype(jnp.int32)
         k_emb, k_out = (None, None) if key is None else jax.random.split(key)
         x = ops.dropout(self.embedding[...][tokens], self.config.dropout, k_emb)  # (B, T, E)
-        run = lambda p, xs, n: R.lstm_layer(p, xs, lengths=n)  # noqa: E731
+        run = lambda p, xs, n: kernels.lstm_layer(p, xs, lengths=n)  # noqa: E731
         _, ((h_f, _), (h_b, _)) = R.bidirectional(run, self.forward_lstm.params(), self.backward_lstm.params(),
                                                   x, lengths)
         sentence = ops.dropout(jnp.concatenate([h_f, h_b], -1), self.config.dropout, k_out)  # (B, 2H)
@@ -50,6 +55,8 @@ class BiLSTMClassifier(nnx.Module):
 
 
 def classification_loss(model: BiLSTMClassifier, batch: dict, key: Array | None) -> tuple[Array, dict]:
-    logits, _ = model(batch["tokens"], batch["lengths"], key=key)
+    """Cross-entropy of the labels on ``{'tokens' (B, T), 'lengths' (B,), 'labels' (B,)}``; aux accuracy."""
+    mask = ops.padding_mask(batch["lengths"], batch["tokens"].shape[1])
+    logits, _ = model(batch["tokens"], attention_mask=mask, key=key)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
-    return ops.cross_entropy(logits, batch["labels"]), {"accuracy": accuracy}
+    return kernels.cross_entropy(logits, batch["labels"]), {"accuracy": accuracy, "tokens": jnp.sum(batch["lengths"])}

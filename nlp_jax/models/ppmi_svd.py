@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from nlp_jax.data.word2vec import IndexedCorpus
-from nlp_jax.eval.word_vectors import WordVectors
+from nlp_jax.models.word_vectors import WordVectors
 from nlp_jax.ops.counting import cooccurrence, pmi
 from nlp_jax.ops.linalg import randomized_svd
 

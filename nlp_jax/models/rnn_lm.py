@@ -1,8 +1,9 @@
 """Recurrent language models: the cheat sheet's simple RNN (output tied to the embedding) and the LSTM
 of Zaremba, Sutskever & Vinyals (2014), trained with truncated backpropagation through time.
 
-``RNNLM(config, rngs)(tokens, carry=...) -> (logits, {'carry': new carry})``: the hidden state of the
-last position is handed back so that the next batch continues where this one stopped.
+``RNNLM(config, rngs)(tokens, cache=...) -> (logits, {'cache': new state})`` (the package's model
+convention; a recurrent model's cache is its hidden state): the state at the last position is handed
+back so that the next batch continues where this one stopped.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nlp_jax import ops
+from nlp_jax import kernels, ops
 from nlp_jax.nn.recurrent import RecurrentParams
 from nlp_jax.ops import recurrent as R
 
@@ -53,33 +54,39 @@ class RNNLM(nnx.Module):
         z = jnp.zeros((batch, self.config.hidden), jnp.float32)
         return [(z, z) if self.config.cell == "lstm" else z for _ in range(self.config.layers)]
 
-    def __call__(self, tokens: Array, *, key: Array | None = None, carry: list | None = None) -> tuple[Array, dict]:
-        """tokens (B, T) -> logits (B, T, V); ``carry`` from :meth:`init_carry` or the previous call."""
+    def __call__(self, tokens: Array, *, positions: Array | None = None, attention_mask: Array | None = None,
+                 cache: list | None = None, key: Array | None = None) -> tuple[Array, dict]:
+        """tokens (B, T) -> logits (B, T, V); ``cache``: the state from :meth:`init_carry` or the previous
+        call (None = zeros). Positions are implicit in a recurrence; padding is not supported."""
+        if attention_mask is not None:
+            raise ValueError("RNNLM reads unpadded streams: attention_mask is not supported")
         cfg = self.config
-        carry = self.init_carry(tokens.shape[0]) if carry is None else carry
+        carry = self.init_carry(tokens.shape[0]) if cache is None else cache
         keys = [None] * (cfg.layers + 1) if key is None else list(jax.random.split(key, cfg.layers + 1))
         h = self.embedding[...][tokens]  # (B, T, H): e_t = E x_t
         new_carry = []
         for layer, state, k in zip(self.layers, carry, keys):
             h = ops.dropout(h, cfg.dropout, k)
             if cfg.cell == "lstm":
-                h, state = R.lstm_layer(layer.params(), h, state)
+                h, state = kernels.lstm_layer(layer.params(), h, state)
             else:
                 h, state = R.scan_rnn(R.rnn_step, layer.params(), state, h)
             new_carry.append(state)
         h = ops.dropout(h, cfg.dropout, keys[-1])
         if cfg.cell == "lstm":
-            logits = ops.dense(h, self.out_w[...], self.out_b[...])
+            logits = kernels.dense(h, self.out_w[...], self.out_b[...])
         else:
             logits = R.tied_output_logits(self.embedding[...], h)  # y_t = softmax(E^T h_t)
-        return logits, {"carry": new_carry}
+        return logits, {"cache": new_carry}
 
 
-def bptt_loss(model: RNNLM, batch: dict, key: Array | None) -> tuple[Array, dict]:
-    """Zaremba et al.'s objective on ``{'inputs', 'targets', 'carry'}`` (B, T): the cross-entropy summed
-    over the T steps of the window and averaged over the batch (so lr 1 and clip 5 mean what the paper
-    means). aux: ``token_nll`` (the per-token mean, what perplexity exponentiates) and the carry."""
-    logits, aux = model(batch["inputs"], key=key, carry=batch.get("carry"))
-    carry = jax.tree.map(jax.lax.stop_gradient, aux["carry"])
-    token_nll = ops.cross_entropy(logits, batch["targets"])
-    return token_nll * batch["inputs"].shape[1], {"carry": carry, "token_nll": token_nll}
+def bptt_loss(model: RNNLM, batch: dict, key: Array | None, carry: list, frozen=None) -> tuple[Array, dict, list]:
+    """Zaremba et al.'s objective on ``{'inputs', 'targets'}`` (B, T) from the state ``carry`` (the objective
+    state, carried from batch to batch: truncated BPTT): the cross-entropy summed over the T steps of the
+    window and averaged over the batch (so lr 1 and clip 5 mean what the paper means). Returns (loss, aux,
+    the new carry); aux ``token_nll`` is the per-token mean, what perplexity exponentiates. The signature is
+    a ``train.Objective``'s loss: ``Objective(bptt_loss, init_state=lambda: model.init_carry(batch))``."""
+    logits, aux = model(batch["inputs"], key=key, cache=carry)
+    token_nll = kernels.cross_entropy(logits, batch["targets"])
+    new_carry = jax.tree.map(jax.lax.stop_gradient, aux["cache"])
+    return token_nll * batch["inputs"].shape[1], {"token_nll": token_nll, "tokens": batch["targets"].size}, new_carry

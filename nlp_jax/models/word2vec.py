@@ -2,7 +2,7 @@
 
 The host (NumPy) draws each epoch's subsample and every centre's dynamic window and cuts the token
 stream into chunks of ``chunk_words`` centres; one jitted call per chunk forms the examples, draws the
-negatives and applies the sparse SGD updates on the device (``ops.sgns.sgns_train``: the C++ kernel on
+negatives and applies the sparse SGD updates on the device (``kernels.sgns_train``: the C++ kernel on
 CPU, batched XLA updates elsewhere). Dispatch is asynchronous, so the host prepares the next chunk while
 the device trains on this one.
 
@@ -25,10 +25,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nlp_jax.data.word2vec import IndexedCorpus, keep_probabilities, subsample
-from nlp_jax.eval.word_vectors import WordVectors
-from nlp_jax.ops import sgns_cpu
+from nlp_jax.models.word_vectors import WordVectors
+from nlp_jax.kernels import sgns_train
 from nlp_jax.ops.sampling import alias_table
-from nlp_jax.ops.sgns import sgns_train
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -45,7 +44,7 @@ class Word2VecConfig:
     batch: int = 4096  # examples (skip-gram pairs, CBOW windows) per SGD step on the 'xla' path
     noise_power: float = 0.75  # negatives ~ count**noise_power
     init_range: float = 1.0  # input vectors start uniform in [-init_range, init_range) / D (gensim 4: 1, word2vec.c: 0.5)
-    impl: str = "auto"  # 'cpu' (C++ kernel, sequential SGD), 'xla' (batched updates), 'auto'
+    implementation: str = "auto"  # 'cpu' (C++ kernel, sequential SGD), 'reference' (batched updates), 'auto'
     threads: int = 0  # threads of the 'cpu' kernel (0: all cores; > 1 is lock-free and not bit-reproducible)
     seed: int = 1
 
@@ -57,20 +56,11 @@ class Word2VecConfig:
             raise ValueError(f"need 0 < min_alpha <= alpha, got min_alpha={self.min_alpha}, alpha={self.alpha}")
 
 
-@functools.partial(jax.jit, static_argnames=("window", "negative", "sg", "batch", "impl", "threads"),
+@functools.partial(jax.jit, static_argnames=("window", "negative", "sg", "batch", "implementation", "threads"),
                    donate_argnums=(0, 1))
 def train_chunk(w_in, w_out, tokens, docs, reach, bounds, lrs, noise, key, **static):
-    """One chunk of the token stream (``ops.sgns.sgns_train``), jitted with the embeddings donated."""
+    """One chunk of the token stream (``kernels.sgns_train``), jitted with the embeddings donated."""
     return sgns_train(w_in, w_out, tokens, docs, reach, bounds, lrs, noise, key, **static)
-
-
-def resolve_impl(impl: str) -> str:
-    """'auto' -> the C++ kernel on CPU when it builds, else the XLA path."""
-    if impl == "auto":
-        return "cpu" if jax.default_backend() == "cpu" and sgns_cpu.available() else "xla"
-    if impl not in ("cpu", "xla"):
-        raise ValueError(f"impl must be 'auto', 'cpu' or 'xla', got {impl!r}")
-    return impl
 
 
 def padded_chunk(ids: np.ndarray, docs: np.ndarray, reach: np.ndarray, lo: int, size: int, window: int
@@ -115,7 +105,7 @@ class Word2Vec:
         """Train for ``epochs`` passes; returns effective words (kept by subsampling), seconds, words/s."""
         c = self.config
         noise = tuple(map(jnp.asarray, alias_table(self.corpus.counts.astype(np.float64) ** c.noise_power)))
-        static = dict(window=c.window, negative=c.negative, sg=c.sg, batch=c.batch, impl=resolve_impl(c.impl),
+        static = dict(window=c.window, negative=c.negative, sg=c.sg, batch=c.batch, implementation=c.implementation,
                       threads=c.threads or os.cpu_count() or 1)
         expected = float(keep_probabilities(self.corpus.counts, c.sample) @ self.corpus.counts) * c.epochs
         bar = tqdm(total=round(expected), unit="word", unit_scale=True, disable=not progress, desc="word2vec")

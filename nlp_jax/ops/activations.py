@@ -3,9 +3,8 @@
 ``gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2))`` (Hendrycks & Gimpel 2016), exact (erf) or with the
 tanh approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` used by GPT-2. The exact form's
 derivative ``Phi(x) + x phi(x)`` is written out (one exp, the forward's Phi reused) instead of
-differentiating through ``erfc``, whose XLA CPU lowering is a chain of selects. On CPU, float32 inputs go
-to the C++ kernel of ``elementwise_cpu`` (forward and derivative in one pass each); with the layer-norm
-kernel it took a GPT train step from 64 to 44 ms (BENCHMARKS.md).
+differentiating through ``erfc``, whose XLA CPU lowering is a chain of selects. The C++ CPU kernel is
+``nlp_jax.kernels.gelu``.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-
-from nlp_jax.ops import elementwise_cpu
 
 Array = jax.Array
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -41,16 +38,8 @@ def _gelu_exact_bwd(res, g):
 _gelu_exact.defvjp(_gelu_exact_fwd, _gelu_exact_bwd)
 
 
-def gelu(x: Array, approximate: bool = False, *, implementation: str | None = None) -> Array:
-    """GELU; ``approximate=True`` is the tanh form (GPT-2's ``gelu_new``). implementation (exact form):
-    'xla', 'cpu' (the C++ kernel, float32) or None to pick by backend and dtype."""
+def gelu(x: Array, approximate: bool = False) -> Array:
+    """GELU; ``approximate=True`` is the tanh form (GPT-2's ``gelu_new``)."""
     if approximate:
         return jax.nn.gelu(x, approximate=True)
-    if implementation is None:
-        cpu = jax.default_backend() == "cpu" and x.dtype == jnp.float32 and elementwise_cpu.kernel_available()
-        implementation = "cpu" if cpu else "xla"
-    if implementation == "cpu":
-        return elementwise_cpu.gelu(x)
-    if implementation != "xla":
-        raise ValueError(f"implementation must be 'xla', 'cpu' or None, got {implementation!r}")
     return _gelu_exact(x)

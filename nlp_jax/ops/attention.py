@@ -13,7 +13,6 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from nlp_jax.ops.attention_cpu import causal_attention_cpu
 from nlp_jax.ops.dropout import dropout
 
 Array = jax.Array
@@ -94,40 +93,23 @@ def merge_heads(x: Array) -> Array:
 # ---- scaled dot-product attention ----------------------------------------------------------------------
 
 
-def _full_mask(mask: Array | None, is_causal: bool, t: int, s: int) -> Array | None:
+def full_mask(mask: Array | None, is_causal: bool, t: int, s: int) -> Array | None:
+    """The user's mask combined with the causal mask (if ``is_causal``); None when there is neither."""
     if is_causal:
         causal = causal_mask(t, s)
         mask = causal if mask is None else jnp.logical_and(mask, causal)
     return mask
 
 
-def _reference(q, k, v, mask, scale, dropout_rate, dropout_key):
-    logits = jnp.einsum("bthd,bshd->bhts", q, k) * scale  # (B, H, T, S)
-    probs = masked_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), mask).astype(v.dtype)
-    probs = dropout(probs, dropout_rate, dropout_key)
-    return jnp.einsum("bhts,bshd->bthd", probs, v)  # (B, T, H, Dh)
-
-
-def _fused(q, k, v, mask, scale, is_causal, implementation):
-    t, s = q.shape[1], k.shape[1]
-    if is_causal and t != s:  # jax.nn's causal mask is top-left aligned; ours is the cache convention
-        mask, is_causal = _full_mask(mask, True, t, s), False
-    if mask is not None:
-        mask = jnp.broadcast_to(mask, (q.shape[0], q.shape[2], t, s))
-    return jax.nn.dot_product_attention(
-        q, k, v, mask=mask, is_causal=is_causal, scale=scale, implementation=implementation
-    )
-
-
-def default_implementation(dtype, *, causal_only: bool = False) -> str:
-    """The backend dispatch: cuDNN flash attention on GPU for half precision; on CPU the blocked causal
-    kernel (``attention_cpu``) when the attention is plain causal self-attention; the reference elsewhere."""
-    backend = jax.default_backend()
-    if backend == "gpu" and jnp.dtype(dtype) in (jnp.float16, jnp.bfloat16):
-        return "cudnn"
-    if backend == "cpu" and causal_only:
-        return "cpu"
-    return "reference"
+def check_inputs(q: Array, k: Array, v: Array, mask: Array | None) -> None:
+    """Shapes (B, T, H, Dh) / (B, S, H, Dh) and a boolean mask, with errors that name the argument."""
+    chex.assert_rank([q, k, v], 4)
+    chex.assert_equal_shape([k, v])
+    chex.assert_equal_shape_suffix([q, k], 2)
+    chex.assert_equal(q.shape[0], k.shape[0])
+    if mask is not None and mask.dtype != jnp.bool_:
+        raise TypeError(f"attention mask must be boolean (True = may attend), got {mask.dtype}; "
+                        "convert with mask > 0 or mask.astype(bool)")
 
 
 def scaled_dot_product_attention(
@@ -140,47 +122,41 @@ def scaled_dot_product_attention(
     scale: float | None = None,
     dropout_rate: float = 0.0,
     dropout_key: Array | None = None,
-    implementation: str | None = None,
 ) -> Array:
     """``Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V`` (Vaswani et al. 2017), per head.
+
+    The reference every fast path is tested against (``nlp_jax.kernels.attention`` dispatches to them, in ``kernels/sdpa.py``).
 
     Args:
       q: (B, T, H, Dh) queries; k, v: (B, S, H, Dh) keys and values.
       mask: optional bool, broadcastable to (B, H, T, S); True = may attend.
       is_causal: add the causal mask (query i sees keys j <= i + S - T).
       scale: logit scale, default 1/sqrt(Dh).
-      dropout_rate, dropout_key: dropout on the attention probabilities (reference path only).
-      implementation: 'reference' (einsum + masked softmax), 'xla' or 'cudnn' (``jax.nn.dot_product_attention``),
-        'cpu' (blocked causal kernel, causal self-attention only), or None to pick by backend
-        (:func:`default_implementation`).
+      dropout_rate, dropout_key: dropout on the attention probabilities (none without a key).
     Returns: (B, T, H, Dh); rows whose mask is all False are zero.
     """
-    chex.assert_rank([q, k, v], 4)
-    chex.assert_equal_shape([k, v])
-    chex.assert_equal_shape_suffix([q, k], 2)
-    chex.assert_equal(q.shape[0], k.shape[0])
+    check_inputs(q, k, v, mask)
     t, s = q.shape[1], k.shape[1]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    dropping = dropout_key is not None and dropout_rate > 0.0
-    default_scale = scale == 1.0 / math.sqrt(q.shape[-1])
-    causal_only = is_causal and mask is None and t == s and default_scale and not dropping
-    impl = implementation or default_implementation(q.dtype, causal_only=causal_only)
-    if dropping:
-        impl = "reference"
-    if impl == "cpu":
-        if not causal_only:
-            raise ValueError("implementation='cpu' is causal self-attention only: no mask, T == S, default scale")
-        return causal_attention_cpu(q, k, v)
-    if impl == "reference":
-        return _reference(q, k, v, _full_mask(mask, is_causal, t, s), scale, dropout_rate, dropout_key)
-    if impl not in ("xla", "cudnn"):
-        raise ValueError(f"implementation must be 'reference', 'xla', 'cudnn', 'cpu' or None, got {impl!r}")
-    out = _fused(q, k, v, mask, scale, is_causal, impl)
-    full = _full_mask(mask, is_causal, t, s)
-    if full is not None:  # jax.nn averages the values on a fully masked row; we return zeros
-        any_key = jnp.broadcast_to(full, (q.shape[0], q.shape[2], t, s)).any(-1)  # (B, H, T)
-        out = jnp.where(any_key.transpose(0, 2, 1)[..., None], out, 0)
-    return out
+    logits = jnp.einsum("bthd,bshd->bhts", q, k) * scale  # (B, H, T, S)
+    probs = masked_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), full_mask(mask, is_causal, t, s))
+    probs = dropout(probs.astype(v.dtype), dropout_rate, dropout_key)
+    return jnp.einsum("bhts,bshd->bthd", probs, v)  # (B, T, H, Dh)
+
+
+def self_attention(x: Array, wq: Array, wk: Array, wv: Array, mask: Array | None = None, *,
+                   num_heads: int = 1, is_causal: bool = False) -> Array:
+    """Self-attention: ``Q = X W^Q, K = X W^K, V = X W^V``, then scaled dot-product attention.
+
+    Args:
+      x: (B, T, D) states; wq, wk, wv: (D, D') with D' divisible by ``num_heads``.
+      mask: optional bool broadcastable to (B, H, T, T), e.g. a key padding mask (B, 1, 1, T).
+      is_causal: also mask the future (decoders); False for encoders (BERT).
+    Returns: (B, T, D') (heads merged; the output projection belongs to the caller's layer).
+    """
+    chex.assert_rank(x, 3)
+    q, k, v = (split_heads(x @ w, num_heads) for w in (wq, wk, wv))  # (B, T, H, Dh)
+    return merge_heads(scaled_dot_product_attention(q, k, v, mask=mask, is_causal=is_causal))
 
 
 def cross_attention(
@@ -192,7 +168,6 @@ def cross_attention(
     *,
     num_heads: int = 1,
     enc_mask: Array | None = None,
-    implementation: str | None = None,
 ) -> Array:
     """Cross-attention: ``Q = H^dec W^Q, K = H^enc W^K, V = H^enc W^V``, then scaled dot-product attention.
 
@@ -207,4 +182,4 @@ def cross_attention(
     k = split_heads(h_enc @ wk, num_heads)  # (B, S, H, Dh)
     v = split_heads(h_enc @ wv, num_heads)
     mask = None if enc_mask is None else enc_mask[:, None, None, :]
-    return merge_heads(scaled_dot_product_attention(q, k, v, mask=mask, implementation=implementation))
+    return merge_heads(scaled_dot_product_attention(q, k, v, mask=mask))

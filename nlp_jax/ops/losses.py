@@ -1,8 +1,12 @@
-"""Likelihood losses: negative log-likelihood, cross-entropy and perplexity.
+"""Likelihood losses: negative log-likelihood, cross-entropy (integer labels, soft targets, label
+smoothing), the masked mean every "count only real tokens" rule uses, and perplexity.
 
-All reductions average over *counted* tokens only (mask and ``ignore_index`` remove tokens), and an empty
-selection gives 0 rather than NaN. Everything is computed from log-probabilities (log-softmax /
-logsumexp), never from probabilities, so no ``log(0)`` can appear.
+Split as optax splits them: per-token losses (``softmax_cross_entropy_with_integer_labels``,
+``softmax_cross_entropy``), ``smooth_labels``, and one reduction, :func:`masked_mean`, which averages over
+counted tokens only (an empty selection gives 0, not NaN). ``cross_entropy`` and ``nll`` compose them with
+a mask, ``ignore_index`` and a reduction. Everything is computed from log-probabilities (log-softmax /
+logsumexp), never from probabilities, so no ``log(0)`` can appear. Losses are computed in float32 (or
+float64 when given float64), never in half precision.
 """
 
 from __future__ import annotations
@@ -11,17 +15,54 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from nlp_jax.ops import elementwise_cpu
-
 Array = jax.Array
 
 
 def _at_least_f32(x: Array) -> Array:
-    """Losses are computed in float32 (or float64 when given float64), never in half precision."""
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def _weights(labels: Array, mask: Array | None, ignore_index: int | None) -> Array:
+def masked_mean(x: Array, mask: Array | None = None) -> Array:
+    """``sum_i m_i x_i / sum_i m_i`` (0 when nothing is counted); the plain mean when ``mask`` is None.
+    ``mask`` is bool or 0/1 (or non-negative weights), broadcastable to x."""
+    if mask is None:
+        return jnp.mean(x)
+    m = jnp.broadcast_to(mask, x.shape).astype(jnp.promote_types(x.dtype, jnp.float32))
+    return (x * m).sum() / jnp.maximum(m.sum(), 1.0)
+
+
+def check_label_shapes(logits: Array, labels: Array) -> None:
+    """logits (..., V) and integer labels (...), with errors that name the argument."""
+    chex.assert_rank(logits, labels.ndim + 1)
+    chex.assert_equal_shape_prefix([logits, labels], labels.ndim)
+
+
+def _pick(values: Array, labels: Array) -> Array:
+    return jnp.take_along_axis(values, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array) -> Array:
+    """Per-token ``-log softmax(z)_y = logsumexp(z) - z_y``. logits (..., V), labels (...) -> (...)."""
+    check_label_shapes(logits, labels)
+    return -_pick(jax.nn.log_softmax(_at_least_f32(logits), axis=-1), labels)
+
+
+def softmax_cross_entropy(logits: Array, targets: Array) -> Array:
+    """Per-token ``H(q, p) = -sum_c q_c log softmax(z)_c`` for target distributions q (..., V) -> (...)."""
+    chex.assert_equal_shape([logits, targets])
+    log_p = jax.nn.log_softmax(_at_least_f32(logits), axis=-1)
+    return -(targets.astype(log_p.dtype) * log_p).sum(-1)
+
+
+def smooth_labels(targets: Array, eps: float) -> Array:
+    """Label smoothing (Szegedy et al. 2016): ``(1 - eps) q + eps / V`` for distributions q (..., V)."""
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {eps}")
+    return (1.0 - eps) * targets + eps / targets.shape[-1]
+
+
+def label_weights(labels: Array, mask: Array | None, ignore_index: int | None) -> Array:
+    """The weight of each token: ``mask`` (1 if None) times 0 where ``labels == ignore_index``."""
     w = jnp.ones(labels.shape, jnp.float32)
     if mask is not None:
         chex.assert_equal_shape([labels, mask])
@@ -31,31 +72,25 @@ def _weights(labels: Array, mask: Array | None, ignore_index: int | None) -> Arr
     return w
 
 
-def _reduce(per_token: Array, weights: Array, reduction: str) -> Array:
+def reduce(per_token: Array, weights: Array, reduction: str) -> Array:
+    """'mean' (:func:`masked_mean`), 'sum' or 'none' (per token, 0 where not counted) of weighted losses."""
+    if reduction == "mean":
+        return masked_mean(per_token, weights)
     per_token = per_token * weights
-    if reduction == "none":
-        return per_token
     if reduction == "sum":
         return per_token.sum()
-    if reduction == "mean":
-        return per_token.sum() / jnp.maximum(weights.sum(), 1.0)
+    if reduction == "none":
+        return per_token
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def _pick(values: Array, labels: Array, ignore_index: int | None) -> Array:
-    """values[..., labels] with labels that may hold ``ignore_index`` (replaced by 0 before the gather)."""
-    safe = labels if ignore_index is None else jnp.where(labels == ignore_index, 0, labels)
-    return jnp.take_along_axis(values, safe[..., None].astype(jnp.int32), axis=-1)[..., 0]
+def _safe(labels: Array, ignore_index: int | None) -> Array:
+    """Labels with ``ignore_index`` replaced by 0 before any gather (those tokens get weight 0)."""
+    return labels if ignore_index is None else jnp.where(labels == ignore_index, 0, labels)
 
 
-def nll(
-    log_probs: Array,
-    labels: Array,
-    *,
-    mask: Array | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-) -> Array:
+def nll(log_probs: Array, labels: Array, *, mask: Array | None = None, ignore_index: int | None = None,
+        reduction: str = "mean") -> Array:
     """Negative log-likelihood of the true class: ``NLL = -log p_y``.
 
     Args:
@@ -65,32 +100,17 @@ def nll(
       ignore_index: optional label value that is not counted (e.g. -100 for padding).
       reduction: 'mean' over counted tokens, 'sum', or 'none' (per token, 0 where not counted).
     """
-    chex.assert_equal_shape_prefix([log_probs, labels], labels.ndim)
-    chex.assert_rank(log_probs, labels.ndim + 1)
-    per_token = -_pick(_at_least_f32(log_probs), labels, ignore_index)
-    return _reduce(per_token, _weights(labels, mask, ignore_index), reduction)
+    check_label_shapes(log_probs, labels)
+    per_token = -_pick(_at_least_f32(log_probs), _safe(labels, ignore_index))
+    return reduce(per_token, label_weights(labels, mask, ignore_index), reduction)
 
 
-def _xent_kernel_applies(logits: Array, targets: Array, label_smoothing: float) -> bool:
-    """The CPU kernel (``elementwise_cpu.softmax_cross_entropy``) serves float32 logits with integer
-    targets and no smoothing; it computes the same values in one pass per row (tested equal)."""
-    return (jax.default_backend() == "cpu" and logits.dtype == jnp.float32 and label_smoothing == 0.0
-            and jnp.issubdtype(targets.dtype, jnp.integer) and logits.size > 0 and elementwise_cpu.kernel_available())
-
-
-def cross_entropy(
-    logits: Array,
-    targets: Array,
-    *,
-    mask: Array | None = None,
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    reduction: str = "mean",
-) -> Array:
+def cross_entropy(logits: Array, targets: Array, *, mask: Array | None = None, ignore_index: int | None = None,
+                  label_smoothing: float = 0.0, reduction: str = "mean") -> Array:
     """Cross-entropy ``H(q, p) = -sum_c q_c log softmax(z)_c`` between targets q and the model's softmax.
 
-    With integer targets, q is one-hot and this is the NLL of the true class. Label smoothing (Szegedy et
-    al. 2016) replaces q by ``(1 - eps) q + eps / V``, as in ``torch.nn.CrossEntropyLoss``.
+    With integer targets, q is one-hot and this is the NLL of the true class. Label smoothing replaces q
+    by ``(1 - eps) q + eps / V`` (:func:`smooth_labels`), as ``torch.nn.CrossEntropyLoss`` does.
 
     Args:
       logits: (..., V) unnormalised scores.
@@ -100,27 +120,18 @@ def cross_entropy(
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    if _xent_kernel_applies(logits, targets, label_smoothing):
-        chex.assert_rank(logits, targets.ndim + 1)
-        safe = targets if ignore_index is None else jnp.where(targets == ignore_index, 0, targets)
-        flat = logits.reshape(-1, logits.shape[-1])
-        per_token = elementwise_cpu.softmax_cross_entropy(flat, safe.reshape(-1).astype(jnp.int32))
-        return _reduce(per_token.reshape(targets.shape), _weights(targets, mask, ignore_index), reduction)
-    log_p = jax.nn.log_softmax(_at_least_f32(logits), axis=-1)
     if jnp.issubdtype(targets.dtype, jnp.integer):
-        chex.assert_rank(logits, targets.ndim + 1)
-        per_token = -_pick(log_p, targets, ignore_index)
-        weights = _weights(targets, mask, ignore_index)
+        per_token = softmax_cross_entropy_with_integer_labels(logits, _safe(targets, ignore_index))
+        weights = label_weights(targets, mask, ignore_index)
+        if label_smoothing > 0.0:  # (1 - eps) H(onehot, p) + eps H(uniform, p), without forming one-hots
+            uniform = -jax.nn.log_softmax(_at_least_f32(logits), axis=-1).mean(-1)
+            per_token = (1.0 - label_smoothing) * per_token + label_smoothing * uniform
     else:
         if ignore_index is not None:
             raise ValueError("ignore_index needs integer targets; use mask= with soft targets")
-        chex.assert_equal_shape([logits, targets])
-        per_token = -(targets.astype(log_p.dtype) * log_p).sum(-1)
-        weights = _weights(per_token, mask, None)
-    if label_smoothing > 0.0:
-        uniform = -log_p.mean(-1)  # cross-entropy against the uniform distribution
-        per_token = (1.0 - label_smoothing) * per_token + label_smoothing * uniform
-    return _reduce(per_token, weights, reduction)
+        per_token = softmax_cross_entropy(logits, smooth_labels(targets, label_smoothing))
+        weights = label_weights(per_token, mask, None)
+    return reduce(per_token, weights, reduction)
 
 
 def perplexity(token_nll: Array, mask: Array | None = None) -> Array:
@@ -130,8 +141,7 @@ def perplexity(token_nll: Array, mask: Array | None = None) -> Array:
     which underflows for any real corpus).
 
     Args:
-      token_nll: (...) per-token ``-log P(w_i | w_<i)``.
+      token_nll: (...) per-token ``-log P(w_i | w_<i)`` (or their mean: a scalar).
       mask: optional (...) 0/1; only counted tokens enter N.
     """
-    weights = jnp.ones_like(token_nll) if mask is None else mask.astype(token_nll.dtype)
-    return jnp.exp((token_nll * weights).sum() / jnp.maximum(weights.sum(), 1.0))
+    return jnp.exp(masked_mean(jnp.asarray(token_nll), mask))

@@ -14,7 +14,8 @@ LSTM (Hochreiter & Schmidhuber 1997), with the cheat sheet's gate names:
 
 Each gate may carry a bias (``b_f`` etc., standard practice; the sheet omits it). The fast path stacks
 the four gates into one (D, 4H) and one (H, 4H) matrix and hoists every step's input projection out of
-the scan into one matmul; tests prove it equal to the per-gate path. Bidirectional RNNs concatenate
+the scan into one matmul; tests prove it equal to the per-gate path (the C++ CPU kernel of the whole
+recurrence is ``nlp_jax.kernels.lstm_layer``). Bidirectional RNNs concatenate
 the forward and backward states, ``h_t = h^f_t (+) h^b_t``, and run the backward direction from each
 sequence's true end when sequences are padded.
 
@@ -28,8 +29,6 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-
-from nlp_jax.ops import lstm_cpu
 
 Array = jax.Array
 GATES = ("f", "g", "i", "o")  # order of the stacked gates in the fused matrices
@@ -110,27 +109,16 @@ def scan_rnn(step: Callable, params, init, xs: Array, lengths: Array | None = No
     return jnp.swapaxes(hs, 0, 1), final
 
 
-def _lstm_kernel_applies(x_proj: Array, lengths: Array | None) -> bool:
-    return (lengths is None and x_proj.shape[1] > 0 and x_proj.dtype == jnp.float32
-            and jax.default_backend() == "cpu" and lstm_cpu.kernel_available())
-
-
 def lstm_layer(params: dict, xs: Array, init: tuple[Array, Array] | None = None,
                lengths: Array | None = None, *, fused: bool = True):
     """A whole LSTM layer over xs (B, T, D); fused=True hoists the input projection out of the scan.
-
-    On CPU, the fused layer over float32 sequences without ``lengths`` runs its recurrence in the C++
-    kernel of ``lstm_cpu`` (forward and backward each one call); elsewhere ``lax.scan`` of
-    ``lstm_fused_step``. Both are tested equal.
-    """
+    Returns (outputs (B, T, H), final (h, c))."""
     b, hidden = xs.shape[0], params["U_f"].shape[0]
     init = init if init is not None else (jnp.zeros((b, hidden), xs.dtype), jnp.zeros((b, hidden), xs.dtype))
     if not fused:
         return scan_rnn(lstm_step, params, init, xs, lengths)
     f = fuse_lstm_params(params)
     x_proj = xs @ f["W"] + f["b"]  # (B, T, 4H): every step's input projection in one matmul
-    if _lstm_kernel_applies(x_proj, lengths):
-        return lstm_cpu.lstm_sequence(x_proj, f["U"].astype(jnp.float32), *(s.astype(jnp.float32) for s in init))
     return scan_rnn(lstm_fused_step, f, init, x_proj, lengths)
 
 

@@ -15,9 +15,9 @@ Skip-gram: h is the input ("in") vector of the centre word, u_0 the output ("out
 word. CBOW: h is the mean of the context words' input vectors, u_0 the centre word's output vector, and
 every context word's input row receives the full dL/dh step (word2vec.c and gensim with cbow_mean=1).
 
-``sgns_train`` runs many steps and dispatches: 'xla' scans the batched updates above (any backend);
-'cpu' runs the C++ kernel of ``sgns_cpu`` (sequential per-example SGD, several threads), the fast path
-on CPU, equal to the XLA path with batches of one example (tested).
+``sgns_train`` runs many steps: it scans the batched updates above (any backend). The C++ CPU kernel
+(sequential per-example SGD, several threads) is ``nlp_jax.kernels.sgns_train``, equal to this path with
+batches of one example (tested).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from nlp_jax.ops import sgns_cpu
 from nlp_jax.ops.sampling import draw_alias
 
 
@@ -125,8 +124,7 @@ def _chunk_examples(tokens, docs, reach, bounds, window: int, sg: bool):
 
 def sgns_train(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, docs: jax.Array, reach: jax.Array,
                bounds: jax.Array, lrs: jax.Array, noise: tuple[jax.Array, jax.Array], key: jax.Array, *,
-               window: int, negative: int, sg: bool, batch: int, impl: str = "xla", threads: int = 1,
-               negatives: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+               window: int, negative: int, sg: bool, batch: int, negatives: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Train on one chunk of the token stream: every centre in ``bounds[0] .. bounds[1] - 1``.
 
     Args:
@@ -136,18 +134,11 @@ def sgns_train(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, docs: jax.A
         after the last (linear in between).
       noise: (prob, alias), the ``ops.sampling.alias_table`` of the noise distribution; ``negative`` words
         per example are drawn with ``key``.
-      batch: examples (skip-gram pairs, CBOW windows) per SGD step on the 'xla' path.
-      impl: 'xla' or 'cpu' (see the module docstring); threads: of the 'cpu' kernel.
+      batch: examples (skip-gram pairs, CBOW windows) per SGD step.
       negatives: optional given noise words instead of drawn ones, (m, 2 window, k) for skip-gram (one
-        set per context slot) or (m, k) for CBOW: with batch=1 and threads=1 both paths then agree.
+        set per context slot) or (m, k) for CBOW: with batch=1 this path and the CPU kernel (threads=1) agree.
     Returns the updated (w_in, w_out).
     """
-    if impl == "cpu":
-        seed = jax.random.randint(key, (), 0, jnp.iinfo(jnp.int32).max)
-        return sgns_cpu.sgns_train(w_in, w_out, tokens, docs, reach, bounds, lrs, noise, seed, window=window,
-                                   negative=negative, sg=sg, threads=threads, negatives=negatives)
-    if impl != "xla":
-        raise ValueError(f"impl must be 'xla' or 'cpu', got {impl!r}")
     examples, first, centre_pos = _chunk_examples(tokens, docs, reach, bounds, window, sg)
     steps = -(-first.shape[0] // batch)
     pad = steps * batch - first.shape[0]

@@ -41,6 +41,7 @@ class TrainConfig:
     keep_last: int = 2  # most recent checkpoints kept (the best one is kept separately)
     resume: bool = True  # continue from the latest checkpoint in the run directory if there is one
     progress: bool = True  # progress bar on the terminal
+    tensorboard: bool = False  # also write TensorBoard event files to <workdir>/tensorboard
 
 
 def to_dict(cfg: Any) -> dict:

@@ -1,4 +1,5 @@
-"""Run-directory logging: metrics as JSON lines, and loss curves drawn from them."""
+"""Run-directory logging: metrics as JSON lines (always) and TensorBoard event files (by config, through
+``tensorboardX``), and loss curves drawn from the JSON lines."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ from pathlib import Path
 
 
 class MetricsLog:
-    """Append-only ``metrics.jsonl``; on resume, lines after the restored step are dropped first."""
+    """Append-only ``metrics.jsonl``; on resume, lines after the restored step are dropped first. With
+    ``tensorboard=True`` every record's scalars also go to ``tensorboard/`` beside it, at its step."""
 
-    def __init__(self, path: str | Path, resume_step: int | None = None):
+    def __init__(self, path: str | Path, resume_step: int | None = None, tensorboard: bool = False):
         self.path = Path(path)
+        self.writer = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=resume_step)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
             self.path.write_text("")
@@ -23,6 +30,14 @@ class MetricsLog:
         clean = {k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in record.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps(clean) + "\n")
+        if self.writer is not None:
+            for name, value in clean.items():
+                if name != "step" and not isinstance(value, str):
+                    self.writer.add_scalar(name, value, clean["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from nlp_jax.data.root import resolve
-from nlp_jax.eval.word_vectors import (WordVectors, evaluate_analogies, evaluate_word_pairs, rank_average,
+from nlp_jax.models.word_vectors import WordVectors
+from nlp_jax.eval.word_vectors import (evaluate_analogies, evaluate_word_pairs, rank_average,
                                        spearman)
 
 

@@ -5,6 +5,7 @@ import optax
 import pytest
 from flax import nnx
 
+from nlp_jax import ops
 from nlp_jax.data.corpus import ShuffledBatches
 from nlp_jax.data.sst2 import UNK, encode
 from nlp_jax.models.classifier import BiLSTMClassifier, BiLSTMConfig, classification_loss
@@ -17,16 +18,16 @@ def model():
 def test_padding_does_not_change_the_prediction():
     m = model()
     sent = jnp.array([[5, 9, 3, 7]])
-    alone, _ = m(sent, jnp.array([4]))
+    alone, _ = m(sent, attention_mask=ops.padding_mask(jnp.array([4]), sent.shape[1]))
     padded = jnp.array([[5, 9, 3, 7, 0, 0, 0, 0], [2, 2, 2, 2, 2, 2, 2, 2]])
-    both, _ = m(padded, jnp.array([4, 8]))
+    both, _ = m(padded, attention_mask=ops.padding_mask(jnp.array([4, 8]), padded.shape[1]))
     np.testing.assert_allclose(both[0], alone[0], atol=1e-6)
 
 
 def test_both_directions_matter():
     m = model()
-    a, _ = m(jnp.array([[5, 9, 3, 7]]), jnp.array([4]))
-    b, _ = m(jnp.array([[7, 3, 9, 5]]), jnp.array([4]))
+    a, _ = m(jnp.array([[5, 9, 3, 7]]))  # no mask: no padding
+    b, _ = m(jnp.array([[7, 3, 9, 5]]))
     assert not np.allclose(a, b)
 
 

@@ -54,10 +54,10 @@ def test_cached_decoding_equals_uncached_logits(model):
     x = tokens(t=12)
     full, _ = model(x)
     cache = model.init_cache(2, 12)
-    logits, aux = model(x[:, :5], cache=cache, pos=0)  # prefill 5
+    logits, aux = model(x[:, :5], cache=cache)  # prefill 5
     steps = [logits]
     for i in range(5, 12):  # then one token at a time
-        logits, aux = model(x[:, i:i + 1], cache=aux["cache"], pos=i)
+        logits, aux = model(x[:, i:i + 1], cache=aux["cache"])
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
 

@@ -59,16 +59,14 @@ def test_training_trajectory_matches_torch_adamw(hf_dir):
 
     from nlp_jax.models.gpt2 import lm_loss
     from nlp_jax.train.config import OptimConfig
-    from nlp_jax.train.loop import init_train_state, make_train_step
+    from nlp_jax.train.trainer import Objective, Trainer
     from nlp_jax.train.optim import learning_rate_schedule
 
     path, hf_model = hf_dir
     hf_model = copy.deepcopy(hf_model).train()
     optim = OptimConfig(lr=3e-3, min_lr=3e-4, warmup_steps=5, beta2=0.99, weight_decay=0.1, grad_clip=1.0)
     steps = 25
-    graphdef, state, schedule = init_train_state(load_hf_gpt2(path), optim, steps)
-    step_fn = make_train_step(graphdef, jax.tree.structure(state), lm_loss, schedule)
-    state = jax.tree.leaves(state)
+    trainer = Trainer(load_hf_gpt2(path), Objective.of(lm_loss), optim, steps)
     params = dict(hf_model.named_parameters())
     groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": optim.weight_decay},
               {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
@@ -78,7 +76,7 @@ def test_training_trajectory_matches_torch_adamw(hf_dir):
     for k in range(steps):
         tokens = rng.integers(0, 101, size=(4, 17))
         batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
-        state, metrics, _ = step_fn(state, batch, jax.random.key(0))
+        metrics = trainer.step(batch)
         for g in torch_opt.param_groups:
             g["lr"] = float(lr_at(k))
         out = hf_model(torch.tensor(batch["inputs"]), labels=None)

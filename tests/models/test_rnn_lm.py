@@ -11,7 +11,7 @@ from flax import nnx
 from nlp_jax.data.corpus import SequentialBlocks
 from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import train
+from nlp_jax.train.loop import Objective, train
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
@@ -20,7 +20,7 @@ def test_carry_continues_a_sequence_exactly(cell):
     x = jax.random.randint(jax.random.key(1), (3, 12), 0, 23)
     full, _ = model(x)
     first, aux = model(x[:, :5])
-    second, _ = model(x[:, 5:], carry=aux["carry"])
+    second, _ = model(x[:, 5:], cache=aux["cache"])
     np.testing.assert_allclose(jnp.concatenate([first, second], 1), full, atol=1e-6)
     chex.assert_shape(full, (3, 12, 23))
 
@@ -38,7 +38,7 @@ def test_sequential_blocks_continue_rows_and_reset_each_epoch():
     np.testing.assert_array_equal(a["inputs"][1], np.arange(51, 61))
     np.testing.assert_array_equal(b["inputs"][0], np.arange(10, 20))
     np.testing.assert_array_equal(a["targets"], a["inputs"] + 1)
-    assert a["reset_carry"] and not b["reset_carry"] and src(5)["reset_carry"]
+    assert a["reset_state"] and not b["reset_state"] and src(5)["reset_state"]
 
 
 def run(workdir, source):
@@ -46,8 +46,8 @@ def run(workdir, source):
     cfg = TrainConfig(steps=8, log_every=1, eval_every=0, ckpt_every=0, progress=False)
     optim = OptimConfig(name="sgd", lr=1.0, schedule="epoch_decay", steps_per_epoch=4, decay_start_epoch=1,
                         grad_clip=5.0)
-    return train(model, bptt_loss, source, train_cfg=cfg, optim_cfg=optim, workdir=workdir,
-                 init_carry=lambda: model.init_carry(2))
+    return train(model, Objective(bptt_loss, init_state=lambda: model.init_carry(2)), source, train_cfg=cfg,
+                 optim_cfg=optim, workdir=workdir)
 
 
 def test_truncated_bptt_resume_is_bitwise_identical(tmp_path):
@@ -61,6 +61,6 @@ def test_truncated_bptt_resume_is_bitwise_identical(tmp_path):
         return base(step)
 
     _, first = run(tmp_path / "b", interrupting)
-    assert first.status == "interrupted" and first.step == 6
+    assert first.status == "interrupted" and first.step == 5  # batch 5 is prepared while step 4 runs
     _, second = run(tmp_path / "b", base)
     assert {**first.losses, **second.losses} == straight.losses

@@ -46,51 +46,29 @@ class TestSDPA(chex.TestCase):
             full = np.asarray(pad) & (np.asarray(ops.causal_mask(5, 7)) if is_causal else True)
             np.testing.assert_allclose(f(q, k, v), np_attention(q, k, v, full), atol=2e-6)
 
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_reference_equals_jax_nn_dot_product_attention(self):
+    def test_gradients_against_float64_finite_differences(self):
         q, k, v = qkv(t=6, s=6)
-        pad = ops.key_padding_mask(jnp.array([6, 3]), 6)
-        for kw in (dict(is_causal=True), dict(mask=pad), dict(mask=pad, is_causal=True), {}):
-            ours = self.variant(lambda q, k, v: ops.scaled_dot_product_attention(q, k, v, implementation="reference", **kw))
-            theirs = jax.nn.dot_product_attention(q, k, v, implementation="xla", **kw)
-            np.testing.assert_allclose(ours(q, k, v), theirs, atol=2e-6)
-            fast = ops.scaled_dot_product_attention(q, k, v, implementation="xla", **kw)
-            np.testing.assert_allclose(fast, theirs, atol=2e-6)
-
-    def test_gradients_of_reference_and_fast_paths_agree(self):
-        q, k, v = qkv(t=6, s=6)
-
-        def loss(impl):
-            return lambda q, k, v: (ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation=impl) ** 2).sum()
-
-        g_ref = jax.grad(loss("reference"), argnums=(0, 1, 2))(q, k, v)
-        g_fast = jax.grad(loss("xla"), argnums=(0, 1, 2))(q, k, v)
-        for a, b in zip(g_ref, g_fast):
-            np.testing.assert_allclose(a, b, atol=1e-5)
         with jax.enable_x64(True):
             q64, k64, v64 = (x.astype(jnp.float64) for x in (q, k, v))
             check_grads(lambda q, k, v: ops.scaled_dot_product_attention(q, k, v, is_causal=True),
                         (q64, k64, v64), order=1, modes=["rev"])
 
 
-@pytest.mark.parametrize("impl", ["reference", "xla"])
-def test_fully_masked_row_is_zero_and_gradients_finite(impl):
+def test_fully_masked_row_is_zero_and_gradients_finite():
     q, k, v = qkv(t=3, s=4)
     mask = jnp.ones((2, 1, 3, 4), bool).at[0, :, 1, :].set(False)  # batch 0, query 1 sees nothing
-    out = ops.scaled_dot_product_attention(q, k, v, mask=mask, implementation=impl)
+    out = ops.scaled_dot_product_attention(q, k, v, mask=mask)
     assert np.all(np.asarray(out[0, 1]) == 0)
     assert np.all(np.isfinite(out))
-    grads = jax.grad(lambda q, k, v: ops.scaled_dot_product_attention(q, k, v, mask=mask, implementation=impl).sum(),
-                     argnums=(0, 1, 2))(q, k, v)
+    grads = jax.grad(lambda q, k, v: ops.scaled_dot_product_attention(q, k, v, mask=mask).sum(), argnums=(0, 1, 2))(q, k, v)
     assert all(np.all(np.isfinite(g)) for g in grads)
 
 
-@pytest.mark.parametrize("impl", ["reference", "xla"])
-def test_causal_attention_ignores_the_future(impl):
+def test_causal_attention_ignores_the_future():
     q, k, v = qkv(t=6, s=6)
-    out = ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation=impl)
+    out = ops.scaled_dot_product_attention(q, k, v, is_causal=True)
     k2, v2 = k.at[:, 4:].add(10.0), v.at[:, 4:].add(-3.0)  # change only positions 4 and 5
-    out2 = ops.scaled_dot_product_attention(q, k2, v2, is_causal=True, implementation=impl)
+    out2 = ops.scaled_dot_product_attention(q, k2, v2, is_causal=True)
     np.testing.assert_array_equal(out[:, :4], out2[:, :4])
     assert not np.allclose(out[:, 4:], out2[:, 4:])
 
@@ -138,20 +116,21 @@ def test_cross_attention_against_reference():
     chex.assert_shape(out, (2, 3, 8))
 
 
-def test_wrong_shapes_name_the_problem():
+def test_self_attention_is_projections_then_attention():
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6)), jnp.float32)
+    wq, wk, wv = (jnp.asarray(rng.normal(size=(6, 8)), jnp.float32) for _ in range(3))
+    pad = ops.key_padding_mask(jnp.array([5, 3]), 5)
+    for causal in (False, True):
+        out = ops.self_attention(x, wq, wk, wv, pad, num_heads=2, is_causal=causal)
+        q, k, v = (np.asarray(x @ w).reshape(2, 5, 2, 4) for w in (wq, wk, wv))
+        full = np.asarray(pad) & (np.tril(np.ones((5, 5), bool)) if causal else True)
+        np.testing.assert_allclose(out, np_attention(q, k, v, full).reshape(2, 5, 8), rtol=1e-4, atol=1e-4)
+
+
+def test_wrong_shapes_and_masks_name_the_problem():
     q, k, v = qkv()
     with pytest.raises(AssertionError):
         ops.scaled_dot_product_attention(q, k[:, :, :2], v)
-    with pytest.raises(ValueError, match="implementation"):
-        ops.scaled_dot_product_attention(q, k, v, implementation="flash9")
-
-
-def test_dispatch_uses_the_cpu_kernel_only_where_it_applies():
-    from nlp_jax.ops.attention import default_implementation
-
-    expected = "cpu" if jax.default_backend() == "cpu" else "reference"
-    assert default_implementation(jnp.float32, causal_only=True) == expected
-    assert default_implementation(jnp.float32, causal_only=False) == "reference"
-    q, k, v = qkv(t=4, s=6)
-    with pytest.raises(ValueError, match="causal self-attention only"):
-        ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="cpu")
+    with pytest.raises(TypeError, match="boolean"):
+        ops.scaled_dot_product_attention(q, k, v, mask=jnp.ones((5, 7)))

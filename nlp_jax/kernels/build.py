@@ -1,14 +1,17 @@
-"""Builds the package's C++ CPU kernels (``*.cc`` next to this file) and registers them as XLA FFI targets.
+"""Builds the package's C++ CPU kernels (``csrc/*.cc``) and registers them as XLA FFI targets.
 
 A kernel's source ships with the package and is compiled on first use with the system C++ compiler
-(``$CXX``, default ``c++``) into ``$NLP_JAX_CACHE/kernels`` (default ``~/.cache/nlp_jax/kernels``), keyed
-by the source, the flags and the host, so it is built once per machine. ``register`` returns False when
-no compiler works; callers then take their XLA path, which needs nothing.
+(``$CXX``, default ``c++``) into ``$NLP_JAX_CACHE/kernels`` (default ``~/.cache/nlp_jax/kernels``). The
+cached library is keyed by the sources, the compiler and its version, the flags, the CPU's feature flags
+(the build uses ``-march=native``) and the jax version, so it is built once per machine kind and never
+reused on a CPU it was not built for. ``register`` returns False when no compiler works; the dispatch then
+takes the reference path, which needs nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -21,6 +24,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+SOURCES = Path(__file__).with_name("csrc")
 # -march=native is safe because the library is built on the machine that runs it; -ffp-contract=fast lets
 # a * b + c become one fused multiply-add (ISO modes such as -std=c++17 turn contraction off otherwise).
 BASE_FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC", "-pthread")
@@ -30,20 +34,38 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NLP_JAX_CACHE", Path.home() / ".cache" / "nlp_jax")) / "kernels"
 
 
+@functools.cache
+def _cpu_features() -> str:
+    """The CPU's model and feature flags (what -march=native compiles for), or the machine name."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine() + platform.processor()
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
+
+
+@functools.cache
+def _compiler_version(cxx: str) -> str:
+    result = subprocess.run([cxx, "--version"], capture_output=True, text=True)
+    return result.stdout
+
+
 def build(source: str, flags: tuple[str, ...] = BASE_FLAGS) -> Path:
-    """Compile ``source`` (a file name in this package) into a cached shared library; returns its path."""
-    src = Path(__file__).with_name(source)
+    """Compile ``csrc/<source>`` into a cached shared library; returns its path."""
+    src = SOURCES / source
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler {cxx!r} on PATH (set $CXX)")
-    headers = b"".join(h.read_bytes() for h in sorted(src.parent.glob("*.h")))
-    key = src.read_bytes() + headers + " ".join([cxx, *flags, platform.node(), jax.__version__]).encode()
+    headers = b"".join(h.read_bytes() for h in sorted(SOURCES.glob("*.h")))
+    key = b"\0".join([src.read_bytes(), headers, " ".join([cxx, *flags, jax.__version__]).encode(),
+                      _compiler_version(cxx).encode(), _cpu_features().encode()])
     lib = cache_dir() / f"{src.stem}_{hashlib.sha256(key).hexdigest()[:16]}.so"
     if not lib.exists():
         lib.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:  # build aside, then rename: atomic
             out = Path(tmp) / lib.name
-            cmd = [cxx, *flags, f"-I{jax.ffi.include_dir()}", f"-I{src.parent}", str(src), "-o", str(out)]
+            cmd = [cxx, *flags, f"-I{jax.ffi.include_dir()}", f"-I{SOURCES}", str(src), "-o", str(out)]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"building {src.name} failed:\n{' '.join(cmd)}\n{result.stderr[-2000:]}")
@@ -70,7 +92,7 @@ def f32(shape) -> jax.ShapeDtypeStruct:
 
 def call(available: Callable[[], bool], target: str, outs, *args, vmap_method: str = "broadcast_all", **attrs):
     """``jax.ffi.ffi_call(target, outs)(*args, **attrs)`` for a kernel registered by ``available()``
-    (which builds it on first use); a RuntimeError if it cannot be built, so callers take their XLA path."""
+    (which builds it on first use); a RuntimeError if it cannot be built."""
     if not available():
-        raise RuntimeError(f"the CPU kernel {target!r} is unavailable (no working C++ compiler); use the XLA path")
+        raise RuntimeError(f"the CPU kernel {target!r} is unavailable (no working C++ compiler)")
     return jax.ffi.ffi_call(target, outs, vmap_method=vmap_method)(*args, **attrs)

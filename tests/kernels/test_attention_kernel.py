@@ -1,4 +1,4 @@
-"""The CPU causal-attention implementations (C++ kernel and XLA blocked formulation) against float64."""
+"""The C++ causal-attention kernel against float64 (the reference path in float64)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from nlp_jax import ops
-from nlp_jax.ops import attention_cpu
-
-IMPLS = {"kernel": attention_cpu.causal_attention_kernel, "xla": attention_cpu.causal_attention_xla}
+from nlp_jax.kernels import sdpa as A
 
 
 def qkv(shape, seed):
@@ -19,7 +17,7 @@ def qkv(shape, seed):
 def reference64(q, k, v, c):
     """Causal attention and the gradients of sum(attention * c), in float64."""
     def loss(q, k, v):
-        out = ops.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="reference")
+        out = ops.scaled_dot_product_attention(q, k, v, is_causal=True)
         return jnp.sum(out * c), out
 
     with jax.enable_x64(True):
@@ -29,11 +27,11 @@ def reference64(q, k, v, c):
         return np.asarray(out), [np.asarray(g) for g in grads]
 
 
-@pytest.fixture(params=sorted(IMPLS))
-def impl(request):
-    if request.param == "kernel" and not attention_cpu.kernel_available():
+@pytest.fixture
+def impl():
+    if not A.kernel_available():
         pytest.skip("no C++ compiler: the kernel is unavailable")
-    return IMPLS[request.param]
+    return A.causal_attention_kernel
 
 
 # lengths on both sides of the 16-lane vectors and of the 64/128-row blocks; head dims not multiples of 16
@@ -63,20 +61,21 @@ def test_large_scores_stay_finite(impl):
     np.testing.assert_allclose(out, want, atol=2e-4)  # float32 scores near 1e3 carry errors near 1e-4
 
 
-def test_kernel_under_vmap_and_extra_batch_dimensions():
-    if not attention_cpu.kernel_available():
-        pytest.skip("no C++ compiler: the kernel is unavailable")
+def test_kernel_under_vmap_and_extra_batch_dimensions(impl):
     q, k, v = qkv((3, 2, 20, 2, 8), seed=3)
-    batched = jax.vmap(attention_cpu.causal_attention_kernel)(q, k, v)
+    batched = jax.vmap(impl)(q, k, v)
     for i in range(3):
-        np.testing.assert_allclose(batched[i], attention_cpu.causal_attention_xla(q[i], k[i], v[i]), atol=2e-6)
+        np.testing.assert_allclose(batched[i], ops.scaled_dot_product_attention(q[i], k[i], v[i], is_causal=True),
+                                   atol=2e-6)
 
 
-def test_dispatch_takes_the_kernel_for_float32_and_xla_otherwise(monkeypatch):
+def test_dispatch_takes_the_kernel_for_float32_plain_causal_only(impl):
     q, k, v = qkv((1, 5, 1, 4), seed=4)
-    calls = []
-    monkeypatch.setattr(attention_cpu, "causal_attention_kernel", lambda *a: calls.append("kernel") or a[0])
-    monkeypatch.setattr(attention_cpu, "causal_attention_xla", lambda *a: calls.append("xla") or a[0])
-    attention_cpu.causal_attention_cpu(q, k, v)
-    attention_cpu.causal_attention_cpu(*(x.astype(jnp.bfloat16) for x in (q, k, v)))
-    assert calls == (["kernel"] if attention_cpu.kernel_available() else ["xla"]) + ["xla"]
+    lowered = lambda f, *a: jax.jit(f).lower(*a).as_text()  # noqa: E731
+    assert "nlp_jax_causal_attention_fwd" in lowered(lambda q, k, v: A.attention(q, k, v, is_causal=True), q, k, v)
+    half = tuple(x.astype(jnp.bfloat16) for x in (q, k, v))
+    assert "nlp_jax_causal" not in lowered(lambda q, k, v: A.attention(q, k, v, is_causal=True), *half)
+    mask = jnp.ones((5, 5), bool)
+    assert "nlp_jax_causal" not in lowered(lambda q, k, v: A.attention(q, k, v, mask=mask, is_causal=True), q, k, v)
+    with pytest.raises(ValueError, match="causal self-attention"):
+        A.attention(q, k, v, mask=mask, is_causal=True, implementation="cpu")

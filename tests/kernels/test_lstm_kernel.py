@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nlp_jax.ops import lstm_cpu
+from nlp_jax.kernels import lstm as lstm_cpu
 from nlp_jax.ops import recurrent as R
 
 pytestmark = pytest.mark.skipif(not lstm_cpu.kernel_available(), reason="no C++ compiler: the kernel is unavailable")
@@ -41,13 +41,14 @@ def test_kernel_equals_scan_with_gradients(b, t, h):
         np.testing.assert_allclose(got, want, atol=5e-5, rtol=1e-4)
 
 
-def test_layer_dispatch_takes_the_kernel_only_without_lengths(monkeypatch):
-    calls = []
-    real = lstm_cpu.lstm_sequence
-    monkeypatch.setattr(lstm_cpu, "lstm_sequence", lambda *a: calls.append(1) or real(*a))
+def test_layer_dispatch_takes_the_kernel_only_without_lengths():
     params = {f"{k}_{g}": jnp.ones(s) * 0.1 for g in R.GATES for k, s in (("U", (4, 4)), ("W", (3, 4)))}
     xs = jnp.ones((2, 5, 3))
-    out, _ = R.lstm_layer(params, xs)
-    out_len, _ = R.lstm_layer(params, xs, lengths=jnp.array([5, 5]))
-    assert calls == [1]
+    text = lambda **kw: jax.jit(lambda p, x: lstm_cpu.lstm_layer(p, x, **kw)).lower(params, xs).as_text()  # noqa: E731
+    assert "nlp_jax_lstm_fwd" in text() and "nlp_jax_lstm_fwd" not in text(lengths=jnp.array([5, 5]))
+    out, _ = lstm_cpu.lstm_layer(params, xs)
+    out_len, _ = lstm_cpu.lstm_layer(params, xs, lengths=jnp.array([5, 5]))
     np.testing.assert_allclose(out, out_len, atol=1e-6)
+    np.testing.assert_allclose(out, R.lstm_layer(params, xs)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="no lengths"):
+        lstm_cpu.lstm_layer(params, xs, lengths=jnp.array([5, 5]), implementation="cpu")

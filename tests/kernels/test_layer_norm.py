@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 
 from nlp_jax import nn, ops
-from nlp_jax.ops import elementwise_cpu
+from nlp_jax import kernels
+from nlp_jax.kernels import elementwise
 
 
 @pytest.fixture(params=["reference", "cpu"])
 def impl(request):
-    if request.param == "cpu" and not elementwise_cpu.kernel_available():
-        pytest.skip("no C++ compiler: the kernel is unavailable")
+    if request.param == "cpu" and (jax.default_backend() != "cpu" or not elementwise.kernel_available()):
+        pytest.skip("the C++ CPU kernel is unavailable here")
     return request.param
 
 
@@ -37,9 +38,9 @@ def test_values_and_gradients_against_float64(impl, shape, with_bias):
     c = rng.normal(size=shape).astype(np.float32)
 
     def loss(x, scale, bias):
-        return jnp.sum(ops.layer_norm(x, scale, bias, eps=1e-5, implementation=impl) * c)
+        return jnp.sum(kernels.layer_norm(x, scale, bias, eps=1e-5, implementation=impl) * c)
 
-    y = jax.jit(lambda x, s, b: ops.layer_norm(x, s, b, implementation=impl))(x, scale, bias)
+    y = jax.jit(lambda x, s, b: kernels.layer_norm(x, s, b, implementation=impl))(x, scale, bias)
     grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2) if with_bias else (0, 1)))(x, scale, bias)
     want_y, want_dx, want_dscale, want_dbias = layer_norm64(x, scale, bias, 1e-5, c)
     np.testing.assert_allclose(y, want_y, atol=2e-5, rtol=1e-5)
@@ -52,8 +53,8 @@ def test_values_and_gradients_against_float64(impl, shape, with_bias):
 def test_constant_rows_give_bias_and_finite_gradients(impl):
     x = jnp.full((2, 8), 3.0)
     scale, bias = jnp.arange(8.0), jnp.ones(8)
-    np.testing.assert_allclose(ops.layer_norm(x, scale, bias, implementation=impl), jnp.ones((2, 8)), atol=1e-6)
-    g = jax.grad(lambda x: ops.layer_norm(x, scale, bias, implementation=impl).sum())(x)
+    np.testing.assert_allclose(kernels.layer_norm(x, scale, bias, implementation=impl), jnp.ones((2, 8)), atol=1e-6)
+    g = jax.grad(lambda x: kernels.layer_norm(x, scale, bias, implementation=impl).sum())(x)
     assert np.isfinite(np.asarray(g)).all()
 
 
@@ -71,9 +72,8 @@ def test_errors_and_dispatch():
     with pytest.raises(ValueError, match="shape"):
         ops.layer_norm(jnp.zeros((2, 4)), jnp.ones(3))
     with pytest.raises(ValueError, match="implementation"):
-        ops.layer_norm(jnp.zeros((2, 4)), jnp.ones(4), implementation="fast9")
-    from nlp_jax.ops.normalization import default_implementation
-
-    assert default_implementation(jnp.bfloat16) == "reference"
-    y = ops.layer_norm(jnp.ones((2, 4), jnp.bfloat16), jnp.ones(4))
+        kernels.layer_norm(jnp.zeros((2, 4)), jnp.ones(4), implementation="fast9")
+    with pytest.raises(ValueError, match="float32"):
+        kernels.layer_norm(jnp.ones((2, 4), jnp.bfloat16), jnp.ones(4), implementation="cpu")
+    y = kernels.layer_norm(jnp.ones((2, 4), jnp.bfloat16), jnp.ones(4))  # 'auto': the reference for bf16
     assert y.dtype == jnp.bfloat16

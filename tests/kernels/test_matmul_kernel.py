@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nlp_jax.ops import matmul_cpu
+from nlp_jax.kernels import matmul as matmul_cpu
 
 pytestmark = pytest.mark.skipif(not matmul_cpu.kernel_available(), reason="no C++ compiler: the kernel is unavailable")
 

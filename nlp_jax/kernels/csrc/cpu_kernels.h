@@ -2,8 +2,8 @@
 // vectors written with GCC vector extensions (one AVX-512 register here; the compiler splits them into
 // narrower units on other CPUs), one register-tiled matrix-product micro-kernel, and parallel loops over
 // XLA's intra-op thread pool.
-#ifndef NLP_JAX_OPS_CPU_KERNELS_H_
-#define NLP_JAX_OPS_CPU_KERNELS_H_
+#ifndef NLP_JAX_KERNELS_CPU_KERNELS_H_
+#define NLP_JAX_KERNELS_CPU_KERNELS_H_
 
 #include <algorithm>
 #include <array>
@@ -211,4 +211,4 @@ inline void ForVectors(int64_t n, F f) {
 
 }  // namespace nlp_jax
 
-#endif  // NLP_JAX_OPS_CPU_KERNELS_H_
+#endif  // NLP_JAX_KERNELS_CPU_KERNELS_H_
