@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import median_time, print_table
-from nlp_jax import ops
+from nlp_jax import kernels
 
 
 def jax_fwd_bwd(attn):
@@ -57,7 +57,7 @@ def main() -> None:
         arrays = [rng.normal(size=(args.batch, t, args.heads, args.head_dim)).astype(np.float32) for _ in range(3)]
         q, k, v = (jnp.asarray(a) for a in arrays)
         fns = {
-            "ours": jax_fwd_bwd(lambda q, k, v: ops.scaled_dot_product_attention(q, k, v, is_causal=True)),
+            "ours": jax_fwd_bwd(lambda q, k, v: kernels.attention(q, k, v, is_causal=True)),
             "jax.nn": jax_fwd_bwd(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=True)),
         }
         times = {name: [] for name in fns}

@@ -66,12 +66,13 @@ def _unsupported(op: str, impl: str, fn: Callable, args) -> Callable:
 
 
 def run(op: str, impl: str, args: tuple, *, reference: Callable, cpu: Callable | None = None,
-        cuda: Callable | None = None):
+        cuda: Callable | None = None, cpu_auto: bool = True):
     """``fn(*args)`` for the implementation ``impl`` (already ``check``-ed) of ``op``.
 
     ``cpu`` / ``cuda`` are the fast paths that apply to these inputs (None where none does). 'auto' runs
     each on its platform and the reference elsewhere; 'cpu' / 'cudnn' run their path on their platform and
-    fail to lower on any other; 'reference' runs the reference.
+    fail to lower on any other; 'reference' runs the reference. ``cpu_auto=False`` keeps 'auto' off the
+    CPU path (it would be slower on this CPU) while an explicit 'cpu' still takes it.
     """
     if impl == "reference":
         return reference(*args)
@@ -83,7 +84,7 @@ def run(op: str, impl: str, args: tuple, *, reference: Callable, cpu: Callable |
         return jax.lax.platform_dependent(*args, default=_unsupported(op, impl, fast[impl], args), **branches)
     if impl != "auto":
         raise ValueError(f"{op}: no dispatch rule for implementation={impl!r}")
-    branches = {p: f for p, f in (("cpu", cpu), ("cuda", cuda)) if f is not None}
+    branches = {p: f for p, f in (("cpu", cpu if cpu_auto else None), ("cuda", cuda)) if f is not None}
     if not branches:
         return reference(*args)
     return jax.lax.platform_dependent(*args, default=reference, **branches)

@@ -109,7 +109,7 @@ def gelu(x: Array, approximate: bool = False, *, implementation: str | None = No
     applies = not approximate and x.dtype == jnp.float32 and kernel_available()
     _require("gelu", impl, applies, "the exact form (approximate=False) of float32 inputs")
     reference = functools.partial(ops.gelu, approximate=approximate)
-    return dispatch.run("gelu", impl, (x,), reference=reference, cpu=gelu_kernel if applies else None)
+    return dispatch.run("gelu", impl, (x,), reference=reference, cpu=gelu_kernel if applies else None, cpu_auto=build.wide_vectors())
 
 
 def layer_norm(x: Array, scale: Array, bias: Array | None = None, *, eps: float = 1e-5,
@@ -125,7 +125,7 @@ def layer_norm(x: Array, scale: Array, bias: Array | None = None, *, eps: float 
         return layer_norm_kernel(x, scale.astype(jnp.float32), bias.astype(jnp.float32), float(eps))
 
     reference = functools.partial(ops.layer_norm, eps=eps)
-    return dispatch.run("layer_norm", impl, (x, scale, bias), reference=reference, cpu=cpu if applies else None)
+    return dispatch.run("layer_norm", impl, (x, scale, bias), reference=reference, cpu=cpu if applies else None, cpu_auto=build.wide_vectors())
 
 
 def cross_entropy(logits: Array, targets: Array, *, mask: Array | None = None, ignore_index: int | None = None,
@@ -150,5 +150,5 @@ def cross_entropy(logits: Array, targets: Array, *, mask: Array | None = None, i
             ops.cross_entropy, mask=mask, ignore_index=ignore_index, label_smoothing=label_smoothing,
             reduction=reduction))
     reference = functools.partial(reference, ignore_index=ignore_index)
-    per_token = dispatch.run("cross_entropy", impl, (logits, targets), reference=reference, cpu=cpu)
+    per_token = dispatch.run("cross_entropy", impl, (logits, targets), reference=reference, cpu=cpu, cpu_auto=build.wide_vectors())
     return ops.losses.reduce(per_token, ops.losses.label_weights(targets, mask, ignore_index), reduction)

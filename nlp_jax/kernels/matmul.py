@@ -89,5 +89,5 @@ def dense(x: Array, w: Array, b: Array | None = None, *, implementation: str | N
     impl = dispatch.check("dense", implementation, SUPPORTED)
     if x.shape[-1] != w.shape[0]:
         raise ValueError(f"dense: x has {x.shape[-1]} features but W is {w.shape}")
-    y = dispatch.run("dense", impl, (x, w), reference=ops.dense, cpu=dense_cpu)
+    y = dispatch.run("dense", impl, (x, w), reference=ops.dense, cpu=dense_cpu, cpu_auto=build.wide_vectors())
     return y if b is None else y + b

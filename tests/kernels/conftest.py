@@ -12,3 +12,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name.endswith("_kernel.py"):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def wide_vectors(monkeypatch):
+    """'auto' takes the vector kernels as on a CPU with AVX-512 (where they are the fast path)."""
+    from nlp_jax.kernels import build
+
+    monkeypatch.setattr(build, "wide_vectors", lambda: True)
