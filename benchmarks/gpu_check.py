@@ -92,8 +92,10 @@ def main() -> None:
     rows = [("device", device.device_kind), ("tests (not slow, not peers)", tests),
             ("gpu config: best val loss (target <= 1.47)", f"{summary['best_val_loss']:.4f}"),
             ("steps", summary["steps"]), ("ms/iter (steady)", f"{s_per_iter * 1e3:.2f}"),
-            ("MFU (nanoGPT's formula, bf16 dense peak)", f"{mfu(cfg, n_params, s_per_iter, peak):.1%}" if peak else "-"),
-            ("compile time of the train step", f"{compile_s:.1f} s"), ("wall time of the run", f"{summary['wall_seconds']} s")]
+            ("MFU (nanoGPT's formula, bf16 dense peak)", f"{mfu(cfg, n_params, s_per_iter, peak):.1%}" if peak
+             else "-"),
+            ("compile time of the train step", f"{compile_s:.1f} s"),
+            ("wall time of the run", f"{summary['wall_seconds']} s")]
     print("\n| gpu-check | result |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")

@@ -16,7 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from nlp_jax.data.ptb import load_ptb
 from nlp_jax import ops
@@ -48,7 +47,8 @@ def run(cfg: Config) -> dict:
         t0 = time.perf_counter()
         lm = KneserNeyLM(train, order=order, **kw)
         built = time.perf_counter() - t0
-        ppl = {split: float(ops.perplexity(-lm.token_log_probs(getattr(ptb, split)).mean())) for split in ("valid", "test")}
+        ppl = {split: float(ops.perplexity(-lm.token_log_probs(getattr(ptb, split)).mean()))
+               for split in ("valid", "test")}
         rows[f"KN{order}"] = {**ppl, "build_s": round(built, 3), "build_and_eval_s": round(time.perf_counter() - t0, 3)}
         print(f"KN{order}: valid {ppl['valid']:.2f}  test {ppl['test']:.2f}  "
               f"(build {built:.2f} s, build + both evaluations {rows[f'KN{order}']['build_and_eval_s']:.2f} s)")

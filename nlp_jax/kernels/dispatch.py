@@ -23,6 +23,8 @@ import jax
 from jax.extend.core import Primitive
 from jax.interpreters import mlir
 
+from nlp_jax.kernels import build
+
 IMPLEMENTATIONS = ("auto", "reference", "xla", "cudnn", "cpu")
 _PLATFORM_OF = {"cpu": "cpu", "cudnn": "cuda"}
 
@@ -66,13 +68,15 @@ def _unsupported(op: str, impl: str, fn: Callable, args) -> Callable:
 
 
 def run(op: str, impl: str, args: tuple, *, reference: Callable, cpu: Callable | None = None,
-        cuda: Callable | None = None, cpu_auto: bool = True):
+        cuda: Callable | None = None, cpu_auto: bool | None = None):
     """``fn(*args)`` for the implementation ``impl`` (already ``check``-ed) of ``op``.
 
     ``cpu`` / ``cuda`` are the fast paths that apply to these inputs (None where none does). 'auto' runs
     each on its platform and the reference elsewhere; 'cpu' / 'cudnn' run their path on their platform and
-    fail to lower on any other; 'reference' runs the reference. ``cpu_auto=False`` keeps 'auto' off the
-    CPU path (it would be slower on this CPU) while an explicit 'cpu' still takes it.
+    fail to lower on any other; 'reference' runs the reference. ``cpu_auto`` says whether 'auto' may take
+    the CPU path; the default (None) allows it where the CPU has wide vectors (``build.wide_vectors``: the
+    kernels built on ``cpu_kernels.h`` are slower than XLA elsewhere), and paths that do not use those
+    vectors pass True. An explicit 'cpu' takes the CPU path either way.
     """
     if impl == "reference":
         return reference(*args)
@@ -84,6 +88,7 @@ def run(op: str, impl: str, args: tuple, *, reference: Callable, cpu: Callable |
         return jax.lax.platform_dependent(*args, default=_unsupported(op, impl, fast[impl], args), **branches)
     if impl != "auto":
         raise ValueError(f"{op}: no dispatch rule for implementation={impl!r}")
+    cpu_auto = build.wide_vectors() if cpu_auto is None else cpu_auto
     branches = {p: f for p, f in (("cpu", cpu if cpu_auto else None), ("cuda", cuda)) if f is not None}
     if not branches:
         return reference(*args)

@@ -109,7 +109,7 @@ def gelu(x: Array, approximate: bool = False, *, implementation: str | None = No
     applies = not approximate and x.dtype == jnp.float32 and kernel_available()
     _require("gelu", impl, applies, "the exact form (approximate=False) of float32 inputs")
     reference = functools.partial(ops.gelu, approximate=approximate)
-    return dispatch.run("gelu", impl, (x,), reference=reference, cpu=gelu_kernel if applies else None, cpu_auto=build.wide_vectors())
+    return dispatch.run("gelu", impl, (x,), reference=reference, cpu=gelu_kernel if applies else None)
 
 
 def layer_norm(x: Array, scale: Array, bias: Array | None = None, *, eps: float = 1e-5,
@@ -125,7 +125,8 @@ def layer_norm(x: Array, scale: Array, bias: Array | None = None, *, eps: float 
         return layer_norm_kernel(x, scale.astype(jnp.float32), bias.astype(jnp.float32), float(eps))
 
     reference = functools.partial(ops.layer_norm, eps=eps)
-    return dispatch.run("layer_norm", impl, (x, scale, bias), reference=reference, cpu=cpu if applies else None, cpu_auto=build.wide_vectors())
+    return dispatch.run("layer_norm", impl, (x, scale, bias), reference=reference,
+                        cpu=cpu if applies else None)
 
 
 def cross_entropy(logits: Array, targets: Array, *, mask: Array | None = None, ignore_index: int | None = None,
@@ -137,7 +138,9 @@ def cross_entropy(logits: Array, targets: Array, *, mask: Array | None = None, i
     applies = (logits.dtype == jnp.float32 and integer and label_smoothing == 0.0 and logits.size > 0
                and kernel_available())
     _require("cross_entropy", impl, applies, "float32 logits, integer targets, no label smoothing")
-    reference = functools.partial(ops.cross_entropy, label_smoothing=label_smoothing, reduction="none")
+    if not applies:  # soft targets, smoothing, other dtypes: the reference, reduction included
+        return ops.cross_entropy(logits, targets, mask=mask, ignore_index=ignore_index,
+                                 label_smoothing=label_smoothing, reduction=reduction)
 
     def cpu(logits, targets):
         ops.losses.check_label_shapes(logits, targets)
@@ -145,10 +148,6 @@ def cross_entropy(logits: Array, targets: Array, *, mask: Array | None = None, i
         per_token = cross_entropy_kernel(logits.reshape(-1, logits.shape[-1]), safe.reshape(-1).astype(jnp.int32))
         return per_token.reshape(targets.shape)
 
-    if not applies:  # soft targets, smoothing: the reference does the whole reduction itself
-        return dispatch.run("cross_entropy", impl, (logits, targets), reference=functools.partial(
-            ops.cross_entropy, mask=mask, ignore_index=ignore_index, label_smoothing=label_smoothing,
-            reduction=reduction))
-    reference = functools.partial(reference, ignore_index=ignore_index)
-    per_token = dispatch.run("cross_entropy", impl, (logits, targets), reference=reference, cpu=cpu, cpu_auto=build.wide_vectors())
+    reference = functools.partial(ops.cross_entropy, ignore_index=ignore_index, reduction="none")
+    per_token = dispatch.run("cross_entropy", impl, (logits, targets), reference=reference, cpu=cpu)
     return ops.losses.reduce(per_token, ops.losses.label_weights(targets, mask, ignore_index), reduction)

@@ -76,4 +76,5 @@ def lstm_layer(params: dict, xs: Array, init: tuple[Array, Array] | None = None,
         x_proj = xs @ f["W"] + f["b"]  # (B, T, 4H): every step's input projection in one matmul
         return lstm_sequence(x_proj, f["U"].astype(jnp.float32), *(s.astype(jnp.float32) for s in init))
 
-    return dispatch.run("lstm_layer", impl, (params, xs, init), reference=reference, cpu=cpu if applies else None, cpu_auto=build.wide_vectors())
+    return dispatch.run("lstm_layer", impl, (params, xs, init), reference=reference,
+                        cpu=cpu if applies else None)

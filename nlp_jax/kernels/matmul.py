@@ -49,7 +49,7 @@ def matmul(a: Array, b: Array, *, trans_a: bool = False, trans_b: bool = False) 
 
 
 def _use_kernel(w: Array, *xs: Array) -> bool:
-    small = w.size <= _KERNEL_MAX_WEIGHTS
+    small = w.size <= _KERNEL_MAX_WEIGHTS and build.wide_vectors()  # without AVX-512 XLA's dot is faster
     return small and all(x.dtype == jnp.float32 for x in (w, *xs)) and kernel_available()
 
 
@@ -89,5 +89,5 @@ def dense(x: Array, w: Array, b: Array | None = None, *, implementation: str | N
     impl = dispatch.check("dense", implementation, SUPPORTED)
     if x.shape[-1] != w.shape[0]:
         raise ValueError(f"dense: x has {x.shape[-1]} features but W is {w.shape}")
-    y = dispatch.run("dense", impl, (x, w), reference=ops.dense, cpu=dense_cpu, cpu_auto=build.wide_vectors())
+    y = dispatch.run("dense", impl, (x, w), reference=ops.dense, cpu=dense_cpu, cpu_auto=True)
     return y if b is None else y + b

@@ -111,4 +111,4 @@ def attention(q: Array, k: Array, v: Array, *, mask: Array | None = None, is_cau
     if impl == "cudnn" and cuda is None:
         raise ValueError("attention: implementation='cudnn' needs float16/bfloat16 inputs and a CUDA GPU in this "
                          f"process (inputs are {q.dtype}; GPU present: {dispatch.has_platform('cuda')})")
-    return dispatch.run("attention", impl, (q, k, v), reference=reference, cpu=cpu, cuda=cuda, cpu_auto=build.wide_vectors())
+    return dispatch.run("attention", impl, (q, k, v), reference=reference, cpu=cpu, cuda=cuda)

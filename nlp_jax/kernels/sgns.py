@@ -38,7 +38,8 @@ def sgns_kernel(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, docs: jax.
     ``ops.sampling.alias_table``, sampled with the int32 ``seed`` unless ``negatives`` are given:
     (m, 2 window, k) for skip-gram, (m, k) for CBOW."""
     if not kernel_available():
-        raise RuntimeError("the sgns CPU kernel is unavailable (no working C++ compiler); use implementation='reference'")
+        raise RuntimeError("the sgns CPU kernel is unavailable (no working C++ compiler); "
+                           "use implementation='reference'")
     call = jax.ffi.ffi_call(_TARGET, (jax.ShapeDtypeStruct(w_in.shape, w_in.dtype),
                                       jax.ShapeDtypeStruct(w_out.shape, w_out.dtype)),
                             input_output_aliases={0: 0, 1: 1})
@@ -72,4 +73,5 @@ def sgns_train(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, docs: jax.A
         return sgns_kernel(w_in, w_out, tokens, docs, reach, bounds, lrs, noise, seed, window=window,
                            negative=negative, sg=sg, threads=threads, negatives=negatives)
 
-    return dispatch.run("sgns_train", impl, args, reference=reference, cpu=cpu if kernel_available() else None)
+    return dispatch.run("sgns_train", impl, args, reference=reference, cpu=cpu if kernel_available() else None,
+                        cpu_auto=True)  # scalar C++: fast on every CPU

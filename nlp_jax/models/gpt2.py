@@ -31,12 +31,12 @@ class GPT2Config:
     n_head: int = 12  # attention heads per block
     n_embd: int = 768  # model width; head dim = n_embd / n_head
     dropout: float = 0.0  # dropout on embeddings and residual branches (and attention probabilities, see below)
-    attn_dropout: float | None = None  # dropout on attention probabilities; None = ``dropout`` (needs the reference path)
+    attn_dropout: float | None = None  # on attention probabilities (reference path only); None = ``dropout``
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2: True, nanoGPT char: False)
     activation: str = "gelu_tanh"  # 'gelu_tanh' (GPT-2's gelu_new) or 'gelu' (exact, nanoGPT)
     ln_eps: float = 1e-5  # LayerNorm epsilon
     compute_dtype: str = "float32"  # matmul dtype: 'float32' or 'bfloat16'; params stay float32
-    attention: str | None = None  # attention implementation (kernels.attention): None/'auto', 'reference', 'xla', 'cudnn', 'cpu'
+    attention: str | None = None  # kernels.attention implementation: None/'auto', 'reference', 'xla', 'cudnn', 'cpu'
     vocab_multiple: int = 1  # pad the embedding rows to a multiple of this (64 on GPUs); logits keep vocab_size
 
     def __post_init__(self):

@@ -40,7 +40,10 @@ class SelfAttention(nnx.Module):
         if index is None:  # no cache: queries and keys are the same T positions
             return key_mask, self.causal
         slots = jnp.arange(s)[None, :]
-        allowed = slots <= index + jnp.arange(t)[:, None] if self.causal else jnp.broadcast_to(slots < index + t, (t, s))
+        if self.causal:
+            allowed = slots <= index + jnp.arange(t)[:, None]  # (T, S): keys up to each query's position
+        else:
+            allowed = jnp.broadcast_to(slots < index + t, (t, s))  # every key written so far
         return allowed if key_mask is None else jnp.logical_and(allowed, key_mask), False
 
     def __call__(self, x: Array, *, mask: Array | None = None, key: Array | None = None, cache: dict | None = None,

@@ -125,7 +125,8 @@ def scaled_dot_product_attention(
 ) -> Array:
     """``Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V`` (Vaswani et al. 2017), per head.
 
-    The reference every fast path is tested against (``nlp_jax.kernels.attention`` dispatches to them, in ``kernels/sdpa.py``).
+    The reference every fast path is tested against (``nlp_jax.kernels.attention``, in kernels/sdpa.py,
+    dispatches to them).
 
     Args:
       q: (B, T, H, Dh) queries; k, v: (B, S, H, Dh) keys and values.
@@ -139,7 +140,8 @@ def scaled_dot_product_attention(
     t, s = q.shape[1], k.shape[1]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     logits = jnp.einsum("bthd,bshd->bhts", q, k) * scale  # (B, H, T, S)
-    probs = masked_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), full_mask(mask, is_causal, t, s))
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # softmax statistics in >= float32
+    probs = masked_softmax(logits, full_mask(mask, is_causal, t, s))
     probs = dropout(probs.astype(v.dtype), dropout_rate, dropout_key)
     return jnp.einsum("bhts,bshd->bthd", probs, v)  # (B, T, H, Dh)
 

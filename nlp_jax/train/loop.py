@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
-import numpy as np
 from flax import nnx
 
 from nlp_jax.train.checkpoint import Checkpointer
@@ -113,23 +112,26 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
     if start >= train_cfg.steps:
         print(f"{workdir} already holds a finished run ({start} of {train_cfg.steps} steps); "
               "remove it or pass --set train.resume=false to train again")
-    meta = lambda: {"data_position": trainer.step_count, "best": result.best,  # noqa: E731
-                    "config": to_dict(config) if config is not None else None}
+
+    def meta() -> dict:
+        return {"data_position": trainer.step_count, "best": result.best,
+                "config": to_dict(config) if config is not None else None}
+
     bar = _progress(train_cfg, start)
     pending, last_saved = _Pending(), (start or None)
     t0, t_steady, tokens, window = time.perf_counter(), None, 0.0, []
     batch = source(start) if start < train_cfg.steps else None
     with _stop_on_signals() as flag:
         for step in range(start, train_cfg.steps):
-            metrics = trainer.step(batch)
-            pending.add(step, metrics)
+            pending.add(step, trainer.step(batch))
             done = step + 1
             batch = source(done) if done < train_cfg.steps else None  # host work overlaps the device's
             last = done == train_cfg.steps
             evaluating = eval_fn is not None and (last or (train_cfg.eval_every and done % train_cfg.eval_every == 0))
             saving = last or flag["stop"] or (train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0)
             if done % train_cfg.log_every == 0 or last or evaluating or saving:
-                for m in pending.flush(result, last_saved):
+                flushed = pending.flush(result, last_saved)
+                for m in flushed:
                     window.append(float(m["loss"]))
                     if t_steady is not None:
                         tokens += float(m.get("tokens", 0))
@@ -139,7 +141,7 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
                 if done % train_cfg.log_every == 0 or last:
                     elapsed = time.perf_counter() - t_steady
                     rate = tokens / elapsed if elapsed > 0 else 0.0
-                    host = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items() if k != "tokens"}
+                    host = {k: float(v) for k, v in flushed[-1].items() if k != "tokens"}
                     log.write({"step": done, **host, "loss": sum(window) / len(window), "tokens_per_s": rate})
                     window = []
                     if bar:
