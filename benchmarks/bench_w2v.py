@@ -63,7 +63,7 @@ def main() -> None:
         print("gensim is not installed: ours only (pip install -e '.[peers]')")
     rows = []
     for arch in args.archs:
-        config = Word2VecConfig(sg=arch == "sg", epochs=args.epochs, threads=args.threads, impl="cpu")
+        config = Word2VecConfig(sg=arch == "sg", epochs=args.epochs, threads=args.threads, implementation="cpu")
         speeds = {"ours": [], "gensim": []}
         for _ in range(args.rounds):
             speeds["ours"].append(ours(corpus, config))
@@ -72,7 +72,7 @@ def main() -> None:
         mine = statistics.median(speeds["ours"])
         theirs = statistics.median(speeds["gensim"]) if speeds["gensim"] else None
         small = index_word_corpus(docs[:args.xla_docs], min_count=5)
-        xla_config = Word2VecConfig(sg=arch == "sg", epochs=1, impl="xla")
+        xla_config = Word2VecConfig(sg=arch == "sg", epochs=1, implementation="reference")
         ours(small, xla_config)  # compiles the jitted chunk
         xla = ours(small, xla_config)
         host = host_seconds(corpus, config)

@@ -8,6 +8,8 @@ import statistics
 import time
 from datetime import date
 
+from nlp_jax.train.records import markdown_table
+
 
 def median_time(fn, *, warmup: int = 2, repeats: int = 10, sync=lambda out: out) -> float:
     """Median wall seconds of ``fn()`` after ``warmup`` calls; ``sync`` blocks on the result."""
@@ -42,12 +44,8 @@ def machine() -> str:
 
 
 def print_table(title: str, header: list[str], rows: list[list]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     print(f"\n{title}  [{machine()}]")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths)) + " |")
+    print(markdown_table(header, rows))
 
 
 def save_json(path, payload) -> None:

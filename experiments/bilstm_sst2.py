@@ -11,7 +11,6 @@ Measured results: README.md, section "Results".
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from nlp_jax.data.sst2 import load_sst2
 from nlp_jax.models.classifier import BiLSTMClassifier, BiLSTMConfig, classification_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
+from nlp_jax.train.records import write_summary
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,14 +60,28 @@ def accuracy(model, data) -> float:
     return float((np.concatenate(preds) == data.labels).mean())
 
 
-def run(cfg: Config) -> dict:
-    train_set, dev, vocab = load_sst2(cfg.max_len)
+def _source(cfg: Config, train_set) -> ShuffledBatches:
     n = cfg.max_train or len(train_set.labels)
     arrays = {"tokens": train_set.tokens[:n], "lengths": train_set.lengths[:n], "labels": train_set.labels[:n]}
-    source = ShuffledBatches(arrays, cfg.batch_size, seed=cfg.train.seed)
-    steps = cfg.train.steps or cfg.epochs * source.steps_per_epoch
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=vocab),
-                              train=dataclasses.replace(cfg.train, steps=steps))
+    return ShuffledBatches(arrays, cfg.batch_size, seed=cfg.train.seed)
+
+
+def resolve(cfg: Config, train_set, vocab: int) -> Config:
+    """The vocabulary size and the total steps that the data and the epochs imply."""
+    steps = cfg.train.steps or cfg.epochs * _source(cfg, train_set).steps_per_epoch
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=vocab),
+                               train=dataclasses.replace(cfg.train, steps=steps))
+
+
+def resolve_config(cfg: Config) -> Config:
+    train_set, _, vocab = load_sst2(cfg.max_len)
+    return resolve(cfg, train_set, vocab)
+
+
+def run(cfg: Config) -> dict:
+    train_set, dev, vocab = load_sst2(cfg.max_len)
+    cfg = resolve(cfg, train_set, vocab)
+    source = _source(cfg, train_set)
     model = BiLSTMClassifier(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
     t0 = time.perf_counter()
     model, result = train(model, classification_loss, source, train_cfg=cfg.train, optim_cfg=cfg.optim,
@@ -75,6 +89,4 @@ def run(cfg: Config) -> dict:
                           best_metric="dev_accuracy", best_mode="max", config=cfg)
     summary = {"status": result.status, "steps": result.step, "train_seconds": round(time.perf_counter() - t0, 1),
                "dev_accuracy": accuracy(model, dev), "best_dev_accuracy": result.best}
-    Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
-    return summary
+    return write_summary(cfg.workdir, summary)

@@ -23,7 +23,6 @@ Measured results: see README.md (section "Results") for the command, machine, da
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from nlp_jax.eval.perplexity import perplexity
 from nlp_jax.models.gpt2 import GPT2, GPT2Config, generate, lm_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
+from nlp_jax.train.records import write_summary
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -100,11 +100,20 @@ def _batch_loss(model, batch):
     return lm_loss(model, batch, None)[0]
 
 
+def resolve(cfg: Config, corpus) -> Config:
+    """The vocabulary size of the corpus's characters."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=corpus.tokenizer.vocab_size))
+
+
+def resolve_config(cfg: Config) -> Config:
+    return resolve(cfg, load_char_corpus(cfg.data.path))
+
+
 def run(cfg: Config) -> dict:
     corpus = load_char_corpus(cfg.data.path)
-    model_cfg = dataclasses.replace(cfg.model, vocab_size=corpus.tokenizer.vocab_size)
+    cfg = resolve(cfg, corpus)
+    model_cfg = cfg.model
     model = GPT2(model_cfg, rngs=nnx.Rngs(cfg.train.seed))
-    cfg = dataclasses.replace(cfg, model=model_cfg)
     print(f"train {len(corpus.train):,} chars, val {len(corpus.val):,} chars, vocab {model_cfg.vocab_size}; "
           f"{sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))):,} parameters")
 
@@ -125,8 +134,7 @@ def run(cfg: Config) -> dict:
     summary = {"status": result.status, "steps": result.step, "wall_seconds": round(wall, 1),
                "tokens_per_second": round(result.tokens_per_second), "best_val_loss": result.best, **final}
     Path(cfg.workdir, "sample.txt").write_text(text)
-    Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
     print("---- sample ----\n" + text + "\n----------------")
-    print(json.dumps(summary, indent=2))
+    write_summary(cfg.workdir, summary)
     print(f"metrics: {cfg.workdir}/metrics.jsonl  plot: {cfg.workdir}/loss.png")
     return summary

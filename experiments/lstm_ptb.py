@@ -5,21 +5,19 @@ Launch:  python -m nlp_jax.run experiments/lstm_ptb.py:small     (or: make lstm-
 
 - ``small``: 2 layers x 200 LSTM units, BPTT 35, batch 20, SGD lr 1 (halved every epoch after the 4th),
   gradient-norm clip 5, init U(-0.1, 0.1), no dropout, 13 epochs. Paper: test perplexity 114.5
-  (TensorFlow's reproduction 115.9); target <= 116. Measured 2026-11-28 on 2 CPU cores: test 112.90.
+  (TensorFlow's reproduction 115.9); target <= 116.
 - ``medium``: 650 units, dropout 0.5, init 0.05, 39 epochs, lr decay 0.8 after epoch 6. Paper: 82.7.
 - ``rnn``: the cheat sheet's tanh RNN with its output layer tied to the embedding, 200 units, 1 layer;
-  SGD from lr 0.3 (lr 1 diverged), halved per epoch after the 4th, clip 5, 13 epochs. Measured
-  2026-11-28 on 2 CPU cores (``make rnn-ptb``): valid 145.82, test 140.30, 2,745 s of training.
+  SGD from lr 0.3 (lr 1 diverged), halved per epoch after the 4th, clip 5, 13 epochs.
 - ``smoke``: a few steps of a tiny model, for the test suite.
 
 Evaluation reads valid and test once, left to right, batch 1, carrying the state (every word predicted
-from its whole history). Measured results: README.md, section "Results".
+from its whole history). Measured results (command, machine, date, wall time): README.md, "Results".
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from nlp_jax.eval.perplexity import recurrent_perplexity
 from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import Objective, train
+from nlp_jax.train.records import write_summary
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,16 +69,26 @@ def get_config(arg: str | None = "small") -> Config:
     raise ValueError(f"unknown config {arg!r}; choose small, medium, rnn or smoke")
 
 
+def resolve(cfg: Config, ptb) -> Config:
+    """The vocabulary size, steps per epoch and total steps that the data and the epochs imply."""
+    train_ids, vocab = lm_stream(ptb, "train")
+    per_epoch = SequentialBlocks(train_ids, cfg.batch_size, cfg.bptt).steps_per_epoch
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=vocab),
+                               optim=dataclasses.replace(cfg.optim, steps_per_epoch=per_epoch),
+                               train=dataclasses.replace(cfg.train, steps=cfg.train.steps or cfg.epochs * per_epoch))
+
+
+def resolve_config(cfg: Config) -> Config:
+    return resolve(cfg, load_ptb())
+
+
 def run(cfg: Config) -> dict:
     ptb = load_ptb()
-    train_ids, vocab = lm_stream(ptb, "train")
-    source = SequentialBlocks(train_ids, cfg.batch_size, cfg.bptt)
-    steps = cfg.train.steps or cfg.epochs * source.steps_per_epoch
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=vocab),
-                              optim=dataclasses.replace(cfg.optim, steps_per_epoch=source.steps_per_epoch),
-                              train=dataclasses.replace(cfg.train, steps=steps))
+    cfg = resolve(cfg, ptb)
+    source = SequentialBlocks(lm_stream(ptb, "train")[0], cfg.batch_size, cfg.bptt)
     model = RNNLM(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
-    print(f"{steps} steps ({cfg.epochs} epochs of {source.steps_per_epoch}), vocabulary {vocab}")
+    print(f"{cfg.train.steps} steps ({cfg.epochs} epochs of {source.steps_per_epoch}), "
+          f"vocabulary {cfg.model.vocab_size}")
 
     def evaluate(m, split):
         ids = lm_stream(ptb, split)[0]
@@ -89,14 +98,11 @@ def run(cfg: Config) -> dict:
         return {"val_loss": evaluate(m, "valid")["loss"]}
 
     t0 = time.perf_counter()
-    objective = Objective(bptt_loss,
-                          init_state=lambda: model.init_carry(cfg.batch_size))
+    objective = Objective(bptt_loss, init_state=lambda: model.init_carry(cfg.batch_size))
     model, result = train(model, objective, source, train_cfg=cfg.train, optim_cfg=cfg.optim, workdir=cfg.workdir,
                           eval_fn=eval_fn, config=cfg)
     wall = time.perf_counter() - t0
     summary = {"status": result.status, "steps": result.step, "train_seconds": round(wall, 1),
                "tokens_per_second": round(result.tokens_per_second),
                "valid_ppl": evaluate(model, "valid")["ppl"], "test_ppl": evaluate(model, "test")["ppl"]}
-    Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
-    return summary
+    return write_summary(cfg.workdir, summary)

@@ -12,7 +12,6 @@ Measured results: README.md, section "Results".
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pathlib import Path
 from nlp_jax.data.ptb import load_ptb
 from nlp_jax import ops
 from nlp_jax.models.ngram import AddKLM, KneserNeyLM
+from nlp_jax.train.records import write_config, write_summary
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -58,6 +58,6 @@ def run(cfg: Config) -> dict:
                                              for s in ("valid", "test")}
         print(f"add-{cfg.add_k} trigram: test {rows[f'add-{cfg.add_k} trigram']['test']:.2f}")
     summary = {"test_tokens": int((ptb.test != ptb.bos).sum()), "models": rows}
-    Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
-    Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
+    write_config(cfg.workdir, cfg)
+    write_summary(cfg.workdir, summary, echo=False)
     return summary

@@ -16,7 +16,6 @@ Measured results: README.md, section "Results".
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from nlp_jax.data.root import resolve
 from nlp_jax.models.tfidf import Tfidf, TfidfConfig
 from nlp_jax.ops.counting import cosine_similarity
+from nlp_jax.train.records import write_config, write_summary
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -110,7 +110,5 @@ def run(cfg: Config) -> dict:
     if tfidf_sklearn is None:
         print("scikit-learn is not installed: reporting ours only (pip install -e '.[peers]')")
     summary = {"lee_pearson": lee_table(tfidf_sklearn, stop_words), "sst2": sst2_comparison(cfg, tfidf_sklearn)}
-    Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
-    Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
-    return summary
+    write_config(cfg.workdir, cfg)
+    return write_summary(cfg.workdir, summary)

@@ -10,16 +10,12 @@ Spearman. Speed: effective words (those kept by subsampling) per second of train
 building excluded on both sides. gensim is read the way ``LineSentence`` reads the file: one document a
 line, cut into pieces of at most 10,000 words.
 
-Measured 2026-11-28 on the 2-core development machine (about 13 minutes in all, 3 seeds each):
-skip-gram 3CosAdd 13.58% (gensim 12.66%), WS-353 0.436 (0.431), SimLex 0.262 (0.261), 278k vs 190k
-words/s; CBOW 6.02% (5.59%), 0.363 (0.352), 0.171 (0.176), 1,121k vs 660k words/s; PPMI-SVD 19.82%,
-0.538, 0.229. Full table: README.md, section "Results"; timings in BENCHMARKS.md.
+Measured results (command, machine, date): README.md, section "Results"; timings in BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -31,6 +27,7 @@ from nlp_jax.eval.word_vectors import evaluate_analogies, evaluate_word_pairs
 from nlp_jax.models.ppmi_svd import PPMISVDConfig, ppmi_svd
 from nlp_jax.models.word2vec import Word2Vec, Word2VecConfig
 from nlp_jax.models.word_vectors import WordVectors
+from nlp_jax.train.records import markdown_table, write_config, write_summary
 
 QUERIES = ("king", "france", "computer", "good", "running")
 METHODS = ("sg", "cbow", "ppmi_svd", "gensim_sg", "gensim_cbow")
@@ -119,11 +116,9 @@ def _cell(key: str, values: list[float]) -> str:
 
 def table(summary: dict) -> str:
     """Markdown: mean ± sample standard deviation over the seeds of each method."""
-    lines = ["| method | runs | " + " | ".join(c[0] for c in COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
-    for name, runs in summary["methods"].items():
-        cells = [_cell(k, [r[k] for r in runs]) if k in runs[0] else "-" for k in COLUMNS]
-        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[name, len(runs), *(_cell(k, [r[k] for r in runs]) if k in runs[0] else "-" for k in COLUMNS)]
+            for name, runs in summary["methods"].items()]
+    return markdown_table(["method", "runs", *(c[0] for c in COLUMNS.values())], rows)
 
 
 def run(cfg: Config) -> dict:
@@ -154,8 +149,8 @@ def run(cfg: Config) -> dict:
             Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
             wv.save(Path(cfg.workdir) / f"{method}.txt")
         summary["neighbours"][method] = {q: [w for w, _ in wv.nearest(q, 5)] for q in QUERIES if q in wv.index}
-    Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
-    Path(cfg.workdir, "summary.json").write_text(json.dumps(summary, indent=2))
+    write_config(cfg.workdir, cfg)
+    write_summary(cfg.workdir, summary, echo=False)
     print(table(summary))
     for method, neighbours in summary["neighbours"].items():
         print(f"{method} neighbours: " + "; ".join(f"{q}: {', '.join(ws)}" for q, ws in neighbours.items()))

@@ -1,7 +1,9 @@
 """Launch an experiment: ``python -m nlp_jax.run experiments/<name>.py[:arg] [--set key.path=value ...]``.
 
-The experiment file defines ``get_config(arg) -> config`` and ``run(config) -> dict``; ``--set`` overrides
-are type-checked against the config dataclasses, and ``--print-config`` shows the resolved config.
+The experiment file defines ``get_config(arg) -> config`` and ``run(config) -> dict``, and, where the data
+fixes some fields (vocabulary size, steps from epochs), ``resolve_config(config) -> config``; ``--set``
+overrides are type-checked against the config dataclasses, and ``--print-config`` shows the config as the
+run would resolve it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     except (KeyError, ValueError) as err:
         parser.error(str(err))
     if args.print_config:
-        print(to_json(config))
+        print(to_json(module.resolve_config(config) if hasattr(module, "resolve_config") else config))
         return {}
     return module.run(config)
 

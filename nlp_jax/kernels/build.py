@@ -48,8 +48,8 @@ def _cpu_features() -> str:
 @functools.cache
 def wide_vectors() -> bool:
     """Whether this CPU has 512-bit vectors (AVX-512F). The kernels built on ``cpu_kernels.h`` are written
-    for 16-lane float vectors; on an AVX2-only AMD EPYC (2026-12-01) every one of them ran 2-16x slower
-    than XLA (BENCHMARKS.md), so 'auto' picks them only where this is True. ``NLP_JAX_WIDE_VECTORS=1`` /
+    for 16-lane float vectors; on a CPU without AVX-512 every one of them measured slower than XLA
+    (BENCHMARKS.md, 2026-12-01), so 'auto' picks them only where this is True. ``NLP_JAX_WIDE_VECTORS=1`` /
     ``0`` overrides the check."""
     forced = os.environ.get("NLP_JAX_WIDE_VECTORS")
     if forced in ("0", "1"):

@@ -1,6 +1,6 @@
 """Exact GELU, layer normalisation and softmax cross-entropy behind the dispatch, with the C++ CPU kernels
 of ``csrc/elementwise.cc`` (float32, one pass per row forward and backward, where XLA runs several small
-kernels; with the matmul kernel they took a GPT train step from 64 to 44 ms, BENCHMARKS.md). The
+kernels; their measured effect on the GPT train step is in BENCHMARKS.md). The
 references are ``ops.gelu``, ``ops.layer_norm`` and ``ops.cross_entropy``; tests prove each kernel equal
 to its reference against float64. ``kernel_available()`` is False when no C++ compiler works; 'auto' then
 takes the reference."""

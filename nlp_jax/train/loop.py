@@ -12,7 +12,6 @@ anything is saved after it.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
@@ -26,6 +25,7 @@ from flax import nnx
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig, to_dict
 from nlp_jax.train.metrics import MetricsLog, plot_losses
+from nlp_jax.train.records import write_config
 from nlp_jax.train.trainer import Objective, Trainer, TrainingDiverged
 
 __all__ = ["Objective", "RunResult", "Trainer", "TrainingDiverged", "train"]
@@ -107,7 +107,7 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None,
                      tensorboard=train_cfg.tensorboard)
     if config is not None:
-        (workdir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+        write_config(workdir, config)
     result = RunResult(status="finished", step=start, best=best)
     if start >= train_cfg.steps:
         print(f"{workdir} already holds a finished run ({start} of {train_cfg.steps} steps); "
