@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
@@ -46,8 +45,3 @@ def machine() -> str:
 def print_table(title: str, header: list[str], rows: list[list]) -> None:
     print(f"\n{title}  [{machine()}]")
     print(markdown_table(header, rows))
-
-
-def save_json(path, payload) -> None:
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2)

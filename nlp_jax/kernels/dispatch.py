@@ -33,7 +33,8 @@ def check(op: str, implementation: str | None, supported: Sequence[str]) -> str:
     """``implementation`` normalised ('auto' for None); a ValueError naming the valid ones otherwise."""
     impl = "auto" if implementation is None else implementation
     if impl not in supported:
-        raise ValueError(f"{op}: implementation must be one of {tuple(supported)} (or None = 'auto'), got {impl!r}")
+        known = f"{op} has no {impl!r} path" if impl in IMPLEMENTATIONS else f"unknown implementation {impl!r}"
+        raise ValueError(f"{op}: implementation must be one of {tuple(supported)} (or None = 'auto'); {known}")
     return impl
 
 

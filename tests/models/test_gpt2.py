@@ -129,3 +129,14 @@ def test_bfloat16_compute_is_close_to_float32():
     b, _ = m16(tokens())
     assert b.dtype == jnp.float32
     np.testing.assert_allclose(a, b, atol=0.05)
+
+
+def test_a_padded_vocabulary_rounds_the_embedding_but_not_the_logits():
+    cfg = GPT2Config.tiny(vocab_multiple=64)  # 37 -> 64 embedding rows
+    m = GPT2(cfg, rngs=nnx.Rngs(0))
+    assert cfg.padded_vocab == 64 and m.wte.embedding[...].shape == (64, cfg.n_embd)
+    logits, _ = m(tokens())
+    assert logits.shape[-1] == 37
+    np.testing.assert_allclose(logits, m.wte.attend(m(tokens())[1]["hidden"])[..., :37], atol=1e-6)
+    loss, aux = lm_loss(m, {"inputs": tokens(), "targets": tokens()}, None)
+    assert np.isfinite(float(loss)) and int(aux["tokens"]) == tokens().size
