@@ -11,7 +11,6 @@ Measured results: README.md, section "Results".
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -25,6 +24,7 @@ from nlp_jax.models.classifier import BiLSTMClassifier, BiLSTMConfig, classifica
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
 from nlp_jax.train.records import write_summary
+from nlp_jax.validate import at_least, check_fields
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,6 +37,9 @@ class Config:
     max_len: int = 64  # tokens per example (longer ones are truncated)
     max_train: int = 0  # 0: all training examples; else the first ones (smoke)
     workdir: str = "runs/bilstm_sst2"  # run directory
+
+    def __post_init__(self):
+        check_fields(self, epochs=at_least(1), batch_size=at_least(1), max_len=at_least(1), max_train=at_least(0))
 
 
 def get_config(arg: str | None = None) -> Config:
@@ -83,10 +86,10 @@ def run(cfg: Config) -> dict:
     cfg = resolve(cfg, train_set, vocab)
     source = _source(cfg, train_set)
     model = BiLSTMClassifier(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
-    t0 = time.perf_counter()
     model, result = train(model, classification_loss, source, train_cfg=cfg.train, optim_cfg=cfg.optim,
                           workdir=cfg.workdir, eval_fn=lambda m: {"dev_accuracy": accuracy(m, dev)},
                           best_metric="dev_accuracy", best_mode="max", config=cfg)
-    summary = {"status": result.status, "steps": result.step, "train_seconds": round(time.perf_counter() - t0, 1),
-               "dev_accuracy": accuracy(model, dev), "best_dev_accuracy": result.best}
-    return write_summary(cfg.workdir, summary)
+    summary = {**result.summary(), "best_dev_accuracy": result.best}
+    if result.interrupted:  # the checkpoint is saved; no final evaluation
+        return write_summary(cfg.workdir, summary)
+    return write_summary(cfg.workdir, {**summary, "dev_accuracy": accuracy(model, dev)})

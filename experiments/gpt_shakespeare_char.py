@@ -37,6 +37,7 @@ from nlp_jax.models.gpt2 import GPT2, GPT2Config, generate, lm_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
 from nlp_jax.train.records import write_summary
+from nlp_jax.validate import at_least, check_fields
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -45,6 +46,9 @@ class DataConfig:
     batch_size: int = 12  # sequences per step
     estimate_batches: int = 20  # nanoGPT's eval_iters: random val batches for the estimate
     eval_batch_size: int = 128  # windows per forward in the full-split evaluation
+
+    def __post_init__(self):
+        check_fields(self, batch_size=at_least(1), estimate_batches=at_least(1), eval_batch_size=at_least(1))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -127,12 +131,13 @@ def run(cfg: Config) -> dict:
                           workdir=cfg.workdir, eval_fn=eval_fn, config=cfg)
     wall = time.perf_counter() - t0
     final = result.evals[-1] if result.evals else {}
+    summary = {**result.summary(), "wall_seconds": round(wall, 1), "best_val_loss": result.best, **final}
+    if result.interrupted:  # the checkpoint is saved; no sample
+        return write_summary(cfg.workdir, summary)
     prompt = jnp.asarray(corpus.tokenizer.encode("\n"))[None]
     sample = generate(model, prompt, cfg.sample_tokens, key=jax.random.key(cfg.train.seed),
                       temperature=0.8, top_k=200)
     text = corpus.tokenizer.decode(sample[0])
-    summary = {"status": result.status, "steps": result.step, "wall_seconds": round(wall, 1),
-               "tokens_per_second": round(result.tokens_per_second), "best_val_loss": result.best, **final}
     Path(cfg.workdir, "sample.txt").write_text(text)
     print("---- sample ----\n" + text + "\n----------------")
     write_summary(cfg.workdir, summary)

@@ -18,7 +18,6 @@ from its whole history). Measured results (command, machine, date, wall time): R
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 from flax import nnx
@@ -30,6 +29,7 @@ from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import Objective, train
 from nlp_jax.train.records import write_summary
+from nlp_jax.validate import at_least, check_fields
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -42,6 +42,9 @@ class Config:
     bptt: int = 35  # truncated-BPTT window
     eval_tokens: int = 0  # 0: whole valid/test splits; else only their first tokens (smoke)
     workdir: str = "runs/lstm_ptb"  # run directory
+
+    def __post_init__(self):
+        check_fields(self, epochs=at_least(1), batch_size=at_least(1), bptt=at_least(1), eval_tokens=at_least(0))
 
 
 def _sgd(lr_decay: float, start: int, lr: float = 1.0) -> OptimConfig:
@@ -97,12 +100,10 @@ def run(cfg: Config) -> dict:
     def eval_fn(m):
         return {"val_loss": evaluate(m, "valid")["loss"]}
 
-    t0 = time.perf_counter()
     objective = Objective(bptt_loss, init_state=lambda: model.init_carry(cfg.batch_size))
     model, result = train(model, objective, source, train_cfg=cfg.train, optim_cfg=cfg.optim, workdir=cfg.workdir,
                           eval_fn=eval_fn, config=cfg)
-    wall = time.perf_counter() - t0
-    summary = {"status": result.status, "steps": result.step, "train_seconds": round(wall, 1),
-               "tokens_per_second": round(result.tokens_per_second),
-               "valid_ppl": evaluate(model, "valid")["ppl"], "test_ppl": evaluate(model, "test")["ppl"]}
-    return write_summary(cfg.workdir, summary)
+    if result.interrupted:  # the checkpoint is saved; no final evaluation
+        return write_summary(cfg.workdir, result.summary())
+    ppl = {f"{split}_ppl": evaluate(model, split)["ppl"] for split in ("valid", "test")}
+    return write_summary(cfg.workdir, {**result.summary(), **ppl})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
 import sys
 from pathlib import Path
 
@@ -51,4 +52,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    summary = main(sys.argv[1:])
+    if summary.get("status") == "interrupted":  # a scheduler must tell an interrupted run from a finished one
+        sys.exit(128 + summary.get("signal", signal.SIGINT))

@@ -32,3 +32,28 @@ def test_launcher_rejects_unknown_override(capsys):
 def test_print_config(capsys):
     main([f"{GPT}:cpu", "--print-config", "--set", "train.steps=5"])
     assert json.loads(capsys.readouterr().out)["train"]["steps"] == 5
+
+
+def test_an_interrupted_run_exits_with_the_signal_status_and_resumes(tmp_path):
+    """SIGTERM during training: checkpoint saved, no sample, exit status 128 + 15; the rerun finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "nlp_jax.run", f"{GPT}:smoke", "--set", f"workdir={tmp_path}",
+           "--set", "train.steps=100000", "--set", "train.log_every=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text():
+        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else ""
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == signal.SIGTERM
+    assert not (tmp_path / "sample.txt").exists()
+    steps = summary["steps"]
+    resumed = main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}", "--set", f"train.steps={steps + 2}"])
+    assert resumed["status"] == "finished" and resumed["steps"] == steps + 2

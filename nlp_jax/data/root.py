@@ -6,11 +6,16 @@ Resolution order for a relative path such as ``tinyshakespeare/input.txt``:
 2. ``../shared/data/<path>`` relative to the repository root, when that folder exists;
 3. the download cache (``$NLP_JAX_CACHE`` or ``~/.cache/nlp_jax``), filling it from the file's canonical
    public URL (see ``REGISTRY``) and verifying its sha256 before it is used.
+
+A registered file is verified against its sha256 whenever it is resolved, wherever it was found (a
+truncated copy in the data root must not train silently); a file verified once is remembered by its
+path, size and modification time in ``<cache>/verified.json``, so the hash is computed once per change.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -97,6 +102,41 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _verified_path() -> Path:
+    return cache_dir() / "verified.json"
+
+
+def _load_verified() -> dict:
+    try:
+        return json.loads(_verified_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def verify(path: Path, remote: RemoteFile) -> Path:
+    """``path`` if its sha256 is the registered one (remembered by size and mtime); a ValueError naming the
+    file, the expected and the actual hash otherwise."""
+    stat = path.stat()
+    stamp = [stat.st_size, stat.st_mtime_ns, remote.sha256]
+    seen = _load_verified()
+    if seen.get(str(path.resolve())) == stamp:
+        return path
+    got = sha256_of(path)
+    if got != remote.sha256:
+        raise ValueError(f"{path} is damaged or a different version: sha256 {got}, expected {remote.sha256} "
+                         f"({stat.st_size:,} bytes). Replace it with the file from {remote.url}.")
+    seen[str(path.resolve())] = stamp
+    try:
+        target = _verified_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(seen))
+        os.replace(tmp, target)
+    except OSError:
+        pass  # a read-only cache only costs re-hashing next time
+    return path
+
+
 def download(remote: RemoteFile, dest: Path) -> Path:
     """Download ``remote`` to ``dest`` atomically; raise (leaving nothing behind) on a checksum mismatch."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -117,12 +157,11 @@ def download(remote: RemoteFile, dest: Path) -> Path:
 def resolve(relpath: str) -> Path:
     """Return a local path for dataset file ``relpath``, downloading it into the cache if needed."""
     root = data_root()
-    if root is not None and (root / relpath).is_file():
-        return root / relpath
-    cached = cache_dir() / relpath
-    if cached.is_file():
-        return cached
     remote = REGISTRY.get(relpath)
+    for found in ([root / relpath] if root is not None else []) + [cache_dir() / relpath]:
+        if found.is_file():
+            return found if remote is None else verify(found, remote)
+    cached = cache_dir() / relpath
     where = f"{root / relpath}" if root is not None else f"${ENV_VAR}/{relpath} (variable unset)"
     if remote is None:
         raise FileNotFoundError(

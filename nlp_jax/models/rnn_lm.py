@@ -17,6 +17,7 @@ from flax import nnx
 from nlp_jax import kernels, ops
 from nlp_jax.nn.recurrent import RecurrentParams
 from nlp_jax.ops import recurrent as R
+from nlp_jax.validate import at_least, check_fields, in_unit
 
 Array = jax.Array
 
@@ -31,6 +32,8 @@ class RNNLMConfig:
     init_scale: float = 0.1  # parameters ~ U(-init_scale, init_scale)
 
     def __post_init__(self):
+        check_fields(self, vocab_size=at_least(1), hidden=at_least(1), layers=at_least(1), dropout=in_unit(),
+                     init_scale=at_least(0.0))
         if self.cell not in ("lstm", "rnn"):
             raise ValueError(f"cell must be 'lstm' or 'rnn', got {self.cell!r}")
 

@@ -1,14 +1,35 @@
 """Orbax checkpoints of the whole training state (model, optimizer, the objective's state) plus JSON
 metadata (step, data position, best metric, config). Two managers: ``last/`` keeps the most recent N,
-``best/`` the best one."""
+``best/`` the best one.
+
+Each save records a sha256 of every saved array in its metadata; restore verifies it and, when the newest
+checkpoint is damaged (a truncated or missing chunk, missing metadata, an empty step folder, flipped
+bytes), says which one and falls back to the newest intact one."""
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
+
+from nlp_jax.train.records import json_safe
+
+
+def checksum(*trees) -> str:
+    """sha256 over the bytes, dtypes and shapes of every array of ``trees`` (in tree order)."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(trees):
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        x = np.asarray(leaf)
+        digest.update(f"{x.dtype}{x.shape}".encode())
+        digest.update(np.ascontiguousarray(x).tobytes())
+    return digest.hexdigest()
 
 
 def _manager(path: Path, keep: int) -> ocp.CheckpointManager:
@@ -26,10 +47,14 @@ class Checkpointer:
         """Save ``state``, ``meta`` and the ``objective_state`` (a pytree of arrays, if any) at
         ``meta['step']``; ``best=True`` writes the best slot instead."""
         manager = self.best if best else self.last
-        items = {"state": ocp.args.StandardSave(nnx.to_pure_dict(state)), "meta": ocp.args.JsonSave(meta)}
+        pure = nnx.to_pure_dict(state)
+        meta = {**meta, "checksum": checksum(pure, objective_state)}
+        items = {"state": ocp.args.StandardSave(pure), "meta": ocp.args.JsonSave(json_safe(meta))}
         if objective_state is not None:
             items["objective"] = ocp.args.StandardSave({"state": objective_state})  # orbax wants a tree
         args = ocp.args.Composite(**items)
+        if meta["step"] in manager.all_steps():  # a rerun reaching a step it saved before (after a crash)
+            manager.delete(meta["step"])
         manager.save(meta["step"], args=args, force=True)
         manager.wait_until_finished()
 
@@ -39,23 +64,36 @@ class Checkpointer:
     def restore(self, abstract_state: nnx.State, *, objective_state=None, best: bool = False):
         """Restore onto the structure of ``abstract_state`` (e.g. from ``nnx.eval_shape``) and of the
         ``objective_state`` template (None if the objective has none); returns ``(state, meta,
-        objective_state)``."""
+        objective_state)`` of the newest intact checkpoint (module docstring)."""
         manager = self.best if best else self.last
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory / ('best' if best else 'last')}")
+        where = self.directory / ("best" if best else "last")
+        steps = sorted(manager.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {where}")
+        for step in steps:
+            try:
+                return self._restore_step(manager, step, abstract_state, objective_state)
+            except Exception as err:  # orbax/tensorstore raise many kinds; each means this step is unusable
+                reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+                print(f"checkpoint {where / str(step)} is damaged ({reason}); trying an older one", file=sys.stderr)
+        raise RuntimeError(f"no intact checkpoint in {where} (tried steps {steps}); delete {self.directory} or "
+                           "pass --set train.resume=false to start over")
+
+    def _restore_step(self, manager, step, abstract_state, objective_state):
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(abstract_state))
         items = {"state": ocp.args.StandardRestore(target), "meta": ocp.args.JsonRestore()}
         if objective_state is not None:
             target_obj = jax.tree.map(ocp.utils.to_shape_dtype_struct, objective_state)
             items["objective"] = ocp.args.StandardRestore({"state": target_obj})
         restored = manager.restore(step, args=ocp.args.Composite(**items))
+        meta = restored["meta"]
+        obj = None if objective_state is None else jax.tree.unflatten(
+            jax.tree.structure(objective_state), jax.tree.leaves(restored["objective"]["state"]))
+        if meta is None or meta.get("checksum") != checksum(restored["state"], obj):
+            raise ValueError("its arrays do not match the checksum saved with them")
         state = jax.tree.map(lambda x: x, abstract_state)  # a copy whose leaves we replace
         nnx.replace_by_pure_dict(state, restored["state"])
-        if objective_state is None:
-            return state, restored["meta"], None
-        return state, restored["meta"], jax.tree.unflatten(jax.tree.structure(objective_state),
-                                                            jax.tree.leaves(restored["objective"]["state"]))
+        return state, meta, obj
 
     def close(self) -> None:
         self.last.close()

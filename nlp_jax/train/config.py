@@ -12,6 +12,8 @@ import types
 import typing
 from typing import Any
 
+from nlp_jax.validate import at_least, check_fields, in_unit
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OptimConfig:
@@ -30,6 +32,13 @@ class OptimConfig:
     weight_decay: float = 0.1  # decoupled weight decay, on parameters with ndim >= 2 only
     grad_clip: float = 1.0  # global-norm clipping threshold; 0 disables
 
+    def __post_init__(self):
+        check_fields(self, lr=at_least(0.0), min_lr=at_least(0.0), warmup_steps=at_least(0),
+                     decay_steps=((lambda v: v is None or v >= 1), "None or >= 1"), steps_per_epoch=at_least(0),
+                     decay_start_epoch=at_least(0), decay_rate=((lambda v: v > 0), "> 0"), beta1=in_unit(),
+                     beta2=in_unit(), eps=((lambda v: v > 0), "> 0"), weight_decay=at_least(0.0),
+                     grad_clip=at_least(0.0))
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -42,6 +51,10 @@ class TrainConfig:
     resume: bool = True  # continue from the latest checkpoint in the run directory if there is one
     progress: bool = True  # progress bar on the terminal
     tensorboard: bool = False  # also write TensorBoard event files to <workdir>/tensorboard
+
+    def __post_init__(self):
+        check_fields(self, steps=at_least(0), log_every=at_least(1), eval_every=at_least(0),
+                     ckpt_every=at_least(0), keep_last=at_least(1))
 
 
 def to_dict(cfg: Any) -> dict:

@@ -25,7 +25,7 @@ from flax import nnx
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig, to_dict
 from nlp_jax.train.metrics import MetricsLog, plot_losses
-from nlp_jax.train.records import write_config
+from nlp_jax.train.records import run_lock, write_config
 from nlp_jax.train.trainer import Objective, Trainer, TrainingDiverged
 
 __all__ = ["Objective", "RunResult", "Trainer", "TrainingDiverged", "train"]
@@ -40,15 +40,29 @@ class RunResult:
     best: float | None = None  # best eval metric so far (None before any evaluation)
     seconds: float = 0.0  # wall time of the loop in this call
     tokens_per_second: float = 0.0  # steady state (first step, which compiles, excluded)
+    signal: int | None = None  # the signal that interrupted the run
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == "interrupted"
+
+    def summary(self) -> dict:
+        """The fields every training experiment's summary.json starts with."""
+        out = {"status": self.status, "steps": self.step, "train_seconds": round(self.seconds, 1),
+               "tokens_per_second": round(self.tokens_per_second)}
+        return out if self.signal is None else {**out, "signal": self.signal}
 
 
 @contextlib.contextmanager
 def _stop_on_signals():
-    """SIGINT/SIGTERM set a flag instead of killing the process; the loop checkpoints and returns."""
-    flag = {"stop": False}
+    """SIGINT/SIGTERM set a flag instead of killing the process; the loop checkpoints and returns. A second
+    signal stops at once (KeyboardInterrupt), the last checkpoint written being the one kept."""
+    flag = {"stop": False, "signal": None}
 
     def handler(signum, frame):
-        flag["stop"] = True
+        if flag["stop"]:
+            raise KeyboardInterrupt(f"second signal {signum}: stopping at once")
+        flag["stop"], flag["signal"] = True, signum
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -74,7 +88,7 @@ class _Pending:
         for step, m in zip(self.steps, host):
             loss = float(m["loss"])
             if not math.isfinite(loss):
-                raise TrainingDiverged(step, loss, last_saved)
+                raise TrainingDiverged(step + 1, loss, last_saved)  # step + 1: as metrics.jsonl counts
             result.losses[step] = loss
         self.steps, self.metrics = [], []
         return host
@@ -91,13 +105,19 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
           wrt: Any = nnx.Param) -> tuple[nnx.Module, RunResult]:
     """Train a copy of ``model``; returns the trained model and a :class:`RunResult`.
 
-    ``best_mode`` 'min' (losses, errors) or 'max' (accuracy) says which way ``best_metric`` improves.
+    ``best_mode`` 'min' (losses, errors) or 'max' (accuracy) says which way ``best_metric`` improves. The
+    run directory is locked for the duration (``records.run_lock``).
     """
     if best_mode not in ("min", "max"):
         raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
     objective = objective if isinstance(objective, Objective) else Objective.of(objective)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    with run_lock(workdir):
+        return _train(model, objective, source, train_cfg, optim_cfg, Path(workdir), eval_fn, best_metric,
+                      best_mode, config, frozen, wrt)
+
+
+def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, best_metric, best_mode, config,
+           frozen, wrt):
     trainer = Trainer(model, objective, optim_cfg, train_cfg.steps, wrt=wrt, frozen=frozen, seed=train_cfg.seed)
     ckpt = Checkpointer(workdir / "checkpoints", train_cfg.keep_last)
     best = None
@@ -130,7 +150,7 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
             evaluating = eval_fn is not None and (last or (train_cfg.eval_every and done % train_cfg.eval_every == 0))
             saving = last or flag["stop"] or (train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0)
             if done % train_cfg.log_every == 0 or last or evaluating or saving:
-                flushed = pending.flush(result, last_saved)
+                flushed = pending.flush(result, last_saved)  # raises on a NaN before anything is saved
                 for m in flushed:
                     window.append(float(m["loss"]))
                     if t_steady is not None:
@@ -149,6 +169,9 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
                 result.step = done
             if bar:
                 bar.update(1)
+            if saving or evaluating:  # save before evaluating: an error there loses no training
+                trainer.save(ckpt, meta())
+                last_saved = done
             if evaluating:
                 record = {"step": done, **trainer.evaluate(eval_fn)}
                 result.evals.append(record)
@@ -158,11 +181,8 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
                     trainer.save(ckpt, meta(), best=True)
                 if bar:
                     bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "step"))
-            if saving:
-                trainer.save(ckpt, meta())
-                last_saved = done
             if flag["stop"]:
-                result.status = "interrupted"
+                result.status, result.signal = "interrupted", flag["signal"]
                 break
     if bar:
         bar.close()

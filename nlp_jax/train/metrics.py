@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
+
+from nlp_jax.train.records import dumps
 
 
 class MetricsLog:
@@ -23,13 +26,14 @@ class MetricsLog:
         if resume_step is None:
             self.path.write_text("")
         elif self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+            self.path.write_text("".join(dumps(r) + "\n" for r in kept))
 
     def write(self, record: dict) -> None:
+        """Append one record; NaN and infinities are written as null (strict JSON)."""
         clean = {k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in record.items()}
         with open(self.path, "a") as f:
-            f.write(json.dumps(clean) + "\n")
+            f.write(dumps(clean) + "\n")
         if self.writer is not None:
             for name, value in clean.items():
                 if name != "step" and not isinstance(value, str):
@@ -41,7 +45,20 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    """The records of a ``metrics.jsonl``. A line that is not a JSON object with a step (the partial last
+    line of a crash mid-write, a blank line) is skipped with a message naming the file and the line."""
+    records = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            record = json.loads(line)
+            if isinstance(record, dict) and "step" in record:
+                records.append(record)
+                continue
+        except json.JSONDecodeError:
+            pass
+        if line.strip():
+            print(f"{path}: line {number} is not a complete metrics record ({line[:60]!r}); dropped", file=sys.stderr)
+    return records
 
 
 def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") -> Path:
@@ -54,7 +71,7 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") 
     records = read_metrics(metrics_path)
     fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[3, 1])
     for key, style in (("loss", "-"), ("val_loss", "o-"), ("val_loss_estimate", "x--")):
-        pts = [(r["step"], r[key]) for r in records if key in r and math.isfinite(r[key])]
+        pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
         if pts:
             ax.plot(*zip(*pts), style, label=key, markersize=4)
     ax.set_yscale("log")

@@ -42,8 +42,8 @@ class TrainingDiverged(RuntimeError):
 
     def __init__(self, step: int, loss: float, kept: int | None):
         kept_text = f"the last good checkpoint (step {kept}) is kept" if kept else "no checkpoint was saved before it"
-        super().__init__(f"loss is {loss} at step {step} (the step that produces metrics line {step + 1}); stopping: "
-                         f"{kept_text}. Lower optim.lr or raise optim.warmup_steps and resume.")
+        super().__init__(f"loss is {loss} at step {step} (metrics.jsonl numbering: the step-th optimizer step); "
+                         f"stopping: {kept_text}. Lower optim.lr or raise optim.warmup_steps and resume.")
         self.step, self.loss = step, loss
 
 

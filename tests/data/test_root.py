@@ -7,10 +7,27 @@ from nlp_jax.data import root
 
 
 def test_env_var_sets_the_data_root(tmp_path, monkeypatch):
-    (tmp_path / "tinyshakespeare").mkdir()
-    (tmp_path / "tinyshakespeare" / "input.txt").write_text("hello")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "input.txt").write_text("hello")
     monkeypatch.setenv(root.ENV_VAR, str(tmp_path))
-    assert root.resolve("tinyshakespeare/input.txt") == tmp_path / "tinyshakespeare" / "input.txt"
+    assert root.resolve("notes/input.txt") == tmp_path / "notes" / "input.txt"
+
+
+def test_a_damaged_registered_file_is_refused_when_read_and_a_good_one_hashed_once(tmp_path, monkeypatch):
+    shared = root.resolve("tinyshakespeare/input.txt")
+    (tmp_path / "data" / "tinyshakespeare").mkdir(parents=True)
+    copy = tmp_path / "data" / "tinyshakespeare" / "input.txt"
+    copy.write_bytes(shared.read_bytes()[:-1000])  # truncated: 63 characters instead of 65 would train
+    monkeypatch.setenv(root.ENV_VAR, str(tmp_path / "data"))
+    monkeypatch.setenv(root.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match=f"{copy} is damaged.*expected {root.REGISTRY['tinyshakespeare/input.txt'].sha256}"):
+        root.resolve("tinyshakespeare/input.txt")
+    copy.write_bytes(shared.read_bytes())
+    hashed = []
+    monkeypatch.setattr(root, "sha256_of", lambda p, real=root.sha256_of: hashed.append(p) or real(p))
+    assert root.resolve("tinyshakespeare/input.txt") == copy
+    assert root.resolve("tinyshakespeare/input.txt") == copy
+    assert len(hashed) == 1  # remembered by size and mtime
 
 
 def test_missing_unregistered_file_names_path_and_variable(tmp_path, monkeypatch):

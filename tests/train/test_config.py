@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,22 @@ def test_wrong_type_is_rejected():
         override(Cfg(), "train.resume=maybe")
     with pytest.raises(ValueError, match="key.path=value"):
         override(Cfg(), "train.steps")
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.log_every=0", "TrainConfig.log_every must be >= 1, got 0"),
+    ("train.steps=-5", "TrainConfig.steps must be >= 0"),
+    ("train.eval_every=-1", "TrainConfig.eval_every must be >= 0"),
+    ("optim.lr=-0.001", "OptimConfig.lr must be >= 0.0"),
+    ("optim.beta2=1.0", "OptimConfig.beta2 must be in \\[0, 1\\)"),
+    ("data.batch_size=0", "DataConfig.batch_size must be >= 1"),
+    ("data.eval_batch_size=0", "DataConfig.eval_batch_size must be >= 1"),
+    ("model.block_size=0", "GPT2Config.block_size must be >= 1"),
+    ("model.dropout=1.0", "GPT2Config.dropout must be in"),
+])
+def test_out_of_range_values_are_refused_at_the_override(assignment, message):
+    from nlp_jax.run import load_experiment
+
+    module, _ = load_experiment(str(Path(__file__).resolve().parents[2] / "experiments" / "gpt_shakespeare_char.py"))
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(module.get_config("cpu"), [assignment])

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 
 import chex
@@ -58,9 +59,9 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
         loss, aux = lm_loss(model, batch, key)
         return loss + batch["poison"], aux
 
-    with pytest.raises(TrainingDiverged, match="at step 4") as err:
+    with pytest.raises(TrainingDiverged, match="at step 5 .*last good checkpoint \\(step 4\\)") as err:
         run(tmp_path, source=poisoned, loss_fn=loss_fn, ckpt_every=2)
-    assert err.value.step == 4
+    assert err.value.step == 5  # batch 4 is the 5th step: metrics.jsonl's numbering
     ckpt = Checkpointer(tmp_path / "checkpoints")
     assert ckpt.latest_step() == 4  # saved after steps 0..3; nothing written after the NaN
     state, meta, _ = ckpt.restore(Trainer(GPT2(CFG, rngs=nnx.Rngs(0)), Objective.of(lm_loss), OPTIM, 6).state)
@@ -120,3 +121,98 @@ def test_epoch_decay_schedule_is_zarembas():
         expected = 1.0 * 0.5 ** max(epoch + 1 - 4, 0)
         for step in (epoch * 10, epoch * 10 + 9):
             np.testing.assert_allclose(float(sched(step)), expected, rtol=1e-6, err_msg=f"epoch {epoch}")
+
+
+def test_a_crash_after_an_evaluation_never_collides_on_rerun(tmp_path):
+    """kill -9 between an evaluation (which wrote best/) and the next checkpoint: the rerun resumes."""
+    base = RandomBlocks(DATA, 4, 16, seed=1)
+    vals = iter([3.0, 2.0, 1.0, 0.5])
+
+    def crashing(step):
+        if step == 3:
+            raise SystemError("simulated crash: nothing is saved")  # no handler runs, as with kill -9
+        return base(step)
+
+    def run_eval(source):
+        cfg = TrainConfig(steps=6, log_every=1, eval_every=2, ckpt_every=0, progress=False, seed=7)
+        return train(GPT2(CFG, rngs=nnx.Rngs(0)), lm_loss, source, train_cfg=cfg, optim_cfg=OPTIM,
+                     workdir=tmp_path, eval_fn=lambda m: {"val_loss": next(vals)})
+
+    with pytest.raises(SystemError):
+        run_eval(crashing)
+    _, straight = run(tmp_path / "straight")
+    _, resumed = run_eval(base)  # the evaluation at step 2 saved last/2 before it wrote best/2
+    assert resumed.status == "finished" and min(resumed.losses) == 2
+    assert {k: v for k, v in straight.losses.items() if k >= 2} == resumed.losses
+
+
+def test_a_partial_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
+    model, first = run(tmp_path, steps=3, ckpt_every=3)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 3.1')  # a crash mid-write
+    _, second = run(tmp_path, steps=5)
+    assert second.status == "finished"
+    assert "line 4 is not a complete metrics record" in capsys.readouterr().err
+    logged = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5]
+
+
+def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from nlp_jax.train.records import run_lock\n"
+        f"with run_lock({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RuntimeError, match=f"in use by another run \\(pid {holder.pid}\\)"):
+            run(tmp_path, steps=2)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(tmp_path, steps=2)[1].status == "finished"  # a dead holder leaves no stale lock
+
+
+def test_non_finite_metrics_are_written_as_strict_json(tmp_path):
+    cfg = TrainConfig(steps=2, eval_every=2, log_every=1, ckpt_every=0, progress=False)
+    train(GPT2(CFG, rngs=nnx.Rngs(0)), lm_loss, RandomBlocks(DATA, 4, 16), train_cfg=cfg, optim_cfg=OPTIM,
+          workdir=tmp_path, eval_fn=lambda m: {"val_loss": float("inf"), "other": float("nan")})
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+    records = [strict(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1] == {"step": 2, "val_loss": None, "other": None}
+
+
+def _chunks(step_dir):
+    return sorted((p for p in step_dir.rglob("*") if p.is_file() and "/d/" in str(p)), key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty_step", "no_metadata"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, damage, capsys):
+    run(tmp_path, steps=4, ckpt_every=2)
+    latest = tmp_path / "checkpoints" / "last" / "4"
+    if damage in ("truncate", "flip"):
+        chunk = _chunks(latest / "state")[-1]  # the largest array chunk
+        data = bytearray(chunk.read_bytes())
+        if damage == "truncate":
+            chunk.write_bytes(bytes(data[: len(data) // 2]))
+        else:
+            data[len(data) // 2] ^= 0xFF
+            chunk.write_bytes(bytes(data))
+    elif damage == "empty_step":
+        shutil.rmtree(latest)
+        latest.mkdir()
+    else:
+        shutil.rmtree(latest / "meta")
+    ckpt = Checkpointer(tmp_path / "checkpoints")
+    template = Trainer(GPT2(CFG, rngs=nnx.Rngs(0)), Objective.of(lm_loss), OPTIM, 6).state
+    _, meta, _ = ckpt.restore(template)
+    ckpt.close()
+    assert meta["step"] == 2
+    assert f"checkpoint {latest} is damaged" in capsys.readouterr().err
+    _, resumed = run(tmp_path, steps=6)  # the rerun trains past step 4 again and replaces the damaged copy
+    assert resumed.status == "finished" and min(resumed.losses) == 2

@@ -1,0 +1,25 @@
+"""Range checks for config dataclasses, run in ``__post_init__`` so a bad value (from code or from
+``--set``) fails at once, before any work, naming the field, the rule and the value. A leaf module:
+every layer may use it."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+def check_fields(cfg: Any, **rules: tuple[Callable[[Any], bool], str]) -> None:
+    """Range-check fields at construction (and so at every ``--set``): ``rules`` maps a field name to
+    (predicate, what it must be); a failure names the field, the rule and the value."""
+    for name, (ok, what) in rules.items():
+        value = getattr(cfg, name)
+        if not ok(value):
+            raise ValueError(f"{type(cfg).__name__}.{name} must be {what}, got {value!r}")
+
+
+def at_least(n) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= n), f">= {n}"
+
+
+def in_unit() -> tuple[Callable[[Any], bool], str]:
+    """A probability that must leave something: dropout rates, Adam's betas."""
+    return (lambda v: 0.0 <= v < 1.0), "in [0, 1)"
