@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import signal
 import sys
 from pathlib import Path
@@ -39,16 +40,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--rerun", action="store_true", help="run again even if the workdir holds this run finished")
     args = parser.parse_args(argv)
     module, arg = load_experiment(args.experiment)
     try:
         config = apply_overrides(module.get_config(arg), args.overrides)
     except (KeyError, ValueError) as err:
         parser.error(str(err))
+    resolved = module.resolve_config(config) if hasattr(module, "resolve_config") else config
     if args.print_config:
-        print(to_json(module.resolve_config(config) if hasattr(module, "resolve_config") else config))
+        print(to_json(resolved))
         return {}
+    stored = None if args.rerun else finished_summary(resolved)
+    if stored is not None:
+        print(f"{resolved.workdir} holds this run, finished; its stored results (--rerun runs it again):")
+        print(json.dumps(stored, indent=2))
+        return stored
     return module.run(config)
+
+
+def finished_summary(config) -> dict | None:
+    """The stored summary of a finished run of exactly this config in its workdir, else None."""
+    workdir = Path(getattr(config, "workdir", ""))
+    train_cfg = getattr(config, "train", None)
+    if not workdir.parts or (train_cfg is not None and not train_cfg.resume):
+        return None
+    try:
+        summary = json.loads((workdir / "summary.json").read_text())
+        same = json.loads((workdir / "config.json").read_text()) == json.loads(to_json(config))
+    except (OSError, ValueError):
+        return None
+    return summary if same and summary.get("status", "finished") == "finished" else None
 
 
 if __name__ == "__main__":

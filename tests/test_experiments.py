@@ -57,3 +57,22 @@ def test_an_interrupted_run_exits_with_the_signal_status_and_resumes(tmp_path):
     steps = summary["steps"]
     resumed = main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}", "--set", f"train.steps={steps + 2}"])
     assert resumed["status"] == "finished" and resumed["steps"] == steps + 2
+
+
+def test_a_finished_run_reports_its_stored_results_and_resume_checks_the_config(tmp_path, capsys):
+    first = main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}"])
+    stamp = (tmp_path / "summary.json").stat().st_mtime_ns
+    again = main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}"])  # `make demo` twice
+    assert again == first and (tmp_path / "summary.json").stat().st_mtime_ns == stamp
+    assert "its stored results" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="model.n_embd: 16 -> 32"):  # a changed shape: named, not a tree dump
+        main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}", "--set", "model.n_embd=32", "--set", "train.steps=4"])
+    with pytest.raises(ValueError, match="train.seed: 1337 -> 5"):
+        main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}", "--set", "train.seed=5", "--set", "train.steps=4"])
+    longer = main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}", "--set", "train.steps=4",
+                   "--set", "optim.lr=5e-4"])  # what can be honoured is, and recorded
+    assert longer["steps"] == 4
+    segment = json.loads((tmp_path / "config_segments.jsonl").read_text().splitlines()[-1])
+    assert segment["from_step"] == 2 and segment["changes"] == {"optim.lr": 5e-4, "train.steps": 4}
+    fresh = main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}", "--set", "train.resume=false"])
+    assert fresh["steps"] == 2 and (tmp_path / "previous-1" / "checkpoints" / "best").is_dir()  # moved, kept

@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -63,8 +64,23 @@ def _compiler_version(cxx: str) -> str:
     return result.stdout
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _intact(lib: Path) -> bool:
+    """Whether ``lib`` is the library this package built: its sha256 equals the one recorded beside it at
+    build time. Loading a truncated .so can kill the process (SIGBUS) before Python can catch anything."""
+    stamp = lib.with_suffix(".sha256")
+    try:
+        return lib.is_file() and stamp.read_text().strip() == _digest(lib)
+    except OSError:
+        return False
+
+
 def build(source: str, flags: tuple[str, ...] = BASE_FLAGS) -> Path:
-    """Compile ``csrc/<source>`` into a cached shared library; returns its path."""
+    """Compile ``csrc/<source>`` into a cached shared library (rebuilt when the cached one is damaged);
+    returns its path."""
     src = SOURCES / source
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
@@ -73,7 +89,7 @@ def build(source: str, flags: tuple[str, ...] = BASE_FLAGS) -> Path:
     key = b"\0".join([src.read_bytes(), headers, " ".join([cxx, *flags, jax.__version__]).encode(),
                       _compiler_version(cxx).encode(), _cpu_features().encode()])
     lib = cache_dir() / f"{src.stem}_{hashlib.sha256(key).hexdigest()[:16]}.so"
-    if not lib.exists():
+    if not _intact(lib):
         lib.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:  # build aside, then rename: atomic
             out = Path(tmp) / lib.name
@@ -81,19 +97,26 @@ def build(source: str, flags: tuple[str, ...] = BASE_FLAGS) -> Path:
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"building {src.name} failed:\n{' '.join(cmd)}\n{result.stderr[-2000:]}")
+            stamp = Path(tmp) / "stamp"
+            stamp.write_text(_digest(out))
             out.replace(lib)
+            stamp.replace(lib.with_suffix(".sha256"))  # written last: a library without it is rebuilt
     return lib
 
 
 def register(source: str, targets: dict[str, str], flags: tuple[str, ...] = BASE_FLAGS) -> bool:
     """Build ``source`` and register each exported handler symbol under its XLA target name
-    (``targets``: target -> symbol) for the CPU platform. False if it cannot be built or loaded."""
+    (``targets``: target -> symbol) for the CPU platform. False if it cannot be built or loaded, said once
+    on stderr with the reason (the dispatch then takes the reference path)."""
     try:
         lib = ctypes.cdll.LoadLibrary(str(build(source, flags)))
-    except (RuntimeError, OSError):
+        handlers = {target: getattr(lib, symbol) for target, symbol in targets.items()}
+    except (RuntimeError, OSError, AttributeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"nlp_jax: the C++ kernel {source} is off ({reason}); using the reference path", file=sys.stderr)
         return False
-    for target, symbol in targets.items():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    for target, handler in handlers.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(handler), platform="cpu")
     return True
 
 

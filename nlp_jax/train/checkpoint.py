@@ -61,6 +61,15 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.last.latest_step()
 
+    def latest_meta(self) -> dict | None:
+        """The metadata of the newest readable ``last/`` checkpoint (to compare configs before restoring)."""
+        for step in sorted(self.last.all_steps(), reverse=True):
+            try:
+                return self.last.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception:  # a damaged step: restore() reports it
+                continue
+        return None
+
     def restore(self, abstract_state: nnx.State, *, objective_state=None, best: bool = False):
         """Restore onto the structure of ``abstract_state`` (e.g. from ``nnx.eval_shape``) and of the
         ``objective_state`` template (None if the objective has none); returns ``(state, meta,

@@ -25,7 +25,7 @@ from flax import nnx
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig, to_dict
 from nlp_jax.train.metrics import MetricsLog, plot_losses
-from nlp_jax.train.records import run_lock, write_config
+from nlp_jax.train.records import check_resume, move_aside, run_lock, write_config
 from nlp_jax.train.trainer import Objective, Trainer, TrainingDiverged
 
 __all__ = ["Objective", "RunResult", "Trainer", "TrainingDiverged", "train"]
@@ -119,9 +119,14 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
 def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, best_metric, best_mode, config,
            frozen, wrt):
     trainer = Trainer(model, objective, optim_cfg, train_cfg.steps, wrt=wrt, frozen=frozen, seed=train_cfg.seed)
+    if not train_cfg.resume and (aside := move_aside(workdir)) is not None:
+        print(f"train.resume=false: the previous run in {workdir} was moved to {aside}")
     ckpt = Checkpointer(workdir / "checkpoints", train_cfg.keep_last)
     best = None
     if train_cfg.resume and ckpt.latest_step() is not None:
+        stored = ckpt.latest_meta()
+        check_resume(workdir, (stored or {}).get("config"), to_dict(config) if config is not None else None,
+                     ckpt.latest_step())
         best = trainer.restore(ckpt)["best"]
     start = trainer.step_count
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None,

@@ -31,6 +31,59 @@ def dumps(value: Any, **kw) -> str:
     return json.dumps(json_safe(value), allow_nan=False, **kw)
 
 
+# Fields a resumed run may change (what a divergence message advises, longer runs, logging); anything else
+# (model shape, seed, data, batch) would make the stored weights a different run's.
+RESUMABLE = ("optim.", "train.steps", "train.log_every", "train.eval_every", "train.ckpt_every",
+             "train.keep_last", "train.progress", "train.tensorboard", "train.resume", "workdir", "epochs",
+             "sample_tokens")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple]:
+    """``{'a.b': (old value, new value)}`` for every field that differs between two config dicts."""
+    a, b = _flat(old), _flat(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def check_resume(workdir: Path, stored: dict | None, current: dict | None, step: int) -> None:
+    """Refuse to resume with changed fields that the stored weights were not trained with (naming them);
+    record the allowed changes as a new segment in ``config_segments.jsonl``."""
+    if stored is None or current is None:
+        return
+    changes = config_changes(json_safe(stored), json_safe(current))
+    refused = {k: v for k, v in changes.items() if not k.startswith(RESUMABLE)}
+    if refused:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        raise ValueError(f"{workdir} holds a run trained with other settings ({listed}). Resuming would mix "
+                         f"runs: restore those values, choose another workdir, or pass --set train.resume=false "
+                         f"(the old run is moved aside, not deleted).")
+    if changes:
+        with open(workdir / "config_segments.jsonl", "a") as f:
+            f.write(dumps({"from_step": step, "changes": {k: b for k, (_, b) in changes.items()}}) + "\n")
+
+
+def move_aside(workdir: Path, names=("checkpoints", "metrics.jsonl", "summary.json", "config.json",
+                                     "config_segments.jsonl", "loss.png", "sample.txt", "tensorboard")) -> Path | None:
+    """Move a previous run's files into ``<workdir>/previous-<n>/`` (instead of overwriting them)."""
+    present = [workdir / n for n in names if (workdir / n).exists()]
+    if not present:
+        return None
+    n = 1
+    while (workdir / f"previous-{n}").exists():
+        n += 1
+    target = workdir / f"previous-{n}"
+    target.mkdir()
+    for p in present:
+        p.rename(target / p.name)
+    return target
+
+
 def write_config(workdir: str | Path, config: Any) -> Path:
     """``<workdir>/config.json``: the resolved config dataclass as JSON."""
     path = Path(workdir, "config.json")

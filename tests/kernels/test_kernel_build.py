@@ -37,3 +37,22 @@ def test_the_cache_key_holds_the_cpu_features_not_the_host_name(monkeypatch, tmp
     kernels._cpu_features.cache_clear()
     monkeypatch.setattr(kernels, "_cpu_features", lambda: "flags: a different cpu")
     assert kernels.build("matmul.cc") != first  # another CPU gets its own build
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage", "truncate"])
+def test_a_damaged_cached_library_is_rebuilt_not_loaded(monkeypatch, tmp_path, damage):
+    monkeypatch.setenv("NLP_JAX_CACHE", str(tmp_path))
+    try:
+        lib = kernels.build("matmul.cc")
+    except RuntimeError:
+        pytest.skip("no working C++ compiler here")
+    good = lib.read_bytes()
+    lib.write_bytes(good[: len(good) // 3] if damage == "truncate" else damage)  # SIGBUS if it were loaded
+    assert kernels.build("matmul.cc") == lib and lib.read_bytes() == good
+
+
+def test_a_kernel_that_cannot_load_is_reported_once(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("NLP_JAX_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler-nlp-jax")
+    assert kernels.register("matmul.cc", {"nlp_jax_test_unused": "Matmul"}) is False
+    assert "the C++ kernel matmul.cc is off (no C++ compiler" in capsys.readouterr().err
