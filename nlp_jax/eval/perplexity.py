@@ -18,6 +18,14 @@ from flax import nnx
 from nlp_jax import kernels, ops
 
 
+def _stream(tokens) -> np.ndarray:
+    """A 1-D int32 stream of at least 2 tokens (one to condition on, one to score)."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 1 or len(tokens) < 2:
+        raise ValueError(f"perplexity needs a 1-D stream of at least 2 tokens, got shape {tokens.shape}")
+    return tokens.astype(np.int32)
+
+
 def windows(n_tokens: int, context: int, stride: int) -> list[tuple[int, int, int]]:
     """(start, end, first_scored) for each window: inputs ``[start, end)`` predict ``[start+1, end+1)``,
     and targets from position ``first_scored`` on are counted (absolute positions of the predicted token)."""
@@ -43,8 +51,8 @@ def _window_nll(graphdef, state, inputs, targets):
 def token_nlls(model: nnx.Module, tokens, *, context: int, stride: int | None = None,
                batch_size: int = 64) -> np.ndarray:
     """Per-token NLL (nats) of ``tokens[1:]`` under ``model`` (called as ``model(inputs) -> (logits, aux)``)."""
-    tokens = np.asarray(tokens, np.int32)
-    plan = windows(len(tokens), context, stride or context)
+    tokens = _stream(tokens)
+    plan = windows(len(tokens), context, context if stride is None else stride)
     graphdef, state = nnx.split(model)
     out = np.zeros(len(tokens) - 1, np.float64)
     for b in range(0, len(plan), batch_size):
@@ -80,7 +88,7 @@ def recurrent_perplexity(model: nnx.Module, tokens, *, bptt: int = 35) -> dict[s
     """Perplexity of a recurrent LM over a whole stream read once, left to right, batch 1, with the
     hidden state carried across windows (each token predicted with its entire history). The model is
     called as ``model(inputs, cache=...) -> (logits, {'cache': ...})`` and has ``init_carry(batch)``."""
-    tokens = np.asarray(tokens, np.int32)
+    tokens = _stream(tokens)
     graphdef, state = nnx.split(model)
     carry, total = model.init_carry(1), 0.0
     for start in range(0, len(tokens) - 1, bptt):

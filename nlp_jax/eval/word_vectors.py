@@ -21,14 +21,18 @@ from nlp_jax.models.word_vectors import WordVectors
 
 
 def read_analogies(path: str | Path) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+    """Sections of word2vec's analogy file: ``: name`` lines, then ``a b c d`` lines."""
     sections, current = [], None
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if line.startswith(":"):
             current = (line[1:].strip(), [])
             sections.append(current)
         elif line.strip():
-            a, b, c, d = line.lower().split()
-            current[1].append((a, b, c, d))
+            words = line.lower().split()
+            if len(words) != 4 or current is None:
+                why = "before any ': section' line" if current is None else f"{len(words)} words, expected 4"
+                raise ValueError(f"{path}: line {number} is not an analogy ({why}): {line[:80]!r}")
+            current[1].append(tuple(words))
     return sections
 
 
@@ -95,15 +99,22 @@ def evaluate_word_pairs(wv: WordVectors, path: str | Path, *, restrict_vocab: in
     """Spearman and Pearson correlation of cosine similarity with human scores; OOV pairs skipped."""
     n = min(restrict_vocab, len(wv.words))
     human, model, pairs = [], [], 0
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        a, b, score = line.lower().split("\t")[:3]
+        fields = line.lower().split("\t")
+        try:
+            a, b, score = fields[0], fields[1], float(fields[2])
+        except (IndexError, ValueError):
+            raise ValueError(f"{path}: line {number} is not 'word<TAB>word<TAB>score': {line[:80]!r}") from None
         pairs += 1
         ia, ib = wv.index.get(a, n), wv.index.get(b, n)
         if ia < n and ib < n:
-            human.append(float(score))
+            human.append(score)
             model.append(float(wv.unit[ia] @ wv.unit[ib]))
+    if len(human) < 2:
+        raise ValueError(f"{path}: only {len(human)} of {pairs} pairs have both words in the vocabulary; a "
+                         "correlation needs at least 2")
     return {"spearman": spearman(np.array(human), np.array(model)),
             "pearson": float(np.corrcoef(human, model)[0, 1]), "pairs": pairs,
             "oov_ratio": 1.0 - len(human) / pairs if pairs else 0.0}

@@ -145,8 +145,10 @@ def cross_entropy(logits: Array, targets: Array, *, mask: Array | None = None, i
     def cpu(logits, targets):
         ops.losses.check_label_shapes(logits, targets)
         safe = targets if ignore_index is None else jnp.where(targets == ignore_index, 0, targets)
-        per_token = cross_entropy_kernel(logits.reshape(-1, logits.shape[-1]), safe.reshape(-1).astype(jnp.int32))
-        return per_token.reshape(targets.shape)
+        valid = (safe >= 0) & (safe < logits.shape[-1])  # as the reference: NaN for an id outside [0, V)
+        clipped = jnp.clip(safe, 0, logits.shape[-1] - 1).reshape(-1).astype(jnp.int32)  # never read out of bounds
+        per_token = cross_entropy_kernel(logits.reshape(-1, logits.shape[-1]), clipped).reshape(targets.shape)
+        return jnp.where(valid, per_token, jnp.nan)
 
     reference = functools.partial(ops.cross_entropy, ignore_index=ignore_index, reduction="none")
     per_token = dispatch.run("cross_entropy", impl, (logits, targets), reference=reference, cpu=cpu)

@@ -119,6 +119,8 @@ class GPT2(nnx.Module):
         if positions is None:
             positions = index + jnp.arange(t)  # (T,)
         x = self.wte(tokens) + self.wpe(positions)  # (B, T, D)
+        in_vocab = (tokens >= 0) & (tokens < cfg.vocab_size)  # a bad id must not embed as another token
+        x = jnp.where(in_vocab[..., None], x, jnp.nan)
         x = ops.dropout(x, cfg.dropout, keys[-1]).astype(cfg.compute_dtype)
         layers = []
         for i, block in enumerate(self.h):
@@ -148,7 +150,9 @@ def lm_loss(model: GPT2, batch: dict, key: Array | None) -> tuple[Array, dict]:
     mask = batch.get("mask")
     loss = kernels.cross_entropy(logits, batch["targets"], mask=mask)
     tokens = batch["targets"].size if mask is None else jnp.sum(mask)
-    return loss, {"tokens": tokens}
+    vocab = model.config.vocab_size
+    bad = sum(jnp.sum((x < 0) | (x >= vocab)) for x in (batch["inputs"], batch["targets"]))
+    return loss, {"tokens": tokens, "bad_ids": bad}
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "steps", "temperature", "top_k", "top_p"))

@@ -53,9 +53,23 @@ def _discounts(adjusted: np.ndarray) -> np.ndarray:
     return np.array([0.0, *FALLBACK_DISCOUNTS])
 
 
+def check_stream(stream: np.ndarray, order: int, vocab_size: int) -> np.ndarray:
+    """A non-empty 1-D stream of ids in [0, vocab_size) and an order >= 1, else a ValueError that says which."""
+    stream = np.asarray(stream)
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    if stream.ndim != 1 or stream.size == 0:
+        raise ValueError(f"the training stream must be a non-empty 1-D array of ids, got shape {stream.shape}")
+    lo, hi = int(stream.min()), int(stream.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"stream ids must be in [0, vocab_size={vocab_size}), got ids from {lo} to {hi}")
+    return stream
+
+
 class KneserNeyLM:
     def __init__(self, stream: np.ndarray, *, order: int, vocab_size: int, bos: int, eos: int):
         """``stream``: training sentences laid out as ``<s> w ... </s> <s> ...`` (ids < vocab_size)."""
+        stream = check_stream(stream, order, vocab_size)
         self.order, self.vocab, self.bos, self.eos = order, vocab_size, bos, eos
         self.levels: list[Level] = count_ngrams(stream, order, vocab_size, bos, eos)
         self.orders: list[_Order] = []
@@ -124,6 +138,7 @@ class AddKLM:
     def __init__(self, stream: np.ndarray, *, order: int, vocab_size: int, bos: int, eos: int, k: float = 1.0):
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
+        stream = check_stream(stream, order, vocab_size)
         self.order, self.vocab, self.bos, self.k = order, vocab_size, bos, k
         self.levels = count_ngrams(stream, order, vocab_size, bos, eos)
         top = self.levels[-1]

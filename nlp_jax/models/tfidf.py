@@ -19,6 +19,13 @@ from nlp_jax.ops.counting import CSR, bag_of_words, document_frequency, idf, tfi
 _MODES = {"seed": ("relative", "seed", False), "sklearn": ("raw", "smooth", True)}
 
 
+def _documents(docs) -> list[str]:
+    """The documents as a list; one string is refused (iterating it would make each character a document)."""
+    if isinstance(docs, (str, bytes)):
+        raise TypeError("docs must be a sequence of documents, got one string; wrap it in a list: [text]")
+    return list(docs)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TfidfConfig:
     mode: str = "seed"  # 'seed' (the cheat sheet's TF and IDF) or 'sklearn' (TfidfVectorizer's defaults)
@@ -60,7 +67,7 @@ class Tfidf:
         return tfidf(counts, self.idf, tf=tf_mode, normalize=norm)
 
     def fit_transform(self, docs: Sequence[str]) -> CSR:
-        docs = list(docs)
+        docs = _documents(docs)
         doc_ids, ids, words = self._indexed(docs, None)
         counts_per_word = np.bincount(ids, minlength=len(words))
         self.vocabulary, remap = Vocabulary.from_counts(words, counts_per_word, min_count=self.config.min_count)
@@ -68,7 +75,7 @@ class Tfidf:
         return self._weights(docs, doc_ids, remap[ids])
 
     def fit(self, docs: Iterable[str]) -> "Tfidf":
-        self.fit_transform(list(docs))
+        self.fit_transform(docs)
         return self
 
     def transform(self, docs: Iterable[str]) -> CSR:

@@ -134,14 +134,19 @@ def scaled_dot_product_attention(
       is_causal: add the causal mask (query i sees keys j <= i + S - T).
       scale: logit scale, default 1/sqrt(Dh).
       dropout_rate, dropout_key: dropout on the attention probabilities (none without a key).
-    Returns: (B, T, H, Dh); rows whose mask is all False are zero.
+    Returns: (B, T, H, Dh); rows whose mask is all False are zero, and values at keys no query may see (padding)
+    never reach the output, so a NaN there stays out.
     """
     check_inputs(q, k, v, mask)
     t, s = q.shape[1], k.shape[1]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     logits = jnp.einsum("bthd,bshd->bhts", q, k) * scale  # (B, H, T, S)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # softmax statistics in >= float32
-    probs = masked_softmax(logits, full_mask(mask, is_causal, t, s))
+    full = full_mask(mask, is_causal, t, s)
+    probs = masked_softmax(logits, full)
+    if mask is not None:  # a key no query may see (padding) contributes nothing, even a NaN or inf value
+        seen = jnp.broadcast_to(full, probs.shape).any(axis=2)  # (B, H, S)
+        v = jnp.where(jnp.transpose(seen, (0, 2, 1))[..., None], v, 0)
     probs = dropout(probs.astype(v.dtype), dropout_rate, dropout_key)
     return jnp.einsum("bhts,bshd->bthd", probs, v)  # (B, T, H, Dh)
 

@@ -5,7 +5,8 @@ Split as optax splits them: per-token losses (``softmax_cross_entropy_with_integ
 ``softmax_cross_entropy``), ``smooth_labels``, and one reduction, :func:`masked_mean`, which averages over
 counted tokens only (an empty selection gives 0, not NaN). ``cross_entropy`` and ``nll`` compose them with
 a mask, ``ignore_index`` and a reduction. Everything is computed from log-probabilities (log-softmax /
-logsumexp), never from probabilities, so no ``log(0)`` can appear. Losses are computed in float32 (or
+logsumexp), never from probabilities, so no ``log(0)`` can appear. An integer label outside [0, V) (other
+than ``ignore_index``) gives a NaN loss for its token, on every path (the CPU kernel included). Losses are computed in float32 (or
 float64 when given float64), never in half precision.
 """
 
@@ -38,7 +39,12 @@ def check_label_shapes(logits: Array, labels: Array) -> None:
 
 
 def _pick(values: Array, labels: Array) -> Array:
-    return jnp.take_along_axis(values, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    """values[..., label]; NaN for a label outside [0, V) (never another class's value: -1 must not wrap to
+    V - 1), so bad ids surface as a NaN loss on every path."""
+    v = values.shape[-1]
+    valid = (labels >= 0) & (labels < v)
+    picked = jnp.take_along_axis(values, jnp.clip(labels, 0, v - 1)[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return jnp.where(valid, picked, jnp.nan)
 
 
 def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array) -> Array:

@@ -87,8 +87,8 @@ class _Pending:
         host = jax.device_get(self.metrics)
         for step, m in zip(self.steps, host):
             loss = float(m["loss"])
-            if not math.isfinite(loss):
-                raise TrainingDiverged(step + 1, loss, last_saved)  # step + 1: as metrics.jsonl counts
+            if not math.isfinite(loss):  # step + 1: as metrics.jsonl counts
+                raise TrainingDiverged(step + 1, loss, last_saved, bad_ids=int(m.get("bad_ids", 0)))
             result.losses[step] = loss
         self.steps, self.metrics = [], []
         return host

@@ -40,10 +40,12 @@ class Objective:
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; no checkpoint is written after the last finite step."""
 
-    def __init__(self, step: int, loss: float, kept: int | None):
+    def __init__(self, step: int, loss: float, kept: int | None, bad_ids: int = 0):
         kept_text = f"the last good checkpoint (step {kept}) is kept" if kept else "no checkpoint was saved before it"
+        advice = (f"The batch held {bad_ids} token ids outside the model's vocabulary: fix the data or the "
+                  "tokenizer." if bad_ids else "Lower optim.lr or raise optim.warmup_steps and resume.")
         super().__init__(f"loss is {loss} at step {step} (metrics.jsonl numbering: the step-th optimizer step); "
-                         f"stopping: {kept_text}. Lower optim.lr or raise optim.warmup_steps and resume.")
+                         f"stopping: {kept_text}. {advice}")
         self.step, self.loss = step, loss
 
 

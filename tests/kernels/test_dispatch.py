@@ -132,3 +132,16 @@ def test_auto_keeps_off_the_vector_kernels_without_wide_vectors(monkeypatch):
         explicit = custom_calls(lambda q, k, v: A.attention(q, k, v, is_causal=True, implementation="cpu"), q, k, v,
                                 platform="cpu")
         assert "nlp_jax_causal_attention_fwd" in explicit
+
+
+@pytest.mark.parametrize("impl", ["reference", "cpu"])
+def test_labels_outside_the_vocabulary_give_nan_on_every_path(impl):
+    if impl == "cpu" and (jax.default_backend() != "cpu" or not kernels.elementwise.kernel_available()):
+        pytest.skip("the C++ CPU kernel is unavailable here")
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(4, 7)), jnp.float32)
+    labels = jnp.array([0, 6, 7, -1])  # in range, last class, one past the end, -1 (must not wrap to class 6)
+    per_token = np.asarray(kernels.cross_entropy(logits, labels, reduction="none", implementation=impl))
+    assert np.isfinite(per_token[:2]).all() and np.isnan(per_token[2:]).all()
+    ignored = kernels.cross_entropy(logits, labels.at[3].set(-100), ignore_index=-100, reduction="none",
+                                    implementation=impl)
+    assert float(ignored[3]) == 0.0  # ignore_index is not out of range

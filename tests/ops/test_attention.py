@@ -134,3 +134,11 @@ def test_wrong_shapes_and_masks_name_the_problem():
         ops.scaled_dot_product_attention(q, k[:, :, :2], v)
     with pytest.raises(TypeError, match="boolean"):
         ops.scaled_dot_product_attention(q, k, v, mask=jnp.ones((5, 7)))
+
+
+def test_nan_in_padded_values_does_not_leak():
+    q, k, v = qkv()
+    pad = ops.key_padding_mask(jnp.array([7, 4]), 7)
+    poisoned = v.at[1, 4:].set(jnp.nan)  # batch 1's padding positions hold NaN
+    out = ops.scaled_dot_product_attention(q, k, poisoned, mask=pad)
+    np.testing.assert_allclose(out, ops.scaled_dot_product_attention(q, k, v, mask=pad), atol=1e-6)

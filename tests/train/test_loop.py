@@ -216,3 +216,15 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_pat
     assert f"checkpoint {latest} is damaged" in capsys.readouterr().err
     _, resumed = run(tmp_path, steps=6)  # the rerun trains past step 4 again and replaces the damaged copy
     assert resumed.status == "finished" and min(resumed.losses) == 2
+
+
+def test_a_nan_from_bad_token_ids_says_so_not_lower_the_learning_rate(tmp_path):
+    base = RandomBlocks(DATA, 4, 16, seed=1)
+
+    def bad_ids(step):
+        batch = base(step)
+        return batch if step != 2 else {**batch, "inputs": batch["inputs"] + 37}  # 64 ids >= V = 37
+
+    with pytest.raises(TrainingDiverged, match="64 token ids outside the model's vocabulary") as err:
+        run(tmp_path, source=bad_ids)
+    assert "optim.lr" not in str(err.value)
