@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlp_jax.data.root import resolve
+from nlp_jax.data.root import read_text
 from nlp_jax.data.tokenizers import CharTokenizer
 
 
@@ -23,7 +23,7 @@ class CharCorpus:
 
 def load_char_corpus(relpath: str = "tinyshakespeare/input.txt", val_fraction: float = 0.1) -> CharCorpus:
     """Character-level corpus split as nanoGPT's shakespeare_char: first 90% train, last 10% validation."""
-    text = resolve(relpath).read_text(encoding="utf-8")
+    text = read_text(relpath)
     tok = CharTokenizer.from_text(text)
     ids = tok.encode(text)
     n_train = int(len(ids) * (1.0 - val_fraction))

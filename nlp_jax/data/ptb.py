@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlp_jax.data.root import resolve
+from nlp_jax.data.root import read_text
 
 BOS, EOS = "<s>", "</s>"
 
@@ -29,7 +29,7 @@ class PTB:
 
 
 def load_ptb() -> PTB:
-    splits = {name: [line.split() for line in resolve(f"ptb/ptb.{name}.txt").read_text().splitlines()]
+    splits = {name: [line.split() for line in read_text(f"ptb/ptb.{name}.txt").splitlines()]
               for name in ("train", "valid", "test")}
     words = sorted({w for sentence in splits["train"] for w in sentence} | {BOS, EOS})
     index = {w: i for i, w in enumerate(words)}

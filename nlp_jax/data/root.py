@@ -154,6 +154,25 @@ def download(remote: RemoteFile, dest: Path) -> Path:
     return dest
 
 
+def read_text(relpath_or_path: str | Path) -> str:
+    """The UTF-8 text of a dataset file (a registered relative path is resolved and verified first); a
+    decoding error names the file and the byte offset."""
+    path = relpath_or_path if isinstance(relpath_or_path, Path) else resolve(relpath_or_path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text: {err.reason} at byte {err.start:,}") from None
+
+
+def read_json(relpath: str):
+    """A dataset JSON file (e.g. a tokenizer's), with a malformed one named with its line and column."""
+    path = resolve(relpath)
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is malformed JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+
+
 def resolve(relpath: str) -> Path:
     """Return a local path for dataset file ``relpath``, downloading it into the cache if needed."""
     root = data_root()

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlp_jax.data.root import resolve
+from nlp_jax.data.root import read_text
 from nlp_jax.data.text import index_corpus
 
 PAD, UNK = 0, 1  # reserved ids
 
 
 def read_sst2(split: str) -> tuple[list[str], np.ndarray]:
-    lines = resolve(f"sst2/{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    lines = read_text(f"sst2/{split}.tsv").splitlines()[1:]
     labels, texts = zip(*(line.split("\t", 1) for line in lines if line.strip()))
     return list(texts), np.array(labels, np.int32)
 

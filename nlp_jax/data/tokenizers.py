@@ -8,11 +8,10 @@ algorithm, kept as the readable specification and checked against the fast encod
 from __future__ import annotations
 
 import functools
-import json
 
 import numpy as np
 
-from nlp_jax.data.root import resolve
+from nlp_jax.data.root import read_json, read_text, resolve
 
 # GPT-2's pre-tokenisation pattern (contractions, letters, numbers, other symbols, whitespace runs).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -87,8 +86,8 @@ def _byte_to_unicode() -> dict[int, str]:
 
 @functools.lru_cache(maxsize=1)
 def _reference_tables() -> tuple[dict[str, int], dict[tuple[str, str], int]]:
-    encoder = json.loads(resolve("gpt2_bpe/encoder.json").read_text(encoding="utf-8"))
-    lines = resolve("gpt2_bpe/vocab.bpe").read_text(encoding="utf-8").split("\n")[1:]
+    encoder = read_json("gpt2_bpe/encoder.json")
+    lines = read_text("gpt2_bpe/vocab.bpe").split("\n")[1:]
     merges = [tuple(line.split()) for line in lines if line]
     return encoder, {pair: rank for rank, pair in enumerate(merges)}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nlp_jax.data.root import read_text
 from nlp_jax.data.text import index_corpus
 
 
@@ -50,7 +51,7 @@ def index_word_corpus(docs: list[str], *, min_count: int = 5, max_size: int | No
 
 def read_lines(path: str | Path) -> list[str]:
     """One document a line; blank lines dropped."""
-    return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line for line in read_text(Path(path)).splitlines() if line.strip()]
 
 
 def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:

@@ -52,7 +52,11 @@ def load_hf_gpt2(directory: str | Path, **config_overrides) -> GPT2:
         if value.shape != var.shape:
             raise ValueError(f"{name}: checkpoint shape {value.shape} != model shape {var.shape}")
         flat[path] = var.replace(value)
-    unused = set(tensors) - {_hf_name(p) for p in flat} - {"lm_head.weight"}  # lm_head is tied to wte
+    head, wte = tensors.get("lm_head.weight"), tensors.get("wte.weight")
+    if head is not None and not np.array_equal(np.asarray(head, np.float32), np.asarray(wte, np.float32)):
+        raise ValueError(f"{directory}: lm_head.weight differs from wte.weight (an untied output layer); this GPT-2 "
+                         "ties them, so loading it would change the logits. Re-export the checkpoint tied.")
+    unused = set(tensors) - {_hf_name(p) for p in flat} - {"lm_head.weight"}  # equal to wte: tied
     unused = {n for n in unused if not n.endswith((".attn.bias", ".attn.masked_bias"))}  # HF's causal buffers
     if unused:
         raise ValueError(f"{directory}: tensors not used by the model: {sorted(unused)[:5]}")

@@ -8,6 +8,7 @@ bytes), says which one and falls back to the newest intact one."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import sys
 from pathlib import Path
@@ -30,6 +31,16 @@ def checksum(*trees) -> str:
         digest.update(f"{x.dtype}{x.shape}".encode())
         digest.update(np.ascontiguousarray(x).tobytes())
     return digest.hexdigest()
+
+
+def _no_space(err: BaseException) -> bool:
+    """Whether ``err`` or anything in its cause chain is 'No space left on device'."""
+    seen = 0
+    while err is not None and seen < 20:
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 def _manager(path: Path, keep: int) -> ocp.CheckpointManager:
@@ -55,8 +66,15 @@ class Checkpointer:
         args = ocp.args.Composite(**items)
         if meta["step"] in manager.all_steps():  # a rerun reaching a step it saved before (after a crash)
             manager.delete(meta["step"])
-        manager.save(meta["step"], args=args, force=True)
-        manager.wait_until_finished()
+        try:
+            manager.save(meta["step"], args=args, force=True)
+            manager.wait_until_finished()
+        except Exception as err:
+            if _no_space(err):  # one clear message instead of pages of asyncio / tensorstore frames
+                raise OSError(errno.ENOSPC, f"no space left on device while saving checkpoint step {meta['step']} "
+                              f"to {self.directory}; the earlier checkpoints are intact. Free disk space and rerun "
+                              "to resume") from None
+            raise
 
     def latest_step(self) -> int | None:
         return self.last.latest_step()

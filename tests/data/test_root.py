@@ -66,3 +66,14 @@ def test_checksum_mismatch_leaves_nothing_and_names_url(tmp_path, monkeypatch):
 def test_shared_data_matches_registered_checksums():
     for rel in root.REGISTRY:
         assert root.sha256_of(root.resolve(rel)) == root.REGISTRY[rel].sha256
+
+
+def test_decoding_errors_and_malformed_json_name_the_file(tmp_path, monkeypatch):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "demo" / "tokenizer.json").write_text('{"a": 1,\n "b": }')
+    monkeypatch.setenv(root.ENV_VAR, str(tmp_path))
+    with pytest.raises(ValueError, match="latin1.txt is not UTF-8 text: .* at byte 3"):
+        root.read_text("demo/latin1.txt")
+    with pytest.raises(ValueError, match="tokenizer.json is malformed JSON: .* at line 2"):
+        root.read_json("demo/tokenizer.json")

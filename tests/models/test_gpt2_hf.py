@@ -50,6 +50,19 @@ def test_missing_tensor_is_reported(hf_dir, tmp_path):
         load_hf_gpt2(tmp_path)
 
 
+def test_an_untied_lm_head_is_refused_not_dropped(hf_dir, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    path, _ = hf_dir
+    tensors = load_file(path / "model.safetensors")
+    wte = next(k for k in tensors if k.endswith("wte.weight"))
+    tensors["lm_head.weight"] = tensors[wte] + 0.5  # an output layer of its own
+    save_file(tensors, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text((path / "config.json").read_text())
+    with pytest.raises(ValueError, match="lm_head.weight differs from wte.weight"):
+        load_hf_gpt2(tmp_path)
+
+
 def test_training_trajectory_matches_torch_adamw(hf_dir):
     """Same weights, same batches: our jitted train step (clip + AdamW + warmup/cosine, decay on ndim >= 2)
     follows PyTorch's AdamW on the transformers model step for step."""

@@ -228,3 +228,20 @@ def test_a_nan_from_bad_token_ids_says_so_not_lower_the_learning_rate(tmp_path):
     with pytest.raises(TrainingDiverged, match="64 token ids outside the model's vocabulary") as err:
         run(tmp_path, source=bad_ids)
     assert "optim.lr" not in str(err.value)
+
+
+def test_a_full_disk_is_one_clear_message(tmp_path, monkeypatch):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    def full(self, *args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise RuntimeError("asyncio task failed (a wrapper, as tensorstore's are)") from inner
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full)
+    with pytest.raises(OSError, match="no space left on device while saving checkpoint step 2") as err:
+        run(tmp_path, steps=2)
+    assert err.value.errno == errno.ENOSPC and err.value.__cause__ is None
