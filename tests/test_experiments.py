@@ -76,3 +76,26 @@ def test_a_finished_run_reports_its_stored_results_and_resume_checks_the_config(
     assert segment["from_step"] == 2 and segment["changes"] == {"optim.lr": 5e-4, "train.steps": 4}
     fresh = main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}", "--set", "train.resume=false"])
     assert fresh["steps"] == 2 and (tmp_path / "previous-1" / "checkpoints" / "best").is_dir()  # moved, kept
+
+
+def test_kill_9_after_an_evaluation_then_rerun_finishes(tmp_path):
+    """The fault of issue 11: kill -9 between an evaluation (best/ written) and the next checkpoint."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    overrides = ["--set", f"workdir={tmp_path}", "--set", "train.log_every=1", "--set", "train.eval_every=3",
+                 "--set", "train.ckpt_every=0", "--set", "data.eval_batch_size=64"]
+    proc = subprocess.Popen([sys.executable, "-m", "nlp_jax.run", f"{GPT}:smoke", "--set", "train.steps=100000",
+                             *overrides], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics, deadline = tmp_path / "metrics.jsonl", time.time() + 180
+    while not (metrics.exists() and '"val_loss"' in metrics.read_text()):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (tmp_path / "checkpoints" / "best").is_dir()
+    saved = max(int(p.name) for p in (tmp_path / "checkpoints" / "last").iterdir() if p.name.isdigit())
+    summary = main([f"{GPT}:smoke", "--set", f"train.steps={saved + 2}", *overrides])
+    assert summary["status"] == "finished" and summary["steps"] == saved + 2

@@ -6,8 +6,8 @@ Split as optax splits them: per-token losses (``softmax_cross_entropy_with_integ
 counted tokens only (an empty selection gives 0, not NaN). ``cross_entropy`` and ``nll`` compose them with
 a mask, ``ignore_index`` and a reduction. Everything is computed from log-probabilities (log-softmax /
 logsumexp), never from probabilities, so no ``log(0)`` can appear. An integer label outside [0, V) (other
-than ``ignore_index``) gives a NaN loss for its token, on every path (the CPU kernel included). Losses are computed in float32 (or
-float64 when given float64), never in half precision.
+than ``ignore_index``) gives a NaN loss for its token, on every path (the CPU kernel included). Losses are
+computed in float32 (or float64 when given float64), never in half precision.
 """
 
 from __future__ import annotations

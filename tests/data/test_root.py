@@ -20,7 +20,8 @@ def test_a_damaged_registered_file_is_refused_when_read_and_a_good_one_hashed_on
     copy.write_bytes(shared.read_bytes()[:-1000])  # truncated: 63 characters instead of 65 would train
     monkeypatch.setenv(root.ENV_VAR, str(tmp_path / "data"))
     monkeypatch.setenv(root.CACHE_ENV_VAR, str(tmp_path / "cache"))
-    with pytest.raises(ValueError, match=f"{copy} is damaged.*expected {root.REGISTRY['tinyshakespeare/input.txt'].sha256}"):
+    expected = root.REGISTRY["tinyshakespeare/input.txt"].sha256
+    with pytest.raises(ValueError, match=f"{copy} is damaged.*expected {expected}"):
         root.resolve("tinyshakespeare/input.txt")
     copy.write_bytes(shared.read_bytes())
     hashed = []

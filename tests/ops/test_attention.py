@@ -60,7 +60,8 @@ def test_fully_masked_row_is_zero_and_gradients_finite():
     out = ops.scaled_dot_product_attention(q, k, v, mask=mask)
     assert np.all(np.asarray(out[0, 1]) == 0)
     assert np.all(np.isfinite(out))
-    grads = jax.grad(lambda q, k, v: ops.scaled_dot_product_attention(q, k, v, mask=mask).sum(), argnums=(0, 1, 2))(q, k, v)
+    loss = lambda q, k, v: ops.scaled_dot_product_attention(q, k, v, mask=mask).sum()  # noqa: E731
+    grads = jax.grad(loss, argnums=(0, 1, 2))(q, k, v)
     assert all(np.all(np.isfinite(g)) for g in grads)
 
 
