@@ -87,13 +87,15 @@ def main() -> None:
                         "--set", "train.progress=false", *sum((["--set", o] for o in args.overrides), [])])
     n_params = sum(p.size for p in jax.tree.leaves(nnx.state(GPT2(cfg.model, rngs=nnx.Rngs(0)), nnx.Param)))
     tokens_per_iter = cfg.data.batch_size * cfg.model.block_size
-    s_per_iter = tokens_per_iter / summary["tokens_per_second"]
+    rate = summary["tokens_per_second"]  # 0 when a run is too short to time its steady state
+    s_per_iter = tokens_per_iter / rate if rate else None
     peak = next((v for k, v in PEAK_FLOPS.items() if k in device.device_kind), None)
     rows = [("device", device.device_kind), ("tests (not slow, not peers)", tests),
             ("gpu config: best val loss (target <= 1.47)", f"{summary['best_val_loss']:.4f}"),
-            ("steps", summary["steps"]), ("ms/iter (steady)", f"{s_per_iter * 1e3:.2f}"),
-            ("MFU (nanoGPT's formula, bf16 dense peak)", f"{mfu(cfg, n_params, s_per_iter, peak):.1%}" if peak
-             else "-"),
+            ("steps", summary["steps"]),
+            ("ms/iter (steady)", f"{s_per_iter * 1e3:.2f}" if s_per_iter else "-"),
+            ("MFU (nanoGPT's formula, bf16 dense peak)",
+             f"{mfu(cfg, n_params, s_per_iter, peak):.1%}" if peak and s_per_iter else "-"),
             ("compile time of the train step", f"{compile_s:.1f} s"),
             ("wall time of the run", f"{summary['wall_seconds']} s")]
     print("\n| gpu-check | result |\n|---|---|")

@@ -39,7 +39,7 @@ class RunResult:
     evals: list[dict] = field(default_factory=list)  # every evaluation of this call
     best: float | None = None  # best eval metric so far (None before any evaluation)
     seconds: float = 0.0  # wall time of the loop in this call
-    tokens_per_second: float = 0.0  # steady state (first step, which compiles, excluded)
+    tokens_per_second: float = 0.0  # steady state: the compiling first step, evaluations and saves excluded
     signal: int | None = None  # the signal that interrupted the run
 
     @property
@@ -145,6 +145,7 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
     bar = _progress(train_cfg, start)
     pending, last_saved = _Pending(), (start or None)
     t0, t_steady, tokens, window = time.perf_counter(), None, 0.0, []
+    paused = 0.0  # seconds spent saving and evaluating: not training, so not in tokens/s
     batch = source(start) if start < train_cfg.steps else None
     with _stop_on_signals() as flag:
         for step in range(start, train_cfg.steps):
@@ -164,7 +165,7 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
                     t_steady = time.perf_counter()  # the first step compiles; time the rest
                     tokens = 0.0
                 if done % train_cfg.log_every == 0 or last:
-                    elapsed = time.perf_counter() - t_steady
+                    elapsed = time.perf_counter() - t_steady - paused
                     rate = tokens / elapsed if elapsed > 0 else 0.0
                     host = {k: float(v) for k, v in flushed[-1].items() if k != "tokens"}
                     log.write({"step": done, **host, "loss": sum(window) / len(window), "tokens_per_s": rate})
@@ -174,6 +175,7 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
                 result.step = done
             if bar:
                 bar.update(1)
+            pause_start = time.perf_counter()
             if saving or evaluating:  # save before evaluating: an error there loses no training
                 trainer.save(ckpt, meta())
                 last_saved = done
@@ -186,6 +188,8 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
                     trainer.save(ckpt, meta(), best=True)
                 if bar:
                     bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "step"))
+            if t_steady is not None:
+                paused += time.perf_counter() - pause_start
             if flag["stop"]:
                 result.status, result.signal = "interrupted", flag["signal"]
                 break
@@ -194,8 +198,8 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
     ckpt.close()
     log.close()
     result.seconds = time.perf_counter() - t0
-    if t_steady is not None and time.perf_counter() > t_steady:
-        result.tokens_per_second = tokens / (time.perf_counter() - t_steady)
+    if t_steady is not None and time.perf_counter() - t_steady - paused > 0:
+        result.tokens_per_second = tokens / (time.perf_counter() - t_steady - paused)
     if (workdir / "metrics.jsonl").stat().st_size:
         try:
             plot_losses(workdir / "metrics.jsonl", workdir / "loss.png", title=workdir.name)
