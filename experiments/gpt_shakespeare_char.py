@@ -125,7 +125,8 @@ def run(cfg: Config) -> dict:
         full = perplexity(m, corpus.val, context=model_cfg.block_size, batch_size=cfg.data.eval_batch_size)
         return {"val_loss": full["loss"], "val_loss_estimate": val_loss_estimate(m, corpus.val, cfg)}
 
-    source = RandomBlocks(corpus.train, cfg.data.batch_size, model_cfg.block_size, seed=cfg.train.seed)
+    source = RandomBlocks(corpus.train, cfg.data.batch_size, model_cfg.block_size, seed=cfg.train.seed,
+                          vocab_size=model_cfg.vocab_size)
     t0 = time.perf_counter()
     model, result = train(model, lm_loss, source, train_cfg=cfg.train, optim_cfg=cfg.optim,
                           workdir=cfg.workdir, eval_fn=eval_fn, config=cfg)

@@ -88,7 +88,7 @@ def resolve_config(cfg: Config) -> Config:
 def run(cfg: Config) -> dict:
     ptb = load_ptb()
     cfg = resolve(cfg, ptb)
-    source = SequentialBlocks(lm_stream(ptb, "train")[0], cfg.batch_size, cfg.bptt)
+    source = SequentialBlocks(lm_stream(ptb, "train")[0], cfg.batch_size, cfg.bptt, vocab_size=cfg.model.vocab_size)
     model = RNNLM(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
     print(f"{cfg.train.steps} steps ({cfg.epochs} epochs of {source.steps_per_epoch}), "
           f"vocabulary {cfg.model.vocab_size}")

@@ -23,3 +23,19 @@ def at_least(n) -> tuple[Callable[[Any], bool], str]:
 def in_unit() -> tuple[Callable[[Any], bool], str]:
     """A probability that must leave something: dropout rates, Adam's betas."""
     return (lambda v: 0.0 <= v < 1.0), "in [0, 1)"
+
+
+def check_ids(ids, vocab_size: int, what: str = "ids"):
+    """``ids`` as an integer array whose every value is in [0, vocab_size); the error names ``what``,
+    the offending range and where the first bad id sits, so no id silently becomes another one."""
+    import numpy as np
+
+    arr = np.asarray(ids)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{what} must be integer token ids, got dtype {arr.dtype}")
+    bad = (arr < 0) | (arr >= vocab_size)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{what} must be in [0, {vocab_size}), got ids from {arr.min()} to {arr.max()} "
+                         f"(first bad id {arr[first]} at index {first if arr.ndim > 1 else first[0]})")
+    return arr

@@ -12,6 +12,7 @@ import numpy as np
 
 from nlp_jax.data.root import read_text
 from nlp_jax.data.tokenizers import CharTokenizer
+from nlp_jax.validate import check_ids
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,15 @@ class RandomBlocks:
     """Random contiguous blocks of a token stream: ``inputs = data[i:i+T]``, ``targets = data[i+1:i+T+1]``.
 
     The offsets of step k come from a generator seeded with (seed, k), as nanoGPT's ``get_batch`` draws
-    ``randint(len(data) - T)``.
+    ``randint(len(data) - T)``. Given ``vocab_size``, every id is checked once, here.
     """
 
-    def __init__(self, data: np.ndarray, batch_size: int, block_size: int, seed: int = 0):
+    def __init__(self, data: np.ndarray, batch_size: int, block_size: int, seed: int = 0,
+                 vocab_size: int | None = None):
         if len(data) <= block_size + 1:
             raise ValueError(f"corpus of {len(data)} tokens is too short for block_size={block_size}")
+        if vocab_size is not None:
+            check_ids(data, vocab_size, "RandomBlocks data")
         self.data = np.asarray(data, np.int32)
         self.batch_size, self.block_size, self.seed = batch_size, block_size, seed
         self._offsets = np.arange(block_size + 1)
@@ -54,12 +58,15 @@ class RandomBlocks:
 class SequentialBlocks:
     """Truncated-BPTT batches (Zaremba et al.'s reader): the stream is cut into ``batch_size`` parallel
     rows read left to right ``bptt`` tokens at a time, so each batch continues the previous one; an
-    epoch is ``(len // batch_size - 1) // bptt`` steps, and its first batch says ``reset_state``."""
+    epoch is ``(len // batch_size - 1) // bptt`` steps, and its first batch says ``reset_state``.
+    Given ``vocab_size``, every id is checked once, here."""
 
-    def __init__(self, stream: np.ndarray, batch_size: int, bptt: int):
+    def __init__(self, stream: np.ndarray, batch_size: int, bptt: int, vocab_size: int | None = None):
         row = len(stream) // batch_size
         if row <= bptt:
             raise ValueError(f"stream of {len(stream)} tokens is too short for batch {batch_size} x bptt {bptt}")
+        if vocab_size is not None:
+            check_ids(stream, vocab_size, "SequentialBlocks stream")
         self.rows = np.asarray(stream[:batch_size * row], np.int32).reshape(batch_size, row)
         self.bptt = bptt
         self.steps_per_epoch = (row - 1) // bptt

@@ -12,6 +12,7 @@ import functools
 import numpy as np
 
 from nlp_jax.data.root import read_json, read_text, resolve
+from nlp_jax.validate import check_ids
 
 # GPT-2's pre-tokenisation pattern (contractions, letters, numbers, other symbols, whitespace runs).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -43,7 +44,7 @@ class CharTokenizer:
         return ids.astype(np.int32)
 
     def decode(self, ids) -> str:
-        return "".join(self.chars[i] for i in np.asarray(ids).ravel())
+        return "".join(self.chars[i] for i in check_ids(ids, self.vocab_size, "decode ids").ravel())
 
 
 class GPT2Tokenizer:
@@ -73,7 +74,7 @@ class GPT2Tokenizer:
         return np.asarray(ids, np.int32)
 
     def decode(self, ids) -> str:
-        return self._enc.decode([int(i) for i in np.asarray(ids).ravel()])
+        return self._enc.decode([int(i) for i in check_ids(ids, self.vocab_size, "decode ids").ravel()])
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ from flax import nnx
 from nlp_jax import kernels, ops
 from nlp_jax.models import sampler
 from nlp_jax.nn import MLP, LayerNorm, SelfAttention, keys_for
+from nlp_jax.nn.layers import guard_ids
 from nlp_jax.validate import at_least, check_fields, in_unit
 
 Array = jax.Array
@@ -119,8 +120,7 @@ class GPT2(nnx.Module):
         if positions is None:
             positions = index + jnp.arange(t)  # (T,)
         x = self.wte(tokens) + self.wpe(positions)  # (B, T, D)
-        in_vocab = (tokens >= 0) & (tokens < cfg.vocab_size)  # a bad id must not embed as another token
-        x = jnp.where(in_vocab[..., None], x, jnp.nan)
+        x = guard_ids(x, tokens, cfg.vocab_size)
         x = ops.dropout(x, cfg.dropout, keys[-1]).astype(cfg.compute_dtype)
         layers = []
         for i, block in enumerate(self.h):

@@ -39,6 +39,12 @@ class LayerNorm(nnx.Module):
         return kernels.layer_norm(x, self.scale[...], None if self.bias is None else self.bias[...], eps=self.eps)
 
 
+def guard_ids(x: Array, tokens: Array, vocab_size: int) -> Array:
+    """NaN the embeddings ``x`` (..., D) of ids outside [0, vocab_size): a bad id must never embed as
+    another token (``nnx.Embed`` clamps it), so it shows in the loss instead."""
+    return jnp.where(((tokens >= 0) & (tokens < vocab_size))[..., None], x, jnp.nan)
+
+
 def keys_for(key: Array | None, n: int) -> list[Array | None]:
     """n independent dropout keys derived from ``key`` (or n Nones in evaluation mode)."""
     return [None] * n if key is None else list(jax.random.split(key, n))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nlp_jax.data.corpus import RandomBlocks, load_char_corpus
+from nlp_jax.data.corpus import RandomBlocks, SequentialBlocks, load_char_corpus
 from nlp_jax.data.root import resolve
 from nlp_jax.data.tokenizers import CharTokenizer, GPT2Tokenizer, bpe_reference
 
@@ -56,3 +56,22 @@ def test_random_blocks_are_shifted_and_deterministic_per_step():
     assert not np.array_equal(source(6)["inputs"], a["inputs"])
     with pytest.raises(ValueError, match="too short"):
         RandomBlocks(data[:5], 2, 8)
+
+
+def test_no_id_becomes_another_at_the_sources_and_decoders(gpt2):
+    """-1 must not decode as the last character, nor ids >= V reach a batch (issue 11, item 5)."""
+    tok = CharTokenizer("abc")
+    assert tok.decode([0, 2]) == "ac"
+    for bad in ([-1], [3], [[0], [7]]):
+        with pytest.raises(ValueError, match=r"decode ids must be in \[0, 3\)"):
+            tok.decode(bad)
+    with pytest.raises(ValueError, match=r"must be in \[0, 50257\)"):
+        gpt2.decode([50257])
+    with pytest.raises(TypeError, match="integer token ids"):
+        tok.decode([0.5])
+    data = np.arange(100, dtype=np.int32)
+    with pytest.raises(ValueError, match=r"RandomBlocks data must be in \[0, 50\).*index 50"):
+        RandomBlocks(data, 2, 8, vocab_size=50)
+    with pytest.raises(ValueError, match=r"SequentialBlocks stream must be in \[0, 99\)"):
+        SequentialBlocks(data, 2, 8, vocab_size=99)
+    RandomBlocks(data, 2, 8, vocab_size=100)
