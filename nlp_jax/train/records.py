@@ -69,7 +69,8 @@ def check_resume(workdir: Path, stored: dict | None, current: dict | None, step:
 
 
 def move_aside(workdir: Path, names=("checkpoints", "metrics.jsonl", "summary.json", "config.json",
-                                     "config_segments.jsonl", "loss.png", "sample.txt", "tensorboard")) -> Path | None:
+                                     "config_segments.jsonl", "loss.png", "sample.txt", "tensorboard",
+                                     "export")) -> Path | None:
     """Move a previous run's files into ``<workdir>/previous-<n>/`` (instead of overwriting them)."""
     present = [workdir / n for n in names if (workdir / n).exists()]
     if not present:

@@ -1,0 +1,71 @@
+"""BERT pretraining batches: next-sentence-prediction pairs from text in reading order, and tokenised
+sentence batches for classification.
+
+NSP (Devlin et al. 2019, section 3.1): for a first sentence i, with probability 1/2 the second is the true
+next sentence i + 1 (label 0, "is next", HF's order), otherwise a uniformly random other sentence (label 1).
+The masking of the MLM objective happens in the jitted loss (``ops.mlm_mask``), keyed by the batch's
+``mlm_seed``, so a batch is a pure function of the step and a resumed run sees exactly the same data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nlp_jax.data.wordpiece import WordPieceTokenizer
+
+
+def nsp_pairs(n_sentences: int, first: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(second, labels) for first-sentence indices ``first`` (each < n_sentences - 1): second = first + 1
+    with label 0 (probability 1/2), else a uniform index other than first + 1 with label 1. Vectorised."""
+    first = np.asarray(first)
+    if n_sentences < 3:
+        raise ValueError(f"NSP needs at least 3 sentences, got {n_sentences}")
+    if first.size and (first.min() < 0 or first.max() >= n_sentences - 1):
+        raise ValueError(f"first-sentence indices must be in [0, {n_sentences - 1}) (each needs a next one)")
+    labels = (rng.random(first.shape) < 0.5).astype(np.int32)
+    other = rng.integers(0, n_sentences - 1, first.shape)  # uniform over the n - 1 indices except first + 1
+    other = other + (other >= first + 1)
+    return np.where(labels == 0, first + 1, other), labels
+
+
+class PretrainingBatches:
+    """``source(step)``: ``batch_size`` NSP pairs drawn with a generator seeded by (seed, step), tokenised
+    (``[CLS] A [SEP] B [SEP]``, truncated longest-first to ``max_length``, padded to a multiple of 8),
+    with ``nsp_labels`` and the ``mlm_seed`` for the masking in the loss."""
+
+    def __init__(self, sentences: list[str], tokenizer: WordPieceTokenizer, batch_size: int, max_length: int,
+                 seed: int = 0):
+        if len(sentences) < 3:
+            raise ValueError(f"pretraining needs at least 3 sentences in order, got {len(sentences)}")
+        self.sentences, self.tokenizer = sentences, tokenizer
+        self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, step])
+        first = rng.integers(0, len(self.sentences) - 1, self.batch_size)
+        second, labels = nsp_pairs(len(self.sentences), first, rng)
+        batch = self.tokenizer.encode([self.sentences[i] for i in first], [self.sentences[j] for j in second],
+                                      max_length=self.max_length)
+        return {**batch, "nsp_labels": labels, "mlm_seed": np.int32(rng.integers(0, 2**31 - 1))}
+
+
+class SentenceBatches:
+    """``source(step)``: shuffled minibatches of labelled sentences (an epoch is a permutation seeded by
+    (seed, epoch); the last incomplete batch is dropped), tokenised per batch to its own padded length."""
+
+    def __init__(self, texts: list[str], labels: np.ndarray, tokenizer: WordPieceTokenizer, batch_size: int,
+                 max_length: int, seed: int = 0):
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        self.steps_per_epoch = len(texts) // batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"fewer examples ({len(texts)}) than batch_size={batch_size}")
+        self.texts, self.labels, self.tokenizer = texts, np.asarray(labels, np.int32), tokenizer
+        self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        epoch, k = divmod(step, self.steps_per_epoch)
+        idx = np.random.default_rng([self.seed, epoch]).permutation(len(self.texts))
+        idx = idx[k * self.batch_size:(k + 1) * self.batch_size]
+        batch = self.tokenizer.encode([self.texts[i] for i in idx], max_length=self.max_length)
+        return {**batch, "labels": self.labels[idx]}

@@ -1,0 +1,91 @@
+"""WordPiece tokenisation (HF tokenizers) and BERT's pretraining batches."""
+
+import numpy as np
+import pytest
+
+from nlp_jax.data.pretraining import PretrainingBatches, SentenceBatches, nsp_pairs
+from nlp_jax.data.sst2 import read_sst2
+from nlp_jax.data.wordpiece import SPECIALS, WordPieceTokenizer
+
+TEXT = ["the cat sat on the mat .", "the dog sat on the log !", "cats and dogs are unaffable , said nobody .",
+        "a mat , a log , and a cat ."] * 20
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return WordPieceTokenizer.train(TEXT, 80, min_frequency=1)
+
+
+def test_training_a_vocabulary_reserves_the_specials_and_round_trips_through_save(trained, tmp_path):
+    assert trained.vocab_size <= 80 and trained.special_ids == (0, 1, 2, 3, 4)
+    assert trained.tokens("The CAT sat.") == ["[CLS]", "the", "cat", "sat", ".", "[SEP]"]
+    again = WordPieceTokenizer.from_pretrained(trained.save(tmp_path / "tok"))
+    from_vocab = WordPieceTokenizer.from_vocab(tmp_path / "tok" / "vocab.txt")
+    for tok in (again, from_vocab):
+        np.testing.assert_array_equal(tok.encode(TEXT[:4])["input_ids"], trained.encode(TEXT[:4])["input_ids"])
+    assert trained.decode(trained.encode(["the dog sat"])["input_ids"][0]) == "the dog sat"
+
+
+def test_batches_pad_to_a_multiple_of_8_and_truncate_longest_first(trained):
+    batch = trained.encode(["the cat", "the cat sat on the mat . the dog sat"], ["on the mat", "log"])
+    assert batch["input_ids"].shape == (2, 16)  # longest row 14 -> 16, never a fixed 128
+    assert batch["attention_mask"].sum(1).tolist() == [8, 14]
+    row = batch["input_ids"][0][:8].tolist()
+    assert row[0] == trained.cls_id and row[3] == row[7] == trained.sep_id
+    assert batch["token_type_ids"][0][:8].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    short = trained.encode(["the cat sat on the mat . the dog sat"], ["on the mat"], max_length=8)
+    ids = short["input_ids"][0].tolist()  # longest-first: A (10 pieces) shrinks to B's 3, then they alternate
+    assert len(ids) == 8 and trained.decode(ids) == "the cat sat on the"
+    assert short["token_type_ids"][0].tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
+
+
+def test_missing_files_and_special_tokens_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no vocabulary file .*vocab.txt"):
+        WordPieceTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the"]) + "\n")
+    with pytest.raises(ValueError, match=r"vocab.txt: the vocabulary has no \[MASK\] token"):
+        WordPieceTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ValueError, match="tokenizer.json: not a valid tokenizer.json"):
+        WordPieceTokenizer.from_pretrained(tmp_path)
+
+
+def test_nsp_pairs_are_half_true_next_half_random_other(trained):
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 99, 20_000)
+    second, labels = nsp_pairs(100, first, rng)
+    assert abs(labels.mean() - 0.5) < 5 * 0.5 / np.sqrt(len(labels))
+    assert (second[labels == 0] == first[labels == 0] + 1).all()
+    assert (second[labels == 1] != first[labels == 1] + 1).all() and second.max() == 99 and second.min() == 0
+    with pytest.raises(ValueError, match="each needs a next one"):
+        nsp_pairs(100, np.array([99]), rng)
+    source = PretrainingBatches(TEXT, trained, batch_size=6, max_length=32, seed=1)
+    a, b = source(3), source(3)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])  # a pure function of the step
+    assert set(a) == {"input_ids", "token_type_ids", "attention_mask", "nsp_labels", "mlm_seed"}
+    assert (a["token_type_ids"].max(1) == 1).all()
+
+
+def test_sentence_batches_visit_each_example_once_per_epoch(trained):
+    labels = np.arange(len(TEXT)) % 2
+    source = SentenceBatches(TEXT, labels, trained, batch_size=8, max_length=16, seed=0)
+    seen = np.concatenate([source(k)["labels"] for k in range(source.steps_per_epoch)])
+    assert len(seen) == 80 and seen.sum() == 40
+
+
+@pytest.mark.peers
+def test_ids_equal_bert_tokenizer_fast_on_every_sst2_dev_sentence_and_on_pairs():
+    transformers = pytest.importorskip("transformers")
+    from nlp_jax.models.bert_hf import minilm_dir
+
+    d = minilm_dir()
+    hf = transformers.BertTokenizerFast.from_pretrained(str(d))
+    texts, _ = read_sst2("dev")
+    for ours in (WordPieceTokenizer.from_pretrained(d), WordPieceTokenizer.from_vocab(d / "vocab.txt")):
+        for kw, args in ((dict(), (texts,)), (dict(max_length=24), (texts[:-1], texts[1:]))):
+            got = ours.encode(*args, **kw)
+            want = hf(*args, padding="longest", pad_to_multiple_of=8, truncation=True, return_tensors="np", **kw)
+            for name in ("input_ids", "token_type_ids", "attention_mask"):
+                np.testing.assert_array_equal(got[name], want[name])
+    assert SPECIALS == ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
