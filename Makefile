@@ -14,7 +14,9 @@ export MALLOC_ARENA_MAX ?= 1
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v gpu-check clean
+.PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
+        bert-pretrain bert-sst2 bert-embed bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v \
+        bench-bert gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +66,18 @@ rnn-ptb: $(STAMP)  ## the cheat sheet's tied tanh RNN LM on PTB
 bilstm-sst2: $(STAMP)  ## bidirectional LSTM sentiment classifier on SST-2 (dev accuracy)
 	$(RUN) experiments/bilstm_sst2.py
 
-bench: bench-gpt bench-attention bench-ngram bench-rnn bench-w2v  ## all benchmarks
+bert-pretrain: $(STAMP)  ## BERT-Mini from scratch, MLM + NSP on PTB; held-out MLM and NSP accuracy
+	$(RUN) experiments/bert_pretrain.py
+
+bert-sst2: $(STAMP) $(MINILM) bert-pretrain  ## BERT on SST-2 from MiniLM ([CLS], mean), ours, scratch; frozen baseline
+	for c in minilm minilm_mean ours scratch frozen; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; done
+
+BERT_QUERY ?= a moving and beautifully acted film
+bert-embed: $(STAMP) $(MINILM)  ## MiniLM sentence embeddings: SST-2 dev sentences nearest to BERT_QUERY
+	cut -f2 $(or $(NLP_JAX_DATA),../shared/data)/sst2/dev.tsv | tail -n +2 > $(VENV)/sst2_dev.txt
+	$(PY) -m nlp_jax.sentences nearest minilm $(VENV)/sst2_dev.txt --query "$(BERT_QUERY)" -k 5
+
+bench: bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-bert  ## all benchmarks
 
 bench-gpt: $(STAMP)  ## GPT train step, ours vs nanoGPT (set NANOGPT_DIR to a nanoGPT checkout)
 	$(PY) benchmarks/bench_gpt.py
@@ -77,6 +90,9 @@ bench-ngram: $(STAMP)  ## Kneser-Ney on PTB, ours vs KenLM (set KENLM_BIN to Ken
 
 bench-rnn: $(STAMP)  ## LSTM LM train step (small, medium), ours vs torch.nn.LSTM
 	$(PY) benchmarks/bench_rnn.py
+
+bench-bert: $(STAMP) $(MINILM)  ## BERT (MiniLM size) SST-2 train step and inference, ours vs transformers
+	$(PY) benchmarks/bench_bert.py --profile
 
 bench-w2v: $(STAMP)  ## word2vec training words/s (skip-gram, CBOW), ours vs gensim
 	$(PY) benchmarks/bench_w2v.py

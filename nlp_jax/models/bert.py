@@ -13,7 +13,6 @@ token + learned position + segment embeddings, LayerNorm, then post-LN blocks ``
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import chex
 import jax
@@ -231,10 +230,15 @@ def classification_loss(model: BertClassifier, batch: dict, key: Array | None) -
                   "tokens": jnp.sum(batch["attention_mask"])}
 
 
-@functools.partial(nnx.jit, static_argnames=("normalize",))
-def sentence_embeddings(encoder: BertEncoder, batch: dict, normalize: bool = True) -> Array:
-    """Masked-mean sentence embeddings (B, D) of a tokenised batch, L2-normalised by default (the
-    sentence-transformers recipe of all-MiniLM-L6-v2)."""
+def normalized_mean(hidden: Array, attention_mask: Array) -> Array:
+    """L2-normalised masked-mean sentence embeddings (B, D): the sentence-transformers recipe of
+    all-MiniLM-L6-v2."""
+    e = mean_pool(hidden, attention_mask)
+    return e / jnp.maximum(jnp.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+
+
+@nnx.jit
+def sentence_embeddings(encoder: BertEncoder, batch: dict) -> Array:
+    """:func:`normalized_mean` embeddings of a tokenised batch."""
     h, _ = encoder(batch["input_ids"], segments=batch.get("token_type_ids"), attention_mask=batch["attention_mask"])
-    e = mean_pool(h, batch["attention_mask"])
-    return e / jnp.maximum(jnp.linalg.norm(e, axis=-1, keepdims=True), 1e-12) if normalize else e
+    return normalized_mean(h, batch["attention_mask"])

@@ -1,0 +1,115 @@
+"""Pretrain a small BERT from scratch with MLM + NSP on Penn Treebank (Devlin et al. 2019, section 3.1).
+
+Launch:  python -m nlp_jax.run experiments/bert_pretrain.py     (or: make bert-pretrain)
+
+PTB's training text is one sentence a line in reading order, so consecutive lines are true next-sentence
+pairs; the validation split is the held-out text. A WordPiece vocabulary (8,192) is trained on the training
+text (``<unk>`` is read as [UNK]) and kept in ``<workdir>/tokenizer``; the model is BERT-Mini's shape (4
+layers, 256 wide, 4 heads, MLP 1024) with sequence pairs up to 64 pieces, 15% masked (80/10/10), the MLM
+head on at most 16 positions a row. Reports held-out MLM and NSP accuracy; exports the model with its
+tokenizer in Hugging Face format to ``<workdir>/export`` (what ``experiments/bert_sst2.py:ours`` reads).
+Measured results: README.md, section "Results".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from nlp_jax.data.pretraining import PretrainingBatches
+from nlp_jax.data.root import read_text
+from nlp_jax.data.wordpiece import WordPieceTokenizer
+from nlp_jax.models.bert import BertConfig, BertForPreTraining, pretraining_loss
+from nlp_jax.models.bert_hf import save_hf_bert
+from nlp_jax.train.config import OptimConfig, TrainConfig
+from nlp_jax.train.loop import train
+from nlp_jax.train.metrics import plot_losses
+from nlp_jax.train.records import write_summary
+from nlp_jax.validate import at_least, check_fields
+
+MINI = dict(n_layer=4, n_embd=256, n_head=4, n_inner=1024, block_size=128)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    model: BertConfig = BertConfig(vocab_size=8192, **MINI)
+    optim: OptimConfig = OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=200, weight_decay=0.01, beta2=0.98)
+    train: TrainConfig = TrainConfig(steps=1500, log_every=50, eval_every=250, ckpt_every=250)
+    batch_size: int = 64  # sentence pairs per step
+    max_length: int = 64  # WordPiece pieces per pair, [CLS] and [SEP]s included (longest-first truncation)
+    max_predictions: int = 16  # MLM head positions per row (BERT's max_predictions_per_seq)
+    eval_batches: int = 16  # held-out batches of batch_size pairs, the same ones at every evaluation
+    max_sentences: int = 0  # 0: all training sentences; else the first ones (smoke)
+    workdir: str = "runs/bert_pretrain"
+
+    def __post_init__(self):
+        check_fields(self, batch_size=at_least(1), max_length=at_least(8), max_predictions=at_least(1),
+                     eval_batches=at_least(1), max_sentences=at_least(0))
+
+
+def get_config(arg: str | None = None) -> Config:
+    if arg in (None, "", "default", "cpu"):
+        return Config()
+    if arg == "smoke":
+        return Config(model=BertConfig.tiny(vocab_size=200, block_size=32), batch_size=8, max_length=32,
+                      eval_batches=2, max_sentences=300, workdir="runs/bert_pretrain_smoke",
+                      train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False))
+    raise ValueError(f"unknown config {arg!r}; choose cpu or smoke")
+
+
+def sentences(split: str, limit: int = 0) -> list[str]:
+    """PTB lines in order, ``<unk>`` as BERT's [UNK]."""
+    lines = [line.strip().replace("<unk>", "[UNK]") for line in read_text(f"ptb/ptb.{split}.txt").splitlines()]
+    lines = [line for line in lines if line]
+    return lines[:limit] if limit else lines
+
+
+def tokenizer_for(cfg: Config, texts: list[str]) -> WordPieceTokenizer:
+    """The run's WordPiece vocabulary: trained once and kept in ``<workdir>/tokenizer`` (training is not
+    bit-reproducible across processes, so a resumed run must read the one its weights were trained with)."""
+    where = Path(cfg.workdir, "tokenizer")
+    if (where / "tokenizer.json").exists():
+        return WordPieceTokenizer.from_pretrained(where, max_length=cfg.model.block_size)
+    tok = WordPieceTokenizer.train(texts, cfg.model.vocab_size, max_length=cfg.model.block_size)
+    tok.save(where)
+    return tok
+
+
+def run(cfg: Config) -> dict:
+    train_text, held_out = sentences("train", cfg.max_sentences), sentences("valid", cfg.max_sentences)
+    tok = tokenizer_for(cfg, train_text)
+    if tok.vocab_size > cfg.model.vocab_size:
+        raise ValueError(f"{cfg.workdir}/tokenizer has {tok.vocab_size} pieces, more than model.vocab_size="
+                         f"{cfg.model.vocab_size}; delete the folder or raise model.vocab_size")
+    model = BertForPreTraining(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
+    loss_fn = functools.partial(pretraining_loss, mask_id=tok.mask_id, special_ids=tok.special_ids,
+                                max_predictions=cfg.max_predictions)
+    source = PretrainingBatches(train_text, tok, cfg.batch_size, cfg.max_length, seed=cfg.train.seed)
+    held = PretrainingBatches(held_out, tok, cfg.batch_size, cfg.max_length, seed=12345)
+    held_batches = [held(i) for i in range(cfg.eval_batches)]
+    evaluate = nnx.jit(lambda m, b: loss_fn(m, b, None)[1])
+
+    def eval_fn(m):
+        rows = [{k: float(v) for k, v in evaluate(m, b).items()} for b in held_batches]
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in ("mlm_loss", "nsp_loss", "mlm_accuracy",
+                                                                   "nsp_accuracy")}
+        return {f"val_{k}": v for k, v in mean.items()}
+
+    n_params = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    print(f"{len(train_text):,} training sentences, {len(held_out):,} held out; vocabulary {tok.vocab_size}; "
+          f"{n_params:,} parameters")
+    model, result = train(model, loss_fn, source, train_cfg=cfg.train, optim_cfg=cfg.optim, workdir=cfg.workdir,
+                          eval_fn=eval_fn, best_metric="val_mlm_loss", config=cfg)
+    summary = {**result.summary(), **(result.evals[-1] if result.evals else {}), "parameters": n_params}
+    if not result.interrupted:
+        export = save_hf_bert(model, Path(cfg.workdir, "export"))
+        tok.save(export)
+        plot_losses(Path(cfg.workdir, "metrics.jsonl"), Path(cfg.workdir, "pretrain_losses.png"),
+                    title="BERT pretraining on PTB", keys=("mlm_loss", "nsp_loss", "val_mlm_loss", "val_nsp_loss"))
+        print(f"exported to {export}")
+    return write_summary(cfg.workdir, summary)

@@ -1,0 +1,183 @@
+"""Fine-tune BERT on SST-2 from [CLS] (or the masked mean), from three initialisations.
+
+Launch:  python -m nlp_jax.run experiments/bert_sst2.py:<config>     (or: make bert-sst2, all of them)
+
+Configs: ``minilm`` (all-MiniLM-L6-v2's encoder, pooler [CLS]), ``minilm_mean`` (the same, masked-mean
+pooling), ``ours`` (the encoder of ``make bert-pretrain``, from ``runs/bert_pretrain/export``), ``scratch``
+(the same shape and vocabulary, random weights: no pretraining), and ``frozen`` (MiniLM's frozen sentence
+embeddings + logistic regression: the baseline). One epoch over the 67,349 training phrases, batch 32,
+AdamW with warmup and cosine decay; accuracy on the 872 dev sentences. The classifier is exported with its
+tokenizer to ``<workdir>/export`` (``python -m nlp_jax.sentences classify <workdir>/export file.txt``).
+Measured results: README.md, section "Results".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from nlp_jax.data.pretraining import SentenceBatches
+from nlp_jax.data.sst2 import read_sst2
+from nlp_jax.data.wordpiece import WordPieceTokenizer
+from nlp_jax.models.bert import BertClassifier, classification_loss
+from nlp_jax.models.bert_hf import config_from_hf, load_hf_bert, minilm_dir, save_hf_bert
+from nlp_jax.sentences import batched, embed
+from nlp_jax.train.config import OptimConfig, TrainConfig
+from nlp_jax.train.loop import train
+from nlp_jax.train.records import write_summary
+from nlp_jax.validate import at_least, check_fields
+
+LABELS = ["negative", "positive"]
+INITS = ("minilm", "ours", "scratch", "frozen")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    init: str = "minilm"  # 'minilm', 'ours' (our pretraining), 'scratch' (ours's shape, random), 'frozen'
+    init_dir: str = ""  # the HF directory to start from ('' = MiniLM, or runs/bert_pretrain/export)
+    pooling: str = "cls"  # 'cls' (the pooler on [CLS]) or 'mean' (masked mean of the last layer)
+    dropout: float = 0.1
+    optim: OptimConfig = OptimConfig(lr=1e-4, min_lr=1e-6, warmup_steps=200, weight_decay=0.01, beta2=0.999)
+    train: TrainConfig = TrainConfig(steps=0, log_every=50, eval_every=500, ckpt_every=500)
+    epochs: int = 1  # passes over the training phrases (used when train.steps is 0)
+    batch_size: int = 32
+    max_length: int = 64  # WordPiece pieces per sentence, [CLS] and [SEP] included
+    max_train: int = 0  # 0: all training phrases; else the first ones (smoke)
+    workdir: str = "runs/bert_sst2"
+
+    def __post_init__(self):
+        check_fields(self, init=((lambda v: v in INITS), f"one of {INITS}"),
+                     pooling=((lambda v: v in ("cls", "mean")), "'cls' or 'mean'"), epochs=at_least(1),
+                     batch_size=at_least(1), max_length=at_least(3), max_train=at_least(0))
+
+    @property
+    def source_dir(self) -> Path:
+        if self.init_dir:
+            return Path(self.init_dir)
+        return minilm_dir() if self.init in ("minilm", "frozen") else Path("runs/bert_pretrain/export")
+
+
+def get_config(arg: str | None = None) -> Config:
+    small = dict(optim=OptimConfig(lr=3e-4, min_lr=3e-6, warmup_steps=200, weight_decay=0.01, beta2=0.999))
+    configs = {
+        "minilm": Config(),
+        "minilm_mean": Config(pooling="mean", workdir="runs/bert_sst2_minilm_mean"),
+        "ours": Config(init="ours", workdir="runs/bert_sst2_ours", **small),
+        "scratch": Config(init="scratch", workdir="runs/bert_sst2_scratch", **small),
+        "frozen": Config(init="frozen", workdir="runs/bert_sst2_frozen"),
+        "smoke": Config(max_train=64, batch_size=8, workdir="runs/bert_sst2_smoke",
+                        train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)),
+    }
+    if arg in (None, "", "default"):
+        return configs["minilm"]
+    if arg not in configs:
+        raise ValueError(f"unknown config {arg!r}; choose {', '.join(configs)}")
+    return configs[arg]
+
+
+def _model(cfg: Config) -> BertClassifier:
+    d = cfg.source_dir
+    if not (d / "config.json").exists():
+        hint = " (run `make bert-pretrain` first)" if cfg.init in ("ours", "scratch") and not cfg.init_dir else ""
+        raise FileNotFoundError(f"no BERT checkpoint in {d}{hint}")
+    if cfg.init == "scratch":
+        import json
+
+        bert_cfg = config_from_hf(json.loads((d / "config.json").read_text()), str(d / "config.json"),
+                                  dropout=cfg.dropout)
+        return BertClassifier(bert_cfg, num_labels=2, pooling=cfg.pooling, rngs=nnx.Rngs(cfg.train.seed))
+    model = load_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,
+                         dropout=cfg.dropout)
+    print(f"initialised from {d}; fresh (untrained) heads: {', '.join(model.fresh_heads) or 'none'}")
+    return model
+
+
+def accuracy(model, tok: WordPieceTokenizer, texts: list[str], labels: np.ndarray, max_length: int) -> float:
+    preds = batched(model, tok, texts, lambda out, b: jnp.argmax(out[0], -1), max_length=max_length)
+    return float((preds == labels).mean())
+
+
+def _source(cfg: Config, tok: WordPieceTokenizer) -> SentenceBatches:
+    texts, labels = read_sst2("train")
+    n = cfg.max_train or len(texts)
+    return SentenceBatches(texts[:n], labels[:n], tok, cfg.batch_size, cfg.max_length, seed=cfg.train.seed)
+
+
+def resolve_config(cfg: Config) -> Config:
+    n = cfg.max_train or len(read_sst2("train")[0])
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                              steps=cfg.train.steps or cfg.epochs * (n // cfg.batch_size)))
+
+
+def logistic_regression(x: np.ndarray, y: np.ndarray, *, steps: int = 500, l2: float = 1e-4, seed: int = 0):
+    """Multinomial logistic regression on fixed features by full-batch L-BFGS (optax); returns (W, b)."""
+    classes = int(y.max()) + 1
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def loss(p):
+        logits = x @ p["w"] + p["b"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean() + l2 * jnp.sum(p["w"] ** 2)
+
+    params = {"w": jnp.zeros((x.shape[1], classes)), "b": jnp.zeros((classes,))}
+    opt = optax.lbfgs()
+    state = opt.init(params)
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    @jax.jit
+    def step(params, state):
+        value, grad = value_and_grad(params, state=state)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss)
+        return optax.apply_updates(params, updates), state
+
+    for _ in range(steps):
+        params, state = step(params, state)
+    return params
+
+
+def run_frozen(cfg: Config) -> dict:
+    """MiniLM's frozen normalised mean embeddings, then logistic regression: no fine-tuning."""
+    texts, labels = read_sst2("train")
+    n = cfg.max_train or len(texts)
+    dev_texts, dev_labels = read_sst2("dev")
+    t0 = time.perf_counter()
+    x, x_dev = embed(cfg.source_dir, texts[:n]), embed(cfg.source_dir, dev_texts)
+    t_embed = time.perf_counter() - t0
+    p = logistic_regression(x, labels[:n])
+    dev_acc = float((np.argmax(x_dev @ np.asarray(p["w"]) + np.asarray(p["b"]), -1) == dev_labels).mean())
+    return write_summary(cfg.workdir, {"status": "finished", "init": "frozen", "dev_accuracy": dev_acc,
+                                       "embed_seconds": round(t_embed, 1),
+                                       "wall_seconds": round(time.perf_counter() - t0, 1)})
+
+
+def run(cfg: Config) -> dict:
+    if cfg.init == "frozen":
+        return run_frozen(cfg)
+    cfg = resolve_config(cfg)
+    model = _model(cfg)
+    tok = WordPieceTokenizer.from_pretrained(cfg.source_dir, max_length=model.config.block_size)
+    dev_texts, dev_labels = read_sst2("dev")
+    n_params = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    print(f"{cfg.train.steps} steps of {cfg.batch_size}; {n_params:,} parameters; pooling {cfg.pooling}")
+
+    def eval_fn(m):
+        return {"dev_accuracy": accuracy(m, tok, dev_texts, dev_labels, cfg.max_length)}
+
+    t0 = time.perf_counter()
+    model, result = train(model, classification_loss, _source(cfg, tok), train_cfg=cfg.train, optim_cfg=cfg.optim,
+                          workdir=cfg.workdir, eval_fn=eval_fn, best_metric="dev_accuracy", best_mode="max",
+                          config=cfg)
+    summary = {**result.summary(), "init": cfg.init, "pooling": cfg.pooling, "parameters": n_params,
+               "wall_seconds": round(time.perf_counter() - t0, 1), "best_dev_accuracy": result.best}
+    if result.interrupted:
+        return write_summary(cfg.workdir, summary)
+    export = save_hf_bert(model, Path(cfg.workdir, "export"), labels=LABELS)
+    tok.save(export)
+    print(f"classifier exported to {export}: python -m nlp_jax.sentences classify {export} <file>")
+    return write_summary(cfg.workdir, {**summary, "dev_accuracy": eval_fn(model)["dev_accuracy"]})

@@ -1,0 +1,104 @@
+"""Sentence-level uses of a BERT checkpoint directory (HF format with its tokenizer, e.g. the ``export/``
+of ``experiments/bert_sst2.py``, or all-MiniLM-L6-v2):
+
+    python -m nlp_jax.sentences classify runs/bert_sst2/export sentences.txt      # label + probabilities
+    python -m nlp_jax.sentences nearest  minilm corpus.txt --query "a great film" -k 5
+
+Input files hold one sentence a line (blank lines are skipped). ``minilm`` names the installed
+all-MiniLM-L6-v2. Batches are sorted by length, so padding stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nlp_jax.data.wordpiece import WordPieceTokenizer
+from nlp_jax.models.bert import normalized_mean
+from nlp_jax.models.bert_hf import load_hf_bert, minilm_dir
+
+
+@nnx.jit
+def _forward(model, batch):
+    return model(batch["input_ids"], segments=batch["token_type_ids"], attention_mask=batch["attention_mask"])
+
+
+def batched(model, tokenizer: WordPieceTokenizer, texts: list[str], fn, batch_size: int = 128,
+            max_length: int | None = None) -> np.ndarray:
+    """``fn(outputs, batch) -> (B, ...)`` over ``texts`` in length-sorted batches, returned in input order."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = [None] * len(texts)
+    for start in range(0, len(texts), batch_size):
+        idx = order[start:start + batch_size]
+        batch = {k: jnp.asarray(v) for k, v in tokenizer.encode([texts[i] for i in idx], max_length=max_length).items()}
+        values = np.asarray(fn(_forward(model, batch), batch))
+        for i, v in zip(idx, values):
+            out[i] = v
+    return np.stack(out) if out else np.zeros((0,))
+
+
+def classify(directory: str | Path, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """(label names, probabilities (N, C)) of a saved BERT classifier on ``texts``."""
+    model = load_hf_bert(directory, head="classifier", dropout=0.0)
+    if model.fresh_heads:
+        raise ValueError(f"{directory} has no classifier head (a fine-tuned export has one)")
+    tok = WordPieceTokenizer.from_pretrained(directory, max_length=model.config.block_size)
+    config = json.loads(Path(directory, "config.json").read_text())
+    labels = [config.get("id2label", {}).get(str(i), str(i)) for i in range(model.head.kernel.shape[1])]
+    probs = batched(model, tok, texts, lambda out, b: jax.nn.softmax(out[0], -1))
+    return labels, probs
+
+
+def embed(directory: str | Path, texts: list[str]) -> np.ndarray:
+    """L2-normalised masked-mean sentence embeddings (N, D), all-MiniLM-L6-v2's recipe."""
+    model = load_hf_bert(directory, dropout=0.0)
+    tok = WordPieceTokenizer.from_pretrained(directory, max_length=model.config.block_size)
+
+    return batched(model, tok, texts, lambda out, batch: normalized_mean(out[0], batch["attention_mask"]))
+
+
+def _read_lines(path: str) -> list[str]:
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise SystemExit(f"{path}: no sentences (one sentence a line expected)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("classify", help="label and class probabilities for each line of a file")
+    n = sub.add_parser("nearest", help="the sentences of a file nearest to a query (cosine similarity)")
+    for p in (c, n):
+        p.add_argument("checkpoint", help="a HF BERT directory with its tokenizer, or 'minilm'")
+        p.add_argument("file", help="one sentence a line")
+    n.add_argument("--query", required=True, action="append", help="query sentence (repeatable)")
+    n.add_argument("-k", type=int, default=5, help="neighbours per query")
+    args = parser.parse_args(argv)
+    checkpoint = minilm_dir() if args.checkpoint == "minilm" else Path(args.checkpoint)
+    texts = _read_lines(args.file)
+    if args.command == "classify":
+        labels, probs = classify(checkpoint, texts)
+        print("\t".join(["label", *(f"p({name})" for name in labels), "sentence"]))
+        for text, p in zip(texts, probs):
+            print("\t".join([labels[int(np.argmax(p))], *(f"{x:.4f}" for x in p), text]))
+        return
+    vectors = embed(checkpoint, texts + args.query)
+    corpus, queries = vectors[:len(texts)], vectors[len(texts):]
+    for query, q in zip(args.query, queries):
+        sims = corpus @ q
+        print(f"query: {query}")
+        for i in np.argsort(-sims, kind="stable")[:args.k]:
+            print(f"  {sims[i]:.4f}  {texts[i]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

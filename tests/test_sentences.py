@@ -1,0 +1,48 @@
+"""The sentence CLI: classify a file with a saved classifier, nearest sentences by embedding."""
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from nlp_jax import sentences
+from nlp_jax.data.wordpiece import WordPieceTokenizer
+from nlp_jax.models.bert import BertClassifier, BertConfig
+from nlp_jax.models.bert_hf import save_hf_bert
+
+TEXT = ["a fine film .", "a dull film .", "the cast is fine", "dull , dull , dull"] * 10
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    tok = WordPieceTokenizer.train(TEXT, 60, min_frequency=1, max_length=24)
+    model = BertClassifier(BertConfig.tiny(vocab_size=60, dropout=0.0), num_labels=2, rngs=nnx.Rngs(0))
+    where = save_hf_bert(model, tmp_path_factory.mktemp("clf") / "export", labels=["negative", "positive"])
+    tok.save(where)
+    return where
+
+
+def test_classify_prints_a_label_and_probabilities_per_line_in_order(checkpoint, tmp_path, capsys):
+    f = tmp_path / "in.txt"
+    lines = ["a fine film .", "", "dull , dull , dull and a much longer line than the others"]
+    f.write_text("\n".join(lines) + "\n")
+    sentences.main(["classify", str(checkpoint), str(f)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split("\t") == ["label", "p(negative)", "p(positive)", "sentence"] and len(out) == 3
+    for row, text in zip(out[1:], [lines[0], lines[2]]):
+        label, p0, p1, sentence = row.split("\t")
+        assert sentence == text and float(p0) + float(p1) == pytest.approx(1, abs=2e-4)
+        assert label == ("negative" if float(p0) > float(p1) else "positive")
+    labels, probs = sentences.classify(checkpoint, [lines[2], lines[0]])  # order kept despite length sorting
+    assert labels == ["negative", "positive"]
+    np.testing.assert_allclose(probs[1], [float(out[1].split("\t")[1]), float(out[1].split("\t")[2])], atol=1e-4)
+
+
+def test_nearest_ranks_by_cosine_and_empty_files_are_refused(checkpoint, tmp_path, capsys):
+    f = tmp_path / "corpus.txt"
+    f.write_text("\n".join(TEXT[:4]))
+    sentences.main(["nearest", str(checkpoint), str(f), "--query", "a fine film .", "-k", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "query: a fine film ." and out[1].strip() == "1.0000  a fine film ."
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(SystemExit, match="no sentences"):
+        sentences.main(["classify", str(checkpoint), str(tmp_path / "empty.txt")])
