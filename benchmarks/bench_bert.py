@@ -26,7 +26,7 @@ from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import classification_loss
 from nlp_jax.models.bert_hf import load_hf_bert, minilm_dir
 from nlp_jax.train.config import OptimConfig
-from nlp_jax.train.trainer import Trainer
+from nlp_jax.train.trainer import Objective, Trainer
 
 OPTIM = OptimConfig(lr=5e-5, warmup_steps=0, weight_decay=0.01)
 
@@ -47,7 +47,7 @@ def ours(data: list[dict], train: bool):
     model = load_hf_bert(minilm_dir(), head="classifier", dropout=0.0 if not train else 0.1)
     box = {"i": 0}
     if train:
-        trainer = Trainer(model, classification_loss, OPTIM, 10_000)
+        trainer = Trainer(model, Objective.of(classification_loss), OPTIM, 10_000)
 
         def step():
             float(trainer.step(data[box["i"] % len(data)])["loss"])
@@ -101,7 +101,7 @@ def profile(data: list[dict]) -> None:
     """Seconds of the whole fine-tuning step and of its parts, each jitted alone (forward + backward) at
     MiniLM's shapes, times the number of layers; the rest is embeddings, pooler, loss and AdamW."""
     model = load_hf_bert(minilm_dir(), head="classifier", dropout=0.1)
-    cfg, trainer = model.config, Trainer(model, classification_loss, OPTIM, 10_000)
+    cfg, trainer = model.config, Trainer(model, Objective.of(classification_loss), OPTIM, 10_000)
     b, t = data[0]["input_ids"].shape
     d, h, f, n = cfg.n_embd, cfg.n_head, cfg.n_inner, cfg.n_layer
     key = jax.random.key(0)

@@ -27,7 +27,7 @@ from nlp_jax.data.pretraining import SentenceBatches
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import BertClassifier, classification_loss
-from nlp_jax.models.bert_hf import config_from_hf, load_hf_bert, minilm_dir, save_hf_bert
+from nlp_jax.models.bert_hf import init_hf_bert, load_hf_bert, minilm_dir, save_hf_bert
 from nlp_jax.sentences import batched, embed
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
@@ -50,12 +50,14 @@ class Config:
     batch_size: int = 32
     max_length: int = 64  # WordPiece pieces per sentence, [CLS] and [SEP] included
     max_train: int = 0  # 0: all training phrases; else the first ones (smoke)
+    max_dev: int = 0  # 0: all 872 dev sentences; else the first ones (smoke)
     workdir: str = "runs/bert_sst2"
 
     def __post_init__(self):
         check_fields(self, init=((lambda v: v in INITS), f"one of {INITS}"),
                      pooling=((lambda v: v in ("cls", "mean")), "'cls' or 'mean'"), epochs=at_least(1),
-                     batch_size=at_least(1), max_length=at_least(3), max_train=at_least(0))
+                     batch_size=at_least(1), max_length=at_least(3), max_train=at_least(0),
+                     max_dev=at_least(0))
 
     @property
     def source_dir(self) -> Path:
@@ -72,7 +74,7 @@ def get_config(arg: str | None = None) -> Config:
         "ours": Config(init="ours", workdir="runs/bert_sst2_ours", **small),
         "scratch": Config(init="scratch", workdir="runs/bert_sst2_scratch", **small),
         "frozen": Config(init="frozen", workdir="runs/bert_sst2_frozen"),
-        "smoke": Config(max_train=64, batch_size=8, workdir="runs/bert_sst2_smoke",
+        "smoke": Config(max_train=64, max_dev=16, batch_size=8, workdir="runs/bert_sst2_smoke",
                         train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)),
     }
     if arg in (None, "", "default"):
@@ -88,11 +90,8 @@ def _model(cfg: Config) -> BertClassifier:
         hint = " (run `make bert-pretrain` first)" if cfg.init in ("ours", "scratch") and not cfg.init_dir else ""
         raise FileNotFoundError(f"no BERT checkpoint in {d}{hint}")
     if cfg.init == "scratch":
-        import json
-
-        bert_cfg = config_from_hf(json.loads((d / "config.json").read_text()), str(d / "config.json"),
-                                  dropout=cfg.dropout)
-        return BertClassifier(bert_cfg, num_labels=2, pooling=cfg.pooling, rngs=nnx.Rngs(cfg.train.seed))
+        return init_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,
+                            dropout=cfg.dropout)
     model = load_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,
                          dropout=cfg.dropout)
     print(f"initialised from {d}; fresh (untrained) heads: {', '.join(model.fresh_heads) or 'none'}")
@@ -108,6 +107,12 @@ def _source(cfg: Config, tok: WordPieceTokenizer) -> SentenceBatches:
     texts, labels = read_sst2("train")
     n = cfg.max_train or len(texts)
     return SentenceBatches(texts[:n], labels[:n], tok, cfg.batch_size, cfg.max_length, seed=cfg.train.seed)
+
+
+def dev_split(cfg: Config) -> tuple[list[str], np.ndarray]:
+    texts, labels = read_sst2("dev")
+    n = cfg.max_dev or len(texts)
+    return texts[:n], labels[:n]
 
 
 def resolve_config(cfg: Config) -> Config:
@@ -145,7 +150,7 @@ def run_frozen(cfg: Config) -> dict:
     """MiniLM's frozen normalised mean embeddings, then logistic regression: no fine-tuning."""
     texts, labels = read_sst2("train")
     n = cfg.max_train or len(texts)
-    dev_texts, dev_labels = read_sst2("dev")
+    dev_texts, dev_labels = dev_split(cfg)
     t0 = time.perf_counter()
     x, x_dev = embed(cfg.source_dir, texts[:n]), embed(cfg.source_dir, dev_texts)
     t_embed = time.perf_counter() - t0
@@ -162,7 +167,7 @@ def run(cfg: Config) -> dict:
     cfg = resolve_config(cfg)
     model = _model(cfg)
     tok = WordPieceTokenizer.from_pretrained(cfg.source_dir, max_length=model.config.block_size)
-    dev_texts, dev_labels = read_sst2("dev")
+    dev_texts, dev_labels = dev_split(cfg)
     n_params = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
     print(f"{cfg.train.steps} steps of {cfg.batch_size}; {n_params:,} parameters; pooling {cfg.pooling}")
 

@@ -99,3 +99,35 @@ def test_kill_9_after_an_evaluation_then_rerun_finishes(tmp_path):
     saved = max(int(p.name) for p in (tmp_path / "checkpoints" / "last").iterdir() if p.name.isdigit())
     summary = main([f"{GPT}:smoke", "--set", f"train.steps={saved + 2}", *overrides])
     assert summary["status"] == "finished" and summary["steps"] == saved + 2
+
+
+SST2 = Path(__file__).resolve().parents[1] / "experiments" / "bert_sst2.py"
+
+
+def test_frozen_minilm_features_with_logistic_regression_beat_chance(tmp_path):
+    summary = main([f"{SST2}:smoke", "--set", f"workdir={tmp_path}", "--set", "init=frozen",
+                    "--set", "max_train=512", "--set", "max_dev=128"])
+    assert summary["status"] == "finished" and summary["dev_accuracy"] > 0.65
+
+
+def test_logistic_regression_reaches_the_optimum():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from nlp_jax.run import load_experiment
+
+    module, _ = load_experiment(str(SST2))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5)).astype(np.float32)
+    y = (x @ rng.normal(size=5) + 0.5 * rng.normal(size=200) > 0).astype(np.int32)
+    p = module.logistic_regression(x, y, l2=1e-2)
+
+    def loss(p):  # the objective it minimises: at its optimum the gradient vanishes
+        ce = optax.softmax_cross_entropy_with_integer_labels(x @ p["w"] + p["b"], y).mean()
+        return ce + 1e-2 * jnp.sum(p["w"] ** 2)
+
+    grad = jax.grad(loss)(p)
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grad)) < 1e-4
+    assert float(loss(p)) < float(loss(jax.tree.map(jnp.zeros_like, p)))

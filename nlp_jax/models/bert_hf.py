@@ -93,6 +93,26 @@ def _build(cfg: BertConfig, head: str, num_labels: int, pooling: str, seed: int)
     return builders[head](nnx.Rngs(seed))
 
 
+def _read_config(directory: Path, files: tuple[str, ...]) -> dict:
+    for name in files:
+        if not (directory / name).exists():
+            raise FileNotFoundError(f"{directory}: no {name} (a HF BERT checkpoint directory has config.json "
+                                    "and model.safetensors)")
+    return json.loads((directory / "config.json").read_text())
+
+
+def init_hf_bert(directory: str | Path, *, head: str = "encoder", num_labels: int | None = None,
+                 pooling: str | None = None, seed: int = 0, **config_overrides):
+    """A model of the architecture in a HF BERT directory's ``config.json``, randomly initialised (seeded
+    by ``seed``; no weights are read): the "no pretraining" baseline of a checkpoint. Arguments as
+    :func:`load_hf_bert`."""
+    directory = Path(directory)
+    hf = _read_config(directory, ("config.json",))
+    cfg = config_from_hf(hf, str(directory / "config.json"), **config_overrides)
+    num_labels = num_labels or len(hf.get("id2label", {})) or 2
+    return _build(cfg, head, num_labels, pooling or hf.get("nlp_jax_pooling", "cls"), seed)
+
+
 def load_hf_bert(directory: str | Path, *, head: str = "encoder", num_labels: int | None = None,
                  pooling: str | None = None, seed: int = 0, **config_overrides):
     """A :class:`BertEncoder` (``head='encoder'``), :class:`BertForPreTraining` (``'pretraining'``) or
@@ -103,14 +123,9 @@ def load_hf_bert(directory: str | Path, *, head: str = "encoder", num_labels: in
     from safetensors.numpy import load_file
 
     directory = Path(directory)
-    for name in ("config.json", "model.safetensors"):
-        if not (directory / name).exists():
-            raise FileNotFoundError(f"{directory}: no {name} (a HF BERT checkpoint directory has config.json "
-                                    "and model.safetensors)")
-    hf = json.loads((directory / "config.json").read_text())
-    cfg = config_from_hf(hf, str(directory / "config.json"), **config_overrides)
-    num_labels = num_labels or len(hf.get("id2label", {})) or 2
-    model = _build(cfg, head, num_labels, pooling or hf.get("nlp_jax_pooling", "cls"), seed)
+    _read_config(directory, ("config.json", "model.safetensors"))
+    model = init_hf_bert(directory, head=head, num_labels=num_labels, pooling=pooling, seed=seed,
+                         **config_overrides)
     tensors = {k.removeprefix("bert."): np.asarray(v, np.float32)
                for k, v in load_file(directory / "model.safetensors").items()}
     flat, used, missing, fresh = [], set(), [], set()

@@ -2,7 +2,8 @@
 
 The objective is ``loss_fn(model, batch, key) -> (loss, aux)`` or an :class:`Objective` (with its own
 state and frozen models); ``source(step) -> batch`` supplies data (so the data position of a run is its
-step); ``eval_fn(model) -> {name: value}`` evaluates. The driver adds the run directory: metrics, exact
+step; a source with a ``bind(trainer)`` method is bound to the trainer first, so it can read the model
+being trained and write the objective state, as PPO's rollouts do); ``eval_fn(model) -> {name: value}`` evaluates. The driver adds the run directory: metrics, exact
 resume, checkpoints, signals and divergence handling. The host reads the metrics every ``log_every``
 steps (and before every evaluation and checkpoint), not every step, and prepares the next batch while the
 device runs the current one; a NaN still stops the run naming the step where it first appeared, before
@@ -110,7 +111,6 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
     """
     if best_mode not in ("min", "max"):
         raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
-    objective = objective if isinstance(objective, Objective) else Objective.of(objective)
     with run_lock(workdir):
         return _train(model, objective, source, train_cfg, optim_cfg, Path(workdir), eval_fn, best_metric,
                       best_mode, config, frozen, wrt)
@@ -128,6 +128,8 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
         check_resume(workdir, (stored or {}).get("config"), to_dict(config) if config is not None else None,
                      ckpt.latest_step())
         best = trainer.restore(ckpt)["best"]
+    if hasattr(source, "bind"):  # a source that reads the model being trained (PPO's rollouts)
+        source.bind(trainer)
     start = trainer.step_count
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None,
                      tensorboard=train_cfg.tensorboard)

@@ -63,9 +63,11 @@ class Trainer:
     NNX filter, e.g. ``nnx.Param`` or ``nnx.All(nnx.Param, nnx.PathContains('head'))``).
     """
 
-    def __init__(self, model: nnx.Module, objective: Objective, optim_cfg: OptimConfig, total_steps: int, *,
-                 wrt: Any = nnx.Param, frozen: dict[str, nnx.Module] | None = None, seed: int = 0):
-        self.objective, self.wrt = objective, wrt
+    def __init__(self, model: nnx.Module, objective: Objective | Callable, optim_cfg: OptimConfig, total_steps: int,
+                 *, wrt: Any = nnx.Param, frozen: dict[str, nnx.Module] | None = None, seed: int = 0):
+        # a plain loss_fn(model, batch, key) -> (loss, aux) is a stateless objective
+        self.objective = objective if isinstance(objective, Objective) else Objective.of(objective)
+        self.wrt = wrt
         self.tx, self.schedule = make_optimizer(optim_cfg, total_steps)
         graphdef, state = nnx.split((model, nnx.Optimizer(model, self.tx, wrt=wrt)))
         self.graphdef, self.treedef = graphdef, jax.tree.structure(state)

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
@@ -61,18 +62,12 @@ def test_minilm_has_no_pretraining_heads_and_says_so(minilm):
 
 
 @pytest.fixture(scope="module")
-def random_pretraining(tmp_path_factory):
+def random_pretraining(hf_checkpoint):
     torch.manual_seed(0)
     cfg = transformers.BertConfig(vocab_size=120, hidden_size=48, num_hidden_layers=3, num_attention_heads=4,
                                   intermediate_size=80, max_position_embeddings=40, type_vocab_size=2)
-    model = transformers.BertForPreTraining(cfg).eval()
-    with torch.no_grad():  # HF initialises LayerNorms to (1, 0) and biases to 0: perturb so the test sees them
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("hf_bert")
-    model.save_pretrained(path, safe_serialization=True)
-    return path, model
+    return hf_checkpoint(transformers.BertForPreTraining(cfg).eval(),
+                         lambda name: "LayerNorm" in name or name.endswith("bias"))
 
 
 def test_random_bert_for_pretraining_gives_equal_mlm_and_nsp_logits(random_pretraining):
@@ -119,3 +114,17 @@ def test_our_saved_checkpoint_loads_in_transformers(random_pretraining, tmp_path
         out = hf(**_torch(batch))
     logits, aux = _encode(ours, {k: jnp.asarray(v) for k, v in batch.items()})
     assert np.max(np.abs(np.asarray(logits) - out.prediction_logits.numpy())) < 1e-4
+
+
+def test_init_hf_bert_builds_the_architecture_from_config_alone(random_pretraining, tmp_path):
+    from nlp_jax.models.bert_hf import init_hf_bert
+
+    path, _ = random_pretraining
+    (tmp_path / "config.json").write_text((path / "config.json").read_text())  # no weights beside it
+    fresh = nnx.state(init_hf_bert(tmp_path, head="pretraining", seed=3), nnx.Param)
+    loaded = nnx.state(load_hf_bert(path, head="pretraining"), nnx.Param)
+    assert jax.tree.map(jnp.shape, fresh) == jax.tree.map(jnp.shape, loaded)
+    word = lambda state: np.asarray(state["bert"]["embeddings"]["word"]["embedding"][...])  # noqa: E731
+    assert not np.allclose(word(fresh), word(loaded))
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        load_hf_bert(tmp_path)

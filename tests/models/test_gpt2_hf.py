@@ -14,18 +14,11 @@ pytestmark = pytest.mark.peers
 
 
 @pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
+def hf_dir(hf_checkpoint):
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(vocab_size=101, n_positions=32, n_embd=48, n_layer=3, n_head=4,
                                   resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    model = transformers.GPT2LMHeadModel(cfg).eval()
-    with torch.no_grad():  # HF initialises LayerNorms to (1, 0): perturb them so the test sees them
-        for name, p in model.named_parameters():
-            if "ln_" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("hf_gpt2")
-    model.save_pretrained(path, safe_serialization=True)
-    return path, model
+    return hf_checkpoint(transformers.GPT2LMHeadModel(cfg).eval(), lambda name: "ln_" in name)
 
 
 def test_logits_match_transformers(hf_dir):
