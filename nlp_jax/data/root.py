@@ -76,6 +76,10 @@ REGISTRY: dict[str, RemoteFile] = {
     "word_eval/wordsim353.tsv": RemoteFile(
         f"{_GENSIM}/wordsim353.tsv", "f92a022fc2537793a15bc3a8c162ebcd74990e033a228bb6388cb71e4c0b1e1d"
     ),
+    "hh_rlhf/harmless-base_test.jsonl.gz": RemoteFile(
+        f"{_GH}/anthropics/hh-rlhf/0398e3636f8d641a03d65b9362aa091297f28564/harmless-base/test.jsonl.gz",
+        "ebfaaed21162a4de120ae85366075b34425e2a6303fac59b99555002f7016f03",
+    ),
     "word_eval/simlex999.txt": RemoteFile(
         f"{_GENSIM}/simlex999.txt", "d5e0501971478a511430ee880bd0121e94ac701ba86d90544d83e6d2ba3db05d"
     ),

@@ -31,10 +31,32 @@ from nlp_jax.ops.losses import (
 from nlp_jax.ops.counting import cooccurrence, pmi
 from nlp_jax.ops.mlm import mlm_loss, mlm_mask, mlm_positions
 from nlp_jax.ops.linalg import randomized_svd
+from nlp_jax.ops.ppo import (
+    adaptive_kl_coef,
+    entropy,
+    gae,
+    kl_estimators,
+    last_token_mask,
+    per_token_rewards,
+    policy_loss,
+    value_loss,
+    whiten,
+)
+from nlp_jax.ops.preference import (
+    DPO_LOSSES,
+    bradley_terry_loss,
+    dpo_loss,
+    response_mask_targets,
+    sequence_logprobs,
+    token_logprobs,
+)
 from nlp_jax.ops.sampling import alias_table, draw_alias, sample_logits, top_k_filter, top_p_filter
 from nlp_jax.ops.sgns import cbow_update, sgns_loss, sgns_train, skipgram_update
 
 __all__ = [
+    "DPO_LOSSES", "adaptive_kl_coef", "bradley_terry_loss", "dpo_loss", "entropy", "gae", "kl_estimators",
+    "last_token_mask", "per_token_rewards", "policy_loss", "response_mask_targets", "sequence_logprobs",
+    "token_logprobs", "value_loss", "whiten",
     "alias_table", "attention_context", "bilinear_score", "causal_mask", "cbow_update", "cooccurrence",
     "cross_attention", "cross_entropy", "dense", "dot_score", "draw_alias", "dropout", "gelu", "key_padding_mask",
     "layer_norm", "masked_mean", "masked_softmax", "merge_heads", "mlm_loss", "mlm_mask", "mlm_positions", "nll", "padding_mask",

@@ -1,0 +1,100 @@
+"""Objectives for learning from preference pairs, trained by the one loop (``train.loop.train``):
+
+- :func:`dpo_objective`: the DPO family on a policy (``ops.dpo_loss``), the reference log-probs read from
+  the batch (``ref_chosen`` / ``ref_rejected``, computed once by :func:`reference_logprobs` and cached on
+  disk) or, when absent, computed in the step from a frozen reference model (``frozen['reference']``).
+- the reward model's Bradley-Terry objective is ``models.reward.reward_loss`` (stateless).
+
+A batch holds ``chosen``/``rejected`` (B, T) ids with their ``*_mask`` and ``*_response`` masks
+(``data.preferences.encode_pairs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from nlp_jax import ops
+from nlp_jax.models.reward import pair_batch, response_logprobs
+from nlp_jax.train.trainer import Objective
+
+REF_KEYS = ("ref_chosen", "ref_rejected")
+
+
+def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0, gamma: float = 0.0,
+                  reference_free: bool = False) -> Objective:
+    """An :class:`Objective` whose loss is ``ops.dpo_loss`` of the policy being trained against the
+    reference; aux: the ``rewards/*`` and ``logps/*`` metrics and ``tokens``. Arguments are checked here."""
+    one = jnp.zeros(1)
+    ops.dpo_loss(one, one, one, one, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing,
+                 gamma=gamma, chosen_lengths=one + 1, rejected_lengths=one + 1, reference_free=reference_free)
+    free = reference_free or loss_type == "simpo"
+
+    def loss(model, batch, key, state, frozen):
+        tokens, mask, response = pair_batch(batch)
+        total, _, _ = response_logprobs(model, tokens, mask, response, key)
+        if free:
+            ref = jnp.zeros_like(total)
+        elif all(k in batch for k in REF_KEYS):
+            ref = jnp.concatenate([batch["ref_chosen"], batch["ref_rejected"]])
+        elif "reference" in frozen:
+            ref = jax.lax.stop_gradient(response_logprobs(frozen["reference"], tokens, mask, response)[0])
+        else:
+            raise ValueError("DPO needs the reference log-probs: put ref_chosen/ref_rejected in the batch "
+                             "(reference_logprobs) or pass frozen={'reference': model}")
+        lengths = response[:, 1:].sum(-1)
+        (pw, pl), (rw, rl), (nw, nl) = (jnp.split(x, 2) for x in (total, ref, lengths))
+        value, metrics = ops.dpo_loss(pw, pl, rw, rl, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing,
+                                      gamma=gamma, chosen_lengths=nw, rejected_lengths=nl, reference_free=reference_free)
+        return value, {**metrics, "tokens": jnp.sum(mask)}, state
+
+    return Objective(loss=loss)
+
+
+def _fingerprint(model: nnx.Module, pairs: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)):
+        h.update(np.asarray(leaf).tobytes())
+    for k in sorted(pairs):
+        h.update(k.encode() + np.ascontiguousarray(pairs[k]).tobytes())
+    return h.hexdigest()
+
+
+@nnx.jit
+def _pair_logprobs(model, batch):
+    tokens, mask, response = pair_batch(batch)
+    return jnp.split(response_logprobs(model, tokens, mask, response)[0], 2)
+
+
+def reference_logprobs(reference: nnx.Module, pairs: dict[str, np.ndarray], cache: str | Path | None = None,
+                       *, batch_size: int = 16) -> dict[str, np.ndarray]:
+    """``{'ref_chosen', 'ref_rejected'}`` (N,): the reference's summed response log-probs of every pair, in
+    evaluation mode, computed once. With ``cache`` (an .npz path) they are stored with a fingerprint of
+    the reference's parameters and the pairs, and reused while both are unchanged (a changed one is
+    recomputed, never read stale)."""
+    fingerprint = _fingerprint(reference, pairs)
+    cache = None if cache is None else Path(cache)
+    if cache is not None and cache.exists():
+        with np.load(cache) as stored:
+            if str(stored["fingerprint"]) == fingerprint:
+                return {k: stored[k] for k in REF_KEYS}
+        print(f"{cache}: made for another reference model or other pairs; recomputing")
+    n = len(pairs["chosen"])
+    parts = []
+    for i in tqdm(range(0, n, batch_size), desc="reference log-probs", leave=False):
+        batch = {k: jnp.asarray(v[i:i + batch_size]) for k, v in pairs.items() if k not in REF_KEYS}
+        parts.append([np.asarray(x) for x in _pair_logprobs(reference, batch)])
+    out = {k: np.concatenate([p[j] for p in parts]) for j, k in enumerate(REF_KEYS)}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, fingerprint=fingerprint, **out)
+        os.replace(tmp, cache)  # a crash mid-write leaves the old cache or none, never half of one
+    return out

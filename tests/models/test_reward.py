@@ -1,0 +1,74 @@
+"""Reward model and policy-with-value-head on GPT-2 and BERT backbones: padding on either side scores as
+no padding, the head reads the last real token, and the value head leaves the policy's logits and the
+sampler untouched."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nlp_jax.models.bert import BertConfig, BertEncoder
+from nlp_jax.models.gpt2 import GPT2, GPT2Config
+from nlp_jax.models.reward import PolicyWithValue, RewardModel, last_token_index, positions_from_mask
+from nlp_jax.models.sampler import sample
+
+SEQ = np.array([5, 9, 3, 7, 11])
+
+
+def _gpt2_rm(seed=0):
+    return RewardModel(GPT2(GPT2Config.tiny(dropout=0.0), rngs=nnx.Rngs(seed)), rngs=nnx.Rngs(seed + 1))
+
+
+@nnx.jit
+def _score(model, tokens, mask):
+    return model(tokens, attention_mask=mask)[0]
+
+
+def _padded(pad_left: int, pad_right: int, pad_id: int = 0):
+    tokens = np.concatenate([np.full(pad_left, pad_id), SEQ, np.full(pad_right, pad_id)])[None]
+    mask = np.concatenate([np.zeros(pad_left, bool), np.ones(len(SEQ), bool), np.zeros(pad_right, bool)])[None]
+    return jnp.asarray(tokens), jnp.asarray(mask)
+
+
+def test_mask_helpers_on_left_and_right_padding():
+    mask = jnp.array([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    np.testing.assert_array_equal(last_token_index(mask), [4, 2, 4])
+    np.testing.assert_array_equal(positions_from_mask(mask)[0, 2:], [0, 1, 2])
+    np.testing.assert_array_equal(positions_from_mask(mask)[1, :3], [0, 1, 2])
+
+
+def test_gpt2_reward_ignores_padding_on_either_side():
+    rm = _gpt2_rm()
+    plain = float(_score(rm, *_padded(0, 0))[0])
+    for left, right in ((3, 0), (0, 4), (2, 2)):
+        assert abs(float(_score(rm, *_padded(left, right))[0]) - plain) < 1e-5, (left, right)
+
+
+def test_the_reward_is_the_head_on_the_last_real_tokens_state():
+    rm = _gpt2_rm()
+    tokens, mask = _padded(0, 3)
+    hidden = nnx.jit(lambda m, t: m(t)[1]["hidden"])(rm.backbone, tokens)
+    want = hidden[0, len(SEQ) - 1] @ rm.head.kernel[...][:, 0] + rm.head.bias[...][0]
+    assert abs(float(_score(rm, tokens, mask)[0]) - float(want)) < 1e-5
+
+
+def test_bert_encoder_as_a_reward_backbone():
+    rm = RewardModel(BertEncoder(BertConfig.tiny(dropout=0.0, attn_dropout=0.0), rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
+    plain = float(_score(rm, *_padded(0, 0))[0])
+    assert abs(float(_score(rm, *_padded(0, 5))[0]) - plain) < 1e-5
+    grads = nnx.grad(lambda m: _score(m, *_padded(0, 2)).sum())(rm)
+    assert float(jnp.abs(grads["head"]["kernel"][...]).sum()) > 0
+
+
+def test_value_head_keeps_the_policys_logits_and_samples():
+    policy = GPT2(GPT2Config.tiny(dropout=0.0), rngs=nnx.Rngs(0))
+    pv = PolicyWithValue(policy, rngs=nnx.Rngs(1))
+    tokens, mask = _padded(0, 0)
+    logits, aux = nnx.jit(lambda m, t: m(t))(pv, tokens)
+    np.testing.assert_allclose(logits, nnx.jit(lambda m, t: m(t)[0])(policy, tokens), atol=1e-6)
+    assert aux["values"].shape == tokens.shape
+    prompt = jnp.asarray(SEQ[None, :3])
+    a = sample(pv, prompt, max_new_tokens=6, key=jax.random.key(3))
+    b = sample(policy, prompt, max_new_tokens=6, key=jax.random.key(3))
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)

@@ -1,0 +1,163 @@
+"""Sequence log-probs, Bradley-Terry and the DPO family against float64 references written out by hand."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nlp_jax import ops
+
+B, T, V = 4, 7, 11
+
+
+def _log_softmax64(z):
+    z = np.asarray(z, np.float64)
+    return z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(-1, keepdims=True)
+
+
+def _logsig(x):
+    return -np.logaddexp(0.0, -np.asarray(x, np.float64))
+
+
+def _case(seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(B, T, V)).astype(np.float32)
+    tokens = rng.integers(0, V, (B, T)).astype(np.int32)
+    start, end = np.array([1, 2, 3, 1]), np.array([7, 5, 4, 2])  # response = tokens[start:end], then padding
+    mask = (np.arange(T)[None] >= start[:, None]) & (np.arange(T)[None] < end[:, None])
+    return logits, tokens, mask
+
+
+class TestSequenceLogprobs(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_sum_and_mean_equal_a_float64_loop(self):
+        logits, tokens, mask = _case()
+        # the mask check runs where the mask is concrete; under jit it is a tracer and the check is skipped
+        total, mean = self.variant(ops.sequence_logprobs)(logits, tokens, mask)
+        lp = _log_softmax64(logits)
+        for b in range(B):
+            ref = sum(lp[b, t - 1, tokens[b, t]] for t in range(T) if mask[b, t])
+            assert abs(float(total[b]) - ref) < 1e-5
+            assert abs(float(mean[b]) - ref / mask[b].sum()) < 1e-5
+
+    def test_prompt_and_padding_do_not_count(self):
+        logits, tokens, mask = _case()
+        other = logits.copy()
+        other[~np.roll(mask, -1, axis=1)] += 5.0  # change every logit that does not predict a response token
+        np.testing.assert_allclose(ops.sequence_logprobs(other, tokens, mask)[0],
+                                   ops.sequence_logprobs(logits, tokens, mask)[0], rtol=1e-6)
+
+    def test_an_empty_response_or_one_at_position_0_is_an_error_naming_the_rows(self):
+        logits, tokens, mask = _case()
+        mask[2] = False
+        with pytest.raises(ValueError, match=r"rows \[2\] have an empty response"):
+            ops.sequence_logprobs(logits, tokens, mask)
+        mask = _case()[2]
+        mask[1, 0] = True
+        with pytest.raises(ValueError, match=r"rows \[1\] mark position 0"):
+            ops.sequence_logprobs(logits, tokens, mask)
+
+
+def test_bradley_terry_equals_its_formula_with_margin_and_centring():
+    rng = np.random.default_rng(1)
+    rw, rl, m = (rng.normal(size=8).astype(np.float32) for _ in range(3))
+    loss, metrics = ops.bradley_terry_loss(rw, rl, margin=m, center_coef=0.01)
+    ref = np.mean(-_logsig(rw.astype(np.float64) - rl - m)) + 0.01 * np.mean((rw.astype(np.float64) + rl) ** 2)
+    assert abs(float(loss) - ref) < 1e-6
+    assert float(metrics["accuracy"]) == np.mean(rw > rl)
+    assert abs(float(metrics["margin"]) - np.mean(rw - rl)) < 1e-6
+
+
+def test_bradley_terry_is_log2_on_ties_and_its_gradient_separates_the_pair():
+    r = jnp.zeros(3)
+    loss, metrics = ops.bradley_terry_loss(r, r)
+    assert abs(float(loss) - np.log(2)) < 1e-7 and float(metrics["accuracy"]) == 0.5
+    gw, gl = jax.grad(lambda a, b: ops.bradley_terry_loss(a, b)[0], argnums=(0, 1))(r, r)
+    assert (gw < 0).all() and (gl > 0).all()  # descent raises r_w and lowers r_l
+
+
+def _logps(seed=2):
+    rng = np.random.default_rng(seed)
+    return [(-rng.uniform(5, 30, 6)).astype(np.float32) for _ in range(4)], rng.integers(1, 12, (2, 6))
+
+
+def _reference(kind, pw, pl, rw, rl, beta, eps, gamma, nw, nl):
+    """The DPO family written out in float64, one formula per loss."""
+    pw, pl, rw, rl = (np.asarray(a, np.float64) for a in (pw, pl, rw, rl))
+    if kind in ("ipo", "sigmoid_norm", "simpo"):
+        pw, pl, rw, rl = pw / nw, pl / nl, rw / nw, rl / nl
+    h = (pw - rw) - (pl - rl)
+    if kind == "simpo":
+        return np.mean(-_logsig(beta * (pw - pl) - gamma))
+    return np.mean({
+        "sigmoid": -_logsig(beta * h),
+        "sigmoid_norm": -_logsig(beta * h),
+        "cdpo": -(1 - eps) * _logsig(beta * h) - eps * _logsig(-beta * h),
+        "robust": (-(1 - eps) * _logsig(beta * h) + eps * _logsig(-beta * h)) / (1 - 2 * eps),
+        "ipo": (h - 1 / (2 * beta)) ** 2,
+        "hinge": np.maximum(0, 1 - beta * h),
+    }[kind])
+
+
+@pytest.mark.parametrize("kind", ops.DPO_LOSSES)
+def test_each_dpo_loss_equals_its_float64_formula(kind):
+    (pw, pl, rw, rl), (nw, nl) = _logps()
+    eps = 0.1 if kind in ("cdpo", "robust") else 0.0
+    gamma = 0.5 if kind == "simpo" else 0.0
+    loss, _ = jax.jit(lambda *a: ops.dpo_loss(*a, beta=0.3, loss_type=kind, label_smoothing=eps, gamma=gamma,
+                                              chosen_lengths=nw, rejected_lengths=nl))(pw, pl, rw, rl)
+    ref = _reference(kind, pw, pl, rw, rl, 0.3, eps, gamma, nw, nl)
+    assert abs(float(loss) - ref) < 1e-5 * max(1.0, abs(ref)), (kind, float(loss), ref)
+
+
+def test_dpo_with_the_policy_equal_to_the_reference_is_log2_and_its_gradient_prefers_the_chosen():
+    (pw, pl, _, _), _ = _logps()
+    loss, metrics = ops.dpo_loss(pw, pl, pw, pl, beta=0.1)
+    assert abs(float(loss) - np.log(2)) < 1e-6 and float(metrics["rewards/margins"]) == 0.0
+    gw, gl = jax.grad(lambda a, b: ops.dpo_loss(a, b, pw, pl, beta=0.1)[0], argnums=(0, 1))(pw, pl)
+    assert (gw < 0).all() and (gl > 0).all()  # descent raises log pi(y_w) and lowers log pi(y_l)
+
+
+def test_ipo_is_minimised_at_h_equal_one_over_two_beta():
+    beta, n = 0.25, np.ones(1)
+    loss = lambda h: ops.dpo_loss(jnp.array([h]), jnp.zeros(1), jnp.zeros(1), jnp.zeros(1), beta=beta,  # noqa: E731
+                                  loss_type="ipo", chosen_lengths=n, rejected_lengths=n)[0]
+    assert float(loss(1 / (2 * beta))) == 0.0
+    assert abs(float(jax.grad(loss)(1 / (2 * beta)))) < 1e-7
+    assert float(loss(1 / (2 * beta) + 0.1)) > 0 and float(loss(1 / (2 * beta) - 0.1)) > 0
+
+
+def test_dpo_metrics_are_the_implicit_rewards():
+    (pw, pl, rw, rl), _ = _logps()
+    _, m = ops.dpo_loss(pw, pl, rw, rl, beta=0.5)
+    chosen, rejected = 0.5 * (pw - rw), 0.5 * (pl - rl)
+    np.testing.assert_allclose([m["rewards/chosen"], m["rewards/rejected"], m["rewards/margins"],
+                                m["rewards/accuracies"], m["logps/chosen"], m["logps/rejected"]],
+                               [chosen.mean(), rejected.mean(), (chosen - rejected).mean(),
+                                (chosen > rejected).mean(), pw.mean(), pl.mean()], rtol=1e-5)
+    _, free = ops.dpo_loss(pw, pl, rw, rl, beta=0.5, reference_free=True)
+    assert abs(float(free["rewards/chosen"]) - 0.5 * pw.mean()) < 1e-4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(beta=0.0), "beta must be > 0"),
+    (dict(beta=-1.0), "beta must be > 0"),
+    (dict(beta=0.1, loss_type="dpo"), "loss_type must be one of"),
+    (dict(beta=0.1, loss_type="cdpo", label_smoothing=0.5), r"label_smoothing must be in \[0, 0.5\)"),
+    (dict(beta=0.1, label_smoothing=0.1), "label_smoothing applies to loss_type 'cdpo' and 'robust'"),
+    (dict(beta=0.1, gamma=1.0), "gamma .* applies to loss_type 'simpo'"),
+    (dict(beta=0.1, loss_type="ipo"), "pass chosen_lengths and rejected_lengths"),
+])
+def test_bad_dpo_arguments_are_refused_by_name(kwargs, message):
+    (pw, pl, rw, rl), _ = _logps()
+    with pytest.raises(ValueError, match=message):
+        ops.dpo_loss(pw, pl, rw, rl, **kwargs)
+
+
+def test_mismatched_pair_shapes_are_refused():
+    (pw, pl, rw, rl), _ = _logps()
+    with pytest.raises(AssertionError):
+        ops.dpo_loss(pw, pl[:3], rw, rl, beta=0.1)
+    with pytest.raises(AssertionError):
+        ops.bradley_terry_loss(pw, pl[:3])

@@ -1,0 +1,98 @@
+"""DPO and the reward model through the one Trainer: log 2 at the start, learning a synthetic preference,
+the frozen reference untouched and gradient-free, and the reference cache reused only while valid."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from nlp_jax.data.preferences import ArrayBatches, encode_pairs
+from nlp_jax.models.gpt2 import GPT2, GPT2Config
+from nlp_jax.models.reward import RewardModel, reward_loss
+from nlp_jax.train.config import OptimConfig
+from nlp_jax.train.preference import dpo_objective, reference_logprobs
+from nlp_jax.train.trainer import Objective, Trainer
+
+CFG = GPT2Config.tiny(dropout=0.0, block_size=24)
+
+
+def _pairs(n=32, seed=0):
+    """Prompts of random letters; the chosen response repeats 'a', the rejected one 'b' (ids 1 and 2)."""
+    rng = np.random.default_rng(seed)
+    prompts = ["".join(rng.choice(list("cdefgh"), rng.integers(1, 6))) for _ in range(n)]
+    lengths = rng.integers(2, 8, n)
+    pairs, _ = encode_pairs(lambda s: [ord(c) - 96 for c in s], prompts, ["a" * k for k in lengths],
+                            ["b" * k for k in lengths], max_length=16, max_prompt_length=6, bos_id=30)
+    return pairs
+
+
+def _policy(seed=0):
+    return GPT2(CFG, rngs=nnx.Rngs(seed))
+
+
+def _leaves(model):
+    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def test_dpo_starts_at_log2_learns_the_preference_and_never_touches_the_reference():
+    pairs = _pairs()
+    reference = _policy()
+    before = _leaves(reference)
+    trainer = Trainer(_policy(), dpo_objective(beta=0.5), OptimConfig(lr=1e-2, warmup_steps=0), 40,
+                      frozen={"reference": reference})
+    source = ArrayBatches(pairs, 8, seed=1)
+    first = trainer.step(source(0))
+    assert abs(float(first["loss"]) - np.log(2)) < 1e-6  # policy == reference at step 0
+    for step in range(1, 40):
+        metrics = trainer.step(source(step))
+    assert float(metrics["rewards/accuracies"]) == 1.0 and float(metrics["loss"]) < 0.3
+    assert float(metrics["rewards/margins"]) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(before, _leaves(reference)))
+
+
+def test_the_reference_receives_no_gradient():
+    batch = {k: jnp.asarray(v[:4]) for k, v in _pairs().items()}
+    objective = dpo_objective(beta=0.1)
+    policy, reference = _policy(0), _policy(1)
+    grads = nnx.grad(lambda ref: objective.loss(policy, batch, None, None, {"reference": ref})[0])(reference)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+
+
+def test_cached_reference_logprobs_equal_the_frozen_model_and_are_reused_only_while_valid(tmp_path, capsys):
+    pairs = _pairs(12)
+    reference = _policy()
+    cache = tmp_path / "ref.npz"
+    ref = reference_logprobs(reference, pairs, cache, batch_size=5)
+    batch = {k: jnp.asarray(v[:4]) for k, v in pairs.items()}
+    objective = dpo_objective(beta=0.1)
+    from_cache = objective.loss(_policy(2), {**batch, "ref_chosen": ref["ref_chosen"][:4],
+                                             "ref_rejected": ref["ref_rejected"][:4]}, None, None, {})
+    from_model = objective.loss(_policy(2), batch, None, None, {"reference": reference})
+    assert abs(float(from_cache[0]) - float(from_model[0])) < 1e-5
+    stamp = cache.stat().st_mtime_ns
+    np.testing.assert_array_equal(reference_logprobs(reference, pairs, cache)["ref_chosen"], ref["ref_chosen"])
+    assert cache.stat().st_mtime_ns == stamp  # read, not recomputed
+    other = reference_logprobs(_policy(5), pairs, cache)
+    assert "made for another reference model" in capsys.readouterr().out
+    assert not np.allclose(other["ref_chosen"], ref["ref_chosen"])
+
+
+def test_dpo_without_a_reference_is_a_clear_error():
+    batch = {k: jnp.asarray(v[:4]) for k, v in _pairs().items()}
+    with pytest.raises(ValueError, match="DPO needs the reference log-probs"):
+        dpo_objective(beta=0.1).loss(_policy(), batch, None, None, {})
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        dpo_objective(beta=0.0)
+    free, _, _ = dpo_objective(beta=0.1, loss_type="simpo", gamma=0.5).loss(_policy(), batch, None, None, {})
+    assert np.isfinite(float(free))
+
+
+def test_reward_model_learns_to_prefer_the_chosen_response():
+    pairs = _pairs()
+    rm = RewardModel(_policy(), rngs=nnx.Rngs(3))
+    trainer = Trainer(rm, Objective.of(reward_loss), OptimConfig(lr=1e-2, warmup_steps=0), 30)
+    source = ArrayBatches(pairs, 8, seed=2)
+    for step in range(30):
+        metrics = trainer.step(source(step))
+    assert float(metrics["accuracy"]) == 1.0 and float(metrics["margin"]) > 1.0
