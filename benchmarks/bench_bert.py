@@ -115,8 +115,8 @@ def profile(data: list[dict]) -> None:
 
     w = lambda i, o: jax.random.normal(key, (i, o)) * 0.02  # noqa: E731
     parts = {
-        "attention core (QK^T, masked softmax, dropout, AV)": grad_time(
-            lambda q: kernels.attention(q, q, q, mask=mask, dropout_rate=0.1, dropout_key=key), q),
+        "attention core (QK^T, masked softmax, dropout, AV)": grad_time(  # the mask an argument, not a constant
+            lambda q, m: kernels.attention(q, q, q, mask=m, dropout_rate=0.1, dropout_key=key), q, mask),
         "dense layers (QKV, output, MLP in and out)": grad_time(
             lambda x, a, o, i, p: kernels.dense(kernels.dense(x, a)[..., :d], o) + kernels.dense(
                 kernels.dense(x, i), p), x, w(d, 3 * d), w(d, d), w(d, f), w(f, d)),

@@ -39,7 +39,7 @@ MINI = dict(n_layer=4, n_embd=256, n_head=4, n_inner=1024, block_size=128)
 class Config:
     model: BertConfig = BertConfig(vocab_size=8192, **MINI)
     optim: OptimConfig = OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=200, weight_decay=0.01, beta2=0.98)
-    train: TrainConfig = TrainConfig(steps=1500, log_every=50, eval_every=250, ckpt_every=250)
+    train: TrainConfig = TrainConfig(steps=4000, log_every=50, eval_every=500, ckpt_every=250)
     batch_size: int = 64  # sentence pairs per step
     max_length: int = 64  # WordPiece pieces per pair, [CLS] and [SEP]s included (longest-first truncation)
     max_predictions: int = 16  # MLM head positions per row (BERT's max_predictions_per_seq)

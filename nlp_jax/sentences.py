@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm.auto import tqdm
 
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import normalized_mean
@@ -32,10 +33,12 @@ def _forward(model, batch):
 
 def batched(model, tokenizer: WordPieceTokenizer, texts: list[str], fn, batch_size: int = 128,
             max_length: int | None = None) -> np.ndarray:
-    """``fn(outputs, batch) -> (B, ...)`` over ``texts`` in length-sorted batches, returned in input order."""
+    """``fn(outputs, batch) -> (B, ...)`` over ``texts`` in length-sorted batches, returned in input order
+    (a progress bar on stderr past 8 batches)."""
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = [None] * len(texts)
-    for start in range(0, len(texts), batch_size):
+    starts = range(0, len(texts), batch_size)
+    for start in tqdm(starts, desc="sentences", unit="batch", leave=False, disable=len(starts) <= 8):
         idx = order[start:start + batch_size]
         batch = {k: jnp.asarray(v) for k, v in tokenizer.encode([texts[i] for i in idx], max_length=max_length).items()}
         values = np.asarray(fn(_forward(model, batch), batch))
