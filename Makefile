@@ -15,7 +15,7 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
-        bert-pretrain bert-sst2 bert-embed bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v \
+        bert-pretrain bert-sst2 bert-tapt bert-embed bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v \
         bench-bert gpu-check clean
 
 $(STAMP): pyproject.toml
@@ -71,6 +71,10 @@ bert-pretrain: $(STAMP)  ## BERT-Mini from scratch, MLM + NSP on PTB; held-out M
 
 bert-sst2: $(STAMP) $(MINILM) bert-pretrain  ## BERT on SST-2 from MiniLM ([CLS], mean), ours, scratch; frozen baseline
 	for c in minilm minilm_mean ours scratch frozen; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; done
+
+bert-tapt: $(STAMP)  ## task-adaptive BERT pretraining (PTB + SST-2 text), then SST-2 from it and from scratch
+	$(RUN) experiments/bert_pretrain.py:tapt
+	for c in ours_tapt scratch_tapt; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; done
 
 BERT_QUERY ?= a moving and beautifully acted film
 bert-embed: $(STAMP) $(MINILM)  ## MiniLM sentence embeddings: SST-2 dev sentences nearest to BERT_QUERY

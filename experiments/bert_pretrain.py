@@ -6,7 +6,9 @@ PTB's training text is one sentence a line in reading order, so consecutive line
 pairs; the validation split is the held-out text. A WordPiece vocabulary (8,192) is trained on the training
 text (``<unk>`` is read as [UNK]) and kept in ``<workdir>/tokenizer``; the model is BERT-Mini's shape (4
 layers, 256 wide, 4 heads, MLP 1024) with sequence pairs up to 64 pieces, 15% masked (80/10/10), the MLM
-head on at most 16 positions a row. Reports held-out MLM and NSP accuracy; exports the model with its
+head on at most 16 positions a row. The ``tapt`` config (task-adaptive pretraining, Gururangan et al.
+2020) fills half of each batch with SST-2's training sentences, unlabelled, for the MLM loss only, and
+trains the vocabulary on both texts. Reports held-out MLM and NSP accuracy (on PTB); exports the model with its
 tokenizer in Hugging Face format to ``<workdir>/export`` (what ``experiments/bert_sst2.py:ours`` reads).
 Measured results: README.md, section "Results".
 """
@@ -23,6 +25,7 @@ from flax import nnx
 
 from nlp_jax.data.pretraining import PretrainingBatches
 from nlp_jax.data.root import read_text
+from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import BertConfig, BertForPreTraining, pretraining_loss
 from nlp_jax.models.bert_hf import save_hf_bert
@@ -45,21 +48,25 @@ class Config:
     max_predictions: int = 16  # MLM head positions per row (BERT's max_predictions_per_seq)
     eval_batches: int = 16  # held-out batches of batch_size pairs, the same ones at every evaluation
     max_sentences: int = 0  # 0: all training sentences; else the first ones (smoke)
+    sst2_rate: float = 0.0  # > 0: this share of each batch is SST-2 training sentences, unlabelled, MLM only
     workdir: str = "runs/bert_pretrain"
 
     def __post_init__(self):
         check_fields(self, batch_size=at_least(1), max_length=at_least(8), max_predictions=at_least(1),
-                     eval_batches=at_least(1), max_sentences=at_least(0))
+                     eval_batches=at_least(1), max_sentences=at_least(0),
+                     sst2_rate=((lambda v: 0.0 <= v < 1.0), "in [0, 1)"))
 
 
 def get_config(arg: str | None = None) -> Config:
     if arg in (None, "", "default", "cpu"):
         return Config()
+    if arg == "tapt":  # task-adaptive (Gururangan et al. 2020): half of each batch is SST-2's own text
+        return Config(sst2_rate=0.5, workdir="runs/bert_pretrain_tapt")
     if arg == "smoke":
         return Config(model=BertConfig.tiny(vocab_size=200, block_size=32), batch_size=8, max_length=32,
                       eval_batches=2, max_sentences=300, workdir="runs/bert_pretrain_smoke",
                       train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False))
-    raise ValueError(f"unknown config {arg!r}; choose cpu or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose cpu, tapt or smoke")
 
 
 def sentences(split: str, limit: int = 0) -> list[str]:
@@ -82,14 +89,18 @@ def tokenizer_for(cfg: Config, texts: list[str]) -> WordPieceTokenizer:
 
 def run(cfg: Config) -> dict:
     train_text, held_out = sentences("train", cfg.max_sentences), sentences("valid", cfg.max_sentences)
-    tok = tokenizer_for(cfg, train_text)
+    singles = []
+    if cfg.sst2_rate:  # SST-2's training phrases, without their labels (never the dev sentences)
+        singles = read_sst2("train")[0][:cfg.max_sentences or None]
+    tok = tokenizer_for(cfg, train_text + singles)
     if tok.vocab_size > cfg.model.vocab_size:
         raise ValueError(f"{cfg.workdir}/tokenizer has {tok.vocab_size} pieces, more than model.vocab_size="
                          f"{cfg.model.vocab_size}; delete the folder or raise model.vocab_size")
     model = BertForPreTraining(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
     loss_fn = functools.partial(pretraining_loss, mask_id=tok.mask_id, special_ids=tok.special_ids,
                                 max_predictions=cfg.max_predictions)
-    source = PretrainingBatches(train_text, tok, cfg.batch_size, cfg.max_length, seed=cfg.train.seed)
+    source = PretrainingBatches(train_text, tok, cfg.batch_size, cfg.max_length, seed=cfg.train.seed,
+                                singles=singles, single_rate=cfg.sst2_rate)
     held = PretrainingBatches(held_out, tok, cfg.batch_size, cfg.max_length, seed=12345)
     held_batches = [held(i) for i in range(cfg.eval_batches)]
     evaluate = nnx.jit(lambda m, b: loss_fn(m, b, None)[1])

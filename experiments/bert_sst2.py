@@ -4,7 +4,8 @@ Launch:  python -m nlp_jax.run experiments/bert_sst2.py:<config>     (or: make b
 
 Configs: ``minilm`` (all-MiniLM-L6-v2's encoder, pooler [CLS]), ``minilm_mean`` (the same, masked-mean
 pooling), ``ours`` (the encoder of ``make bert-pretrain``, from ``runs/bert_pretrain/export``), ``scratch``
-(the same shape and vocabulary, random weights: no pretraining), and ``frozen`` (MiniLM's frozen sentence
+(the same shape and vocabulary, random weights: no pretraining), ``ours_tapt`` and ``scratch_tapt`` (the
+same from ``bert_pretrain.py:tapt``, whose vocabulary differs), and ``frozen`` (MiniLM's frozen sentence
 embeddings + logistic regression: the baseline). One epoch over the 67,349 training phrases, batch 32,
 AdamW with warmup and cosine decay; accuracy on the 872 dev sentences. The classifier is exported with its
 tokenizer to ``<workdir>/export`` (``python -m nlp_jax.sentences classify <workdir>/export file.txt``).
@@ -73,6 +74,10 @@ def get_config(arg: str | None = None) -> Config:
         "minilm_mean": Config(pooling="mean", workdir="runs/bert_sst2_minilm_mean"),
         "ours": Config(init="ours", workdir="runs/bert_sst2_ours", **small),
         "scratch": Config(init="scratch", workdir="runs/bert_sst2_scratch", **small),
+        "ours_tapt": Config(init="ours", init_dir="runs/bert_pretrain_tapt/export",
+                            workdir="runs/bert_sst2_ours_tapt", **small),
+        "scratch_tapt": Config(init="scratch", init_dir="runs/bert_pretrain_tapt/export",
+                               workdir="runs/bert_sst2_scratch_tapt", **small),
         "frozen": Config(init="frozen", workdir="runs/bert_sst2_frozen"),
         "smoke": Config(max_train=64, max_dev=16, batch_size=8, workdir="runs/bert_sst2_smoke",
                         train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)),
@@ -87,7 +92,8 @@ def get_config(arg: str | None = None) -> Config:
 def _model(cfg: Config) -> BertClassifier:
     d = cfg.source_dir
     if not (d / "config.json").exists():
-        hint = " (run `make bert-pretrain` first)" if cfg.init in ("ours", "scratch") and not cfg.init_dir else ""
+        hint = (" (run the pretraining that exports it first: `make bert-pretrain`, or experiments/bert_pretrain.py:tapt"
+                " for the _tapt configs)" if cfg.init in ("ours", "scratch") else "")
         raise FileNotFoundError(f"no BERT checkpoint in {d}{hint}")
     if cfg.init == "scratch":
         return init_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,

@@ -131,3 +131,11 @@ def test_logistic_regression_reaches_the_optimum():
     grad = jax.grad(loss)(p)
     assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grad)) < 1e-4
     assert float(loss(p)) < float(loss(jax.tree.map(jnp.zeros_like, p)))
+
+
+def test_task_adaptive_pretraining_mixes_sst2_sentences_into_the_batches(tmp_path):
+    pretrain = Path(__file__).resolve().parents[1] / "experiments" / "bert_pretrain.py"
+    summary = main([f"{pretrain}:smoke", "--set", f"workdir={tmp_path}", "--set", "sst2_rate=0.5"])
+    assert summary["status"] == "finished" and summary["steps"] == 2
+    vocab = set((tmp_path / "tokenizer" / "vocab.txt").read_text().split())
+    assert {",", "?", ";"} <= vocab  # SST-2's punctuation: PTB's text has none, so the vocabulary saw SST-2

@@ -31,22 +31,40 @@ def nsp_pairs(n_sentences: int, first: np.ndarray, rng: np.random.Generator) -> 
 class PretrainingBatches:
     """``source(step)``: ``batch_size`` NSP pairs drawn with a generator seeded by (seed, step), tokenised
     (``[CLS] A [SEP] B [SEP]``, truncated longest-first to ``max_length``, padded to a multiple of 8),
-    with ``nsp_labels`` and the ``mlm_seed`` for the masking in the loss."""
+    with ``nsp_labels``, ``nsp_weight`` (1 on a pair) and the ``mlm_seed`` for the masking in the loss.
+
+    With ``singles`` (texts without an order, e.g. a task's unlabelled sentences for task-adaptive
+    pretraining), the first ``round(single_rate * batch_size)`` rows of each batch are single texts
+    (``[CLS] A [SEP]``) for the MLM loss only: their ``nsp_weight`` is 0."""
 
     def __init__(self, sentences: list[str], tokenizer: WordPieceTokenizer, batch_size: int, max_length: int,
-                 seed: int = 0):
+                 seed: int = 0, singles: list[str] | None = None, single_rate: float = 0.0):
         if len(sentences) < 3:
             raise ValueError(f"pretraining needs at least 3 sentences in order, got {len(sentences)}")
-        self.sentences, self.tokenizer = sentences, tokenizer
+        if not 0.0 <= single_rate < 1.0 or (single_rate > 0 and not singles):
+            raise ValueError(f"single_rate must be in [0, 1) and needs singles, got {single_rate} with "
+                             f"{len(singles or [])} singles")
+        self.sentences, self.tokenizer, self.singles = sentences, tokenizer, singles or []
         self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
+        self.n_single = round(single_rate * batch_size)
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, step])
-        first = rng.integers(0, len(self.sentences) - 1, self.batch_size)
+        n_pairs = self.batch_size - self.n_single
+        first = rng.integers(0, len(self.sentences) - 1, n_pairs)
         second, labels = nsp_pairs(len(self.sentences), first, rng)
-        batch = self.tokenizer.encode([self.sentences[i] for i in first], [self.sentences[j] for j in second],
-                                      max_length=self.max_length)
-        return {**batch, "nsp_labels": labels, "mlm_seed": np.int32(rng.integers(0, 2**31 - 1))}
+        parts = [self.tokenizer.encode([self.sentences[i] for i in first], [self.sentences[j] for j in second],
+                                       max_length=self.max_length)]
+        weight = np.ones(n_pairs, np.float32)
+        if self.n_single:
+            picked = rng.integers(0, len(self.singles), self.n_single)
+            parts.insert(0, self.tokenizer.encode([self.singles[i] for i in picked], max_length=self.max_length))
+            labels = np.concatenate([np.zeros(self.n_single, np.int32), labels])
+            weight = np.concatenate([np.zeros(self.n_single, np.float32), weight])
+        width = max(p["input_ids"].shape[1] for p in parts)
+        batch = {k: np.concatenate([np.pad(p[k], ((0, 0), (0, width - p[k].shape[1]))) for p in parts])
+                 for k in parts[0]}
+        return {**batch, "nsp_labels": labels, "nsp_weight": weight, "mlm_seed": np.int32(rng.integers(0, 2**31 - 1))}
 
 
 class SentenceBatches:

@@ -198,7 +198,7 @@ def pretraining_loss(model: BertForPreTraining, batch: dict, key: Array | None, 
                      special_ids: tuple[int, ...], rate: float = 0.15,
                      max_predictions: int | None = None) -> tuple[Array, dict]:
     """MLM + NSP on a ``data.pretraining.PretrainingBatches`` batch: ``input_ids``, ``token_type_ids``,
-    ``attention_mask``, ``nsp_labels`` (B,) and ``mlm_seed``, which keys ``ops.mlm_mask`` (so evaluation
+    ``attention_mask``, ``nsp_labels`` (B,), optionally ``nsp_weight`` (B,), and ``mlm_seed``, which keys ``ops.mlm_mask`` (so evaluation
     masks the same positions each time). The MLM loss is the mean over the chosen positions only; with
     ``max_predictions`` the MLM head runs on the first that many chosen positions of each row (BERT's
     max_predictions_per_seq; aux ``mlm_dropped`` counts chosen positions beyond it). aux: both losses and
@@ -214,10 +214,11 @@ def pretraining_loss(model: BertForPreTraining, batch: dict, key: Array | None, 
         targets = jnp.take_along_axis(targets, where, axis=1)
     logits, aux = model(inputs, segments=batch["token_type_ids"], attention_mask=mask, key=key, mlm_positions=where)
     mlm = kernels.cross_entropy(logits, targets, mask=weights)
-    nsp = kernels.cross_entropy(aux["nsp_logits"], batch["nsp_labels"])
+    nsp_weight = batch.get("nsp_weight")  # 0 on rows without a sentence pair (MLM only)
+    nsp = kernels.cross_entropy(aux["nsp_logits"], batch["nsp_labels"], mask=nsp_weight)
     return mlm + nsp, {
         "mlm_loss": mlm, "nsp_loss": nsp, "mlm_accuracy": ops.masked_mean(jnp.argmax(logits, -1) == targets, weights),
-        "nsp_accuracy": jnp.mean(jnp.argmax(aux["nsp_logits"], -1) == batch["nsp_labels"]),
+        "nsp_accuracy": ops.masked_mean(jnp.argmax(aux["nsp_logits"], -1) == batch["nsp_labels"], nsp_weight),
         "masked": jnp.sum(weights), "mlm_dropped": jnp.sum(chosen) - jnp.sum(weights), "tokens": jnp.sum(mask)}
 
 

@@ -3,11 +3,11 @@
 The objective is ``loss_fn(model, batch, key) -> (loss, aux)`` or an :class:`Objective` (with its own
 state and frozen models); ``source(step) -> batch`` supplies data (so the data position of a run is its
 step; a source with a ``bind(trainer)`` method is bound to the trainer first, so it can read the model
-being trained and write the objective state, as PPO's rollouts do); ``eval_fn(model) -> {name: value}`` evaluates. The driver adds the run directory: metrics, exact
-resume, checkpoints, signals and divergence handling. The host reads the metrics every ``log_every``
-steps (and before every evaluation and checkpoint), not every step, and prepares the next batch while the
-device runs the current one; a NaN still stops the run naming the step where it first appeared, before
-anything is saved after it.
+being trained and write the objective state, as PPO's rollouts do); ``eval_fn(model) -> {name: value}``
+evaluates. The driver adds the run directory: metrics, exact resume, checkpoints, signals and divergence
+handling. The host reads the metrics every ``log_every`` steps (and before every evaluation and
+checkpoint), not every step, and prepares the next batch while the device runs the current one; a NaN
+still stops the run naming the step where it first appeared, before anything is saved after it.
 """
 
 from __future__ import annotations

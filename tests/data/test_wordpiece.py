@@ -63,8 +63,20 @@ def test_nsp_pairs_are_half_true_next_half_random_other(trained):
     a, b = source(3), source(3)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])  # a pure function of the step
-    assert set(a) == {"input_ids", "token_type_ids", "attention_mask", "nsp_labels", "mlm_seed"}
-    assert (a["token_type_ids"].max(1) == 1).all()
+    assert set(a) == {"input_ids", "token_type_ids", "attention_mask", "nsp_labels", "nsp_weight", "mlm_seed"}
+    assert (a["token_type_ids"].max(1) == 1).all() and (a["nsp_weight"] == 1).all()
+
+
+def test_single_texts_fill_their_share_of_a_batch_for_the_mlm_loss_only(trained):
+    singles = ["a film about nothing", "the best of the year"]
+    source = PretrainingBatches(TEXT, trained, batch_size=8, max_length=32, seed=1, singles=singles,
+                                single_rate=0.25)
+    batch = source(4)
+    np.testing.assert_array_equal(batch["nsp_weight"], [0, 0, 1, 1, 1, 1, 1, 1])
+    assert (batch["token_type_ids"][:2] == 0).all() and (batch["token_type_ids"][2:].max(1) == 1).all()
+    assert batch["input_ids"].shape[1] % 8 == 0 and batch["attention_mask"][:2].sum() > 0
+    with pytest.raises(ValueError, match="needs singles"):
+        PretrainingBatches(TEXT, trained, batch_size=8, max_length=32, single_rate=0.5)
 
 
 def test_sentence_batches_visit_each_example_once_per_epoch(trained):

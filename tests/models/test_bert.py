@@ -94,6 +94,10 @@ def test_pretraining_loss_equals_a_float64_reference_of_its_two_heads():
     np.testing.assert_allclose([float(aux["mlm_loss"]), float(aux["nsp_loss"]), float(loss)], [mlm, nsp, mlm + nsp],
                                rtol=1e-5)
     assert int(aux["masked"]) == c.sum() and logits.shape == (3, 10, CFG.vocab_size)
+    weighted = {**batch, "nsp_weight": jnp.array([0.0, 1.0, 1.0])}  # row 0: MLM only
+    _, aux_w = jax.jit(lambda m, b: loss_fn(m, b, None))(model, weighted)
+    assert abs(float(aux_w["nsp_loss"]) - nll(out["nsp_logits"], batch["nsp_labels"])[1:].mean()) < 1e-5
+    assert abs(float(aux_w["mlm_loss"]) - mlm) < 1e-5
 
 
 def test_mlm_decoder_is_tied_to_the_word_embeddings():
