@@ -15,8 +15,8 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
-        bert-pretrain bert-sst2 bert-tapt bert-embed bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v \
-        bench-bert gpu-check clean
+        bert-pretrain bert-sst2 bert-tapt bert-embed rlhf-sentiment bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v \
+        bench-bert bench-dpo gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,16 +72,20 @@ bert-pretrain: $(STAMP)  ## BERT-Mini from scratch, MLM + NSP on PTB; held-out M
 bert-sst2: $(STAMP) $(MINILM) bert-pretrain  ## BERT on SST-2 from MiniLM ([CLS], mean), ours, scratch; frozen baseline
 	for c in minilm minilm_mean ours scratch frozen; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; done
 
-bert-tapt: $(STAMP)  ## task-adaptive BERT pretraining (PTB + SST-2 text), then SST-2 from it and from scratch
+bert-tapt: $(STAMP) bert-pretrain  ## task-adaptive BERT pretraining (bert-pretrain's run continued on SST-2 text), then SST-2 from it
 	$(RUN) experiments/bert_pretrain.py:tapt
-	for c in ours_tapt scratch_tapt; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; done
+	$(RUN) experiments/bert_sst2.py:ours_tapt
+
+rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT, best-of-N, DPO/IPO/cDPO; frontier plot
+	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle
+	$(RUN) experiments/rlhf_sentiment.py
 
 BERT_QUERY ?= a moving and beautifully acted film
 bert-embed: $(STAMP) $(MINILM)  ## MiniLM sentence embeddings: SST-2 dev sentences nearest to BERT_QUERY
 	cut -f2 $(or $(NLP_JAX_DATA),../shared/data)/sst2/dev.tsv | tail -n +2 > $(VENV)/sst2_dev.txt
 	$(PY) -m nlp_jax.sentences nearest minilm $(VENV)/sst2_dev.txt --query "$(BERT_QUERY)" -k 5
 
-bench: bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-bert  ## all benchmarks
+bench: bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-bert bench-dpo  ## all benchmarks
 
 bench-gpt: $(STAMP)  ## GPT train step, ours vs nanoGPT (set NANOGPT_DIR to a nanoGPT checkout)
 	$(PY) benchmarks/bench_gpt.py
@@ -94,6 +98,9 @@ bench-ngram: $(STAMP)  ## Kneser-Ney on PTB, ours vs KenLM (set KENLM_BIN to Ken
 
 bench-rnn: $(STAMP)  ## LSTM LM train step (small, medium), ours vs torch.nn.LSTM
 	$(PY) benchmarks/bench_rnn.py
+
+bench-dpo: $(STAMP)  ## DPO train step and PPO's rollout sampler, ours vs transformers GPT-2 (PyTorch)
+	$(PY) benchmarks/bench_dpo.py
 
 bench-bert: $(STAMP) $(MINILM)  ## BERT (MiniLM size) SST-2 train step and inference, ours vs transformers
 	$(PY) benchmarks/bench_bert.py --profile

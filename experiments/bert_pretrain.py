@@ -7,8 +7,9 @@ pairs; the validation split is the held-out text. A WordPiece vocabulary (8,192)
 text (``<unk>`` is read as [UNK]) and kept in ``<workdir>/tokenizer``; the model is BERT-Mini's shape (4
 layers, 256 wide, 4 heads, MLP 1024) with sequence pairs up to 64 pieces, 15% masked (80/10/10), the MLM
 head on at most 16 positions a row. The ``tapt`` config (task-adaptive pretraining, Gururangan et al.
-2020) fills half of each batch with SST-2's training sentences, unlabelled, for the MLM loss only, and
-trains the vocabulary on both texts. Reports held-out MLM and NSP accuracy (on PTB); exports the model with its
+2020) continues from the default run's export (its weights, heads and vocabulary) with three quarters of
+each batch SST-2's training sentences, unlabelled, for the MLM loss only (``sst2_rate`` without
+``init_dir`` instead trains from scratch with a vocabulary of both texts). Reports held-out MLM and NSP accuracy (on PTB); exports the model with its
 tokenizer in Hugging Face format to ``<workdir>/export`` (what ``experiments/bert_sst2.py:ours`` reads).
 Measured results: README.md, section "Results".
 """
@@ -28,7 +29,7 @@ from nlp_jax.data.root import read_text
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import BertConfig, BertForPreTraining, pretraining_loss
-from nlp_jax.models.bert_hf import save_hf_bert
+from nlp_jax.models.bert_hf import config_to_hf, load_hf_bert, save_hf_bert
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
 from nlp_jax.train.metrics import plot_losses
@@ -49,6 +50,7 @@ class Config:
     eval_batches: int = 16  # held-out batches of batch_size pairs, the same ones at every evaluation
     max_sentences: int = 0  # 0: all training sentences; else the first ones (smoke)
     sst2_rate: float = 0.0  # > 0: this share of each batch is SST-2 training sentences, unlabelled, MLM only
+    init_dir: str = ""  # '' = from scratch; else continue from this HF export (weights, heads, its tokenizer)
     workdir: str = "runs/bert_pretrain"
 
     def __post_init__(self):
@@ -60,8 +62,10 @@ class Config:
 def get_config(arg: str | None = None) -> Config:
     if arg in (None, "", "default", "cpu"):
         return Config()
-    if arg == "tapt":  # task-adaptive (Gururangan et al. 2020): half of each batch is SST-2's own text
-        return Config(sst2_rate=0.5, workdir="runs/bert_pretrain_tapt")
+    if arg == "tapt":  # task-adaptive (Gururangan et al. 2020): continue on mostly SST-2's own text
+        return Config(sst2_rate=0.75, init_dir="runs/bert_pretrain/export", workdir="runs/bert_pretrain_tapt",
+                      optim=OptimConfig(lr=5e-4, min_lr=5e-5, warmup_steps=100, weight_decay=0.01, beta2=0.98),
+                      train=TrainConfig(steps=1500, log_every=50, eval_every=500, ckpt_every=250))
     if arg == "smoke":
         return Config(model=BertConfig.tiny(vocab_size=200, block_size=32), batch_size=8, max_length=32,
                       eval_batches=2, max_sentences=300, workdir="runs/bert_pretrain_smoke",
@@ -80,11 +84,28 @@ def tokenizer_for(cfg: Config, texts: list[str]) -> WordPieceTokenizer:
     """The run's WordPiece vocabulary: trained once and kept in ``<workdir>/tokenizer`` (training is not
     bit-reproducible across processes, so a resumed run must read the one its weights were trained with)."""
     where = Path(cfg.workdir, "tokenizer")
-    if (where / "tokenizer.json").exists():
-        return WordPieceTokenizer.from_pretrained(where, max_length=cfg.model.block_size)
+    for known in (where, Path(cfg.init_dir) if cfg.init_dir else None):
+        if known is not None and (known / "tokenizer.json").exists():
+            return WordPieceTokenizer.from_pretrained(known, max_length=cfg.model.block_size)
+    if cfg.init_dir:
+        raise FileNotFoundError(f"init_dir={cfg.init_dir!r} has no tokenizer.json (run `make bert-pretrain`, "
+                                f"which exports one, first)")
     tok = WordPieceTokenizer.train(texts, cfg.model.vocab_size, max_length=cfg.model.block_size)
     tok.save(where)
     return tok
+
+
+def _model(cfg: Config) -> BertForPreTraining:
+    if not cfg.init_dir:
+        return BertForPreTraining(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
+    model = load_hf_bert(cfg.init_dir, head="pretraining", seed=cfg.train.seed)
+    theirs, ours = config_to_hf(model.config), config_to_hf(cfg.model)
+    if theirs != ours:
+        differ = {k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]}
+        raise ValueError(f"init_dir={cfg.init_dir!r} holds another architecture than model= (checkpoint, "
+                         f"config): {differ}")
+    print(f"continuing from {cfg.init_dir}; fresh heads: {', '.join(model.fresh_heads) or 'none'}")
+    return model
 
 
 def run(cfg: Config) -> dict:
@@ -96,7 +117,7 @@ def run(cfg: Config) -> dict:
     if tok.vocab_size > cfg.model.vocab_size:
         raise ValueError(f"{cfg.workdir}/tokenizer has {tok.vocab_size} pieces, more than model.vocab_size="
                          f"{cfg.model.vocab_size}; delete the folder or raise model.vocab_size")
-    model = BertForPreTraining(cfg.model, rngs=nnx.Rngs(cfg.train.seed))
+    model = _model(cfg)
     loss_fn = functools.partial(pretraining_loss, mask_id=tok.mask_id, special_ids=tok.special_ids,
                                 max_predictions=cfg.max_predictions)
     source = PretrainingBatches(train_text, tok, cfg.batch_size, cfg.max_length, seed=cfg.train.seed,

@@ -4,8 +4,8 @@ Launch:  python -m nlp_jax.run experiments/bert_sst2.py:<config>     (or: make b
 
 Configs: ``minilm`` (all-MiniLM-L6-v2's encoder, pooler [CLS]), ``minilm_mean`` (the same, masked-mean
 pooling), ``ours`` (the encoder of ``make bert-pretrain``, from ``runs/bert_pretrain/export``), ``scratch``
-(the same shape and vocabulary, random weights: no pretraining), ``ours_tapt`` and ``scratch_tapt`` (the
-same from ``bert_pretrain.py:tapt``, whose vocabulary differs), and ``frozen`` (MiniLM's frozen sentence
+(the same shape and vocabulary, random weights: no pretraining), ``ours_tapt`` (from ``bert_pretrain.py:tapt``,
+which continues ``ours``'s pretraining on SST-2's unlabelled text; its baseline is ``scratch``), and ``frozen`` (MiniLM's frozen sentence
 embeddings + logistic regression: the baseline). One epoch over the 67,349 training phrases, batch 32,
 AdamW with warmup and cosine decay; accuracy on the 872 dev sentences. The classifier is exported with its
 tokenizer to ``<workdir>/export`` (``python -m nlp_jax.sentences classify <workdir>/export file.txt``).
@@ -21,7 +21,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from nlp_jax.data.pretraining import SentenceBatches
@@ -29,6 +28,7 @@ from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import BertClassifier, classification_loss
 from nlp_jax.models.bert_hf import init_hf_bert, load_hf_bert, minilm_dir, save_hf_bert
+from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
 from nlp_jax.sentences import batched, embed
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
@@ -76,8 +76,6 @@ def get_config(arg: str | None = None) -> Config:
         "scratch": Config(init="scratch", workdir="runs/bert_sst2_scratch", **small),
         "ours_tapt": Config(init="ours", init_dir="runs/bert_pretrain_tapt/export",
                             workdir="runs/bert_sst2_ours_tapt", **small),
-        "scratch_tapt": Config(init="scratch", init_dir="runs/bert_pretrain_tapt/export",
-                               workdir="runs/bert_sst2_scratch_tapt", **small),
         "frozen": Config(init="frozen", workdir="runs/bert_sst2_frozen"),
         "smoke": Config(max_train=64, max_dev=16, batch_size=8, workdir="runs/bert_sst2_smoke",
                         train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)),
@@ -92,8 +90,8 @@ def get_config(arg: str | None = None) -> Config:
 def _model(cfg: Config) -> BertClassifier:
     d = cfg.source_dir
     if not (d / "config.json").exists():
-        hint = (" (run the pretraining that exports it first: `make bert-pretrain`, or experiments/bert_pretrain.py:tapt"
-                " for the _tapt configs)" if cfg.init in ("ours", "scratch") else "")
+        hint = (" (run the pretraining that exports it first: `make bert-pretrain`, then `make bert-tapt` for "
+                "ours_tapt)" if cfg.init in ("ours", "scratch") else "")
         raise FileNotFoundError(f"no BERT checkpoint in {d}{hint}")
     if cfg.init == "scratch":
         return init_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,
@@ -127,31 +125,6 @@ def resolve_config(cfg: Config) -> Config:
                                                               steps=cfg.train.steps or cfg.epochs * (n // cfg.batch_size)))
 
 
-def logistic_regression(x: np.ndarray, y: np.ndarray, *, steps: int = 500, l2: float = 1e-4, seed: int = 0):
-    """Multinomial logistic regression on fixed features by full-batch L-BFGS (optax); returns (W, b)."""
-    classes = int(y.max()) + 1
-    x, y = jnp.asarray(x), jnp.asarray(y)
-
-    def loss(p):
-        logits = x @ p["w"] + p["b"]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean() + l2 * jnp.sum(p["w"] ** 2)
-
-    params = {"w": jnp.zeros((x.shape[1], classes)), "b": jnp.zeros((classes,))}
-    opt = optax.lbfgs()
-    state = opt.init(params)
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    @jax.jit
-    def step(params, state):
-        value, grad = value_and_grad(params, state=state)
-        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss)
-        return optax.apply_updates(params, updates), state
-
-    for _ in range(steps):
-        params, state = step(params, state)
-    return params
-
-
 def run_frozen(cfg: Config) -> dict:
     """MiniLM's frozen normalised mean embeddings, then logistic regression: no fine-tuning."""
     texts, labels = read_sst2("train")
@@ -160,8 +133,8 @@ def run_frozen(cfg: Config) -> dict:
     t0 = time.perf_counter()
     x, x_dev = embed(cfg.source_dir, texts[:n]), embed(cfg.source_dir, dev_texts)
     t_embed = time.perf_counter() - t0
-    p = logistic_regression(x, labels[:n])
-    dev_acc = float((np.argmax(x_dev @ np.asarray(p["w"]) + np.asarray(p["b"]), -1) == dev_labels).mean())
+    p = fit_logistic_regression(x, labels[:n])
+    dev_acc = float((np.argmax(predict_proba(p, x_dev), -1) == dev_labels).mean())
     return write_summary(cfg.workdir, {"status": "finished", "init": "frozen", "dev_accuracy": dev_acc,
                                        "embed_seconds": round(t_embed, 1),
                                        "wall_seconds": round(time.perf_counter() - t0, 1)})

@@ -47,16 +47,26 @@ def batched(model, tokenizer: WordPieceTokenizer, texts: list[str], fn, batch_si
     return np.stack(out) if out else np.zeros((0,))
 
 
+class SentenceClassifier:
+    """A saved BERT classifier loaded once: ``clf(texts) -> probabilities (N, C)``; ``clf.labels`` names
+    the classes (the export's id2label)."""
+
+    def __init__(self, directory: str | Path):
+        self.model = load_hf_bert(directory, head="classifier", dropout=0.0)
+        if self.model.fresh_heads:
+            raise ValueError(f"{directory} has no classifier head (a fine-tuned export has one)")
+        self.tokenizer = WordPieceTokenizer.from_pretrained(directory, max_length=self.model.config.block_size)
+        config = json.loads(Path(directory, "config.json").read_text())
+        self.labels = [config.get("id2label", {}).get(str(i), str(i)) for i in range(self.model.head.kernel.shape[1])]
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return batched(self.model, self.tokenizer, texts, lambda out, b: jax.nn.softmax(out[0], -1))
+
+
 def classify(directory: str | Path, texts: list[str]) -> tuple[list[str], np.ndarray]:
     """(label names, probabilities (N, C)) of a saved BERT classifier on ``texts``."""
-    model = load_hf_bert(directory, head="classifier", dropout=0.0)
-    if model.fresh_heads:
-        raise ValueError(f"{directory} has no classifier head (a fine-tuned export has one)")
-    tok = WordPieceTokenizer.from_pretrained(directory, max_length=model.config.block_size)
-    config = json.loads(Path(directory, "config.json").read_text())
-    labels = [config.get("id2label", {}).get(str(i), str(i)) for i in range(model.head.kernel.shape[1])]
-    probs = batched(model, tok, texts, lambda out, b: jax.nn.softmax(out[0], -1))
-    return labels, probs
+    clf = SentenceClassifier(directory)
+    return clf.labels, clf(texts)
 
 
 def embed(directory: str | Path, texts: list[str]) -> np.ndarray:

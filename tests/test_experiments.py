@@ -7,7 +7,9 @@ import pytest
 
 from nlp_jax.run import main
 
-EXPERIMENTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.py"))
+NEEDS_INPUTS = {"rlhf_sentiment"}  # needs a trained oracle: its own test below builds one
+EXPERIMENTS = sorted(p for p in Path(__file__).resolve().parents[1].glob("experiments/*.py")
+                     if p.stem not in NEEDS_INPUTS)
 GPT = Path(__file__).resolve().parents[1] / "experiments" / "gpt_shakespeare_char.py"
 
 
@@ -110,32 +112,61 @@ def test_frozen_minilm_features_with_logistic_regression_beat_chance(tmp_path):
     assert summary["status"] == "finished" and summary["dev_accuracy"] > 0.65
 
 
-def test_logistic_regression_reaches_the_optimum():
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-
-    from nlp_jax.run import load_experiment
-
-    module, _ = load_experiment(str(SST2))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 5)).astype(np.float32)
-    y = (x @ rng.normal(size=5) + 0.5 * rng.normal(size=200) > 0).astype(np.int32)
-    p = module.logistic_regression(x, y, l2=1e-2)
-
-    def loss(p):  # the objective it minimises: at its optimum the gradient vanishes
-        ce = optax.softmax_cross_entropy_with_integer_labels(x @ p["w"] + p["b"], y).mean()
-        return ce + 1e-2 * jnp.sum(p["w"] ** 2)
-
-    grad = jax.grad(loss)(p)
-    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grad)) < 1e-4
-    assert float(loss(p)) < float(loss(jax.tree.map(jnp.zeros_like, p)))
-
-
 def test_task_adaptive_pretraining_mixes_sst2_sentences_into_the_batches(tmp_path):
     pretrain = Path(__file__).resolve().parents[1] / "experiments" / "bert_pretrain.py"
     summary = main([f"{pretrain}:smoke", "--set", f"workdir={tmp_path}", "--set", "sst2_rate=0.5"])
     assert summary["status"] == "finished" and summary["steps"] == 2
     vocab = set((tmp_path / "tokenizer" / "vocab.txt").read_text().split())
     assert {",", "?", ";"} <= vocab  # SST-2's punctuation: PTB's text has none, so the vocabulary saw SST-2
+
+
+def test_task_adaptive_pretraining_continues_from_an_export(tmp_path):
+    pretrain = Path(__file__).resolve().parents[1] / "experiments" / "bert_pretrain.py"
+    first = tmp_path / "first"
+    main([f"{pretrain}:smoke", "--set", f"workdir={first}"])
+    summary = main([f"{pretrain}:smoke", "--set", f"workdir={tmp_path / 'next'}", "--set", "sst2_rate=0.5",
+                    "--set", f"init_dir={first / 'export'}"])
+    assert summary["status"] == "finished" and summary["steps"] == 2
+    # the continued run keeps the export's vocabulary (not one retrained on SST-2 as well)
+    assert (tmp_path / "next" / "export" / "vocab.txt").read_text() == (first / "export" / "vocab.txt").read_text()
+    with pytest.raises(ValueError, match="init_dir=.*another architecture.*num_hidden_layers"):
+        main([f"{pretrain}:smoke", "--set", f"workdir={tmp_path / 'bad'}", "--set", f"init_dir={first / 'export'}",
+              "--set", "model.n_layer=3"])
+
+
+def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
+    from flax import nnx
+
+    from nlp_jax.data.sst2 import read_sst2
+    from nlp_jax.data.wordpiece import WordPieceTokenizer
+    from nlp_jax.models.bert import BertClassifier, BertConfig
+    from nlp_jax.models.bert_hf import save_hf_bert
+
+    tok = WordPieceTokenizer.train(read_sst2("train")[0][:300], 120, max_length=64)  # an untrained tiny oracle
+    oracle = BertClassifier(BertConfig.tiny(vocab_size=tok.vocab_size, block_size=64), rngs=nnx.Rngs(0))
+    tok.save(save_hf_bert(oracle, tmp_path / "oracle" / "export", labels=["negative", "positive"]))
+    rlhf = Path(__file__).resolve().parents[1] / "experiments" / "rlhf_sentiment.py"
+    args = [f"{rlhf}:smoke", "--set", f"workdir={tmp_path / 'rlhf'}", "--set", f"oracle_dir={tmp_path / 'oracle/export'}"]
+    summary = main(args)
+    assert summary["status"] == "finished"
+    for name in ("sft", "bon_1", "bon_2", "dpo_b0.05", "ppo_rm_b0.05", "ppo_oracle_b0.05"):
+        row = summary[name]
+        assert 0.0 <= row["reward/oracle"] <= 1.0 and 0.0 <= row["reward/tfidf_lr"] <= 1.0
+    assert summary["bon_2"]["reward/oracle"] >= summary["bon_1"]["reward/oracle"]  # the oracle picks the better
+    assert summary["sft"]["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert (tmp_path / "rlhf" / "frontier.png").stat().st_size > 0
+    assert "| dpo_b0.05 | sigmoid |" in (tmp_path / "rlhf" / "results.md").read_text()
+    assert 0.0 <= summary["reward_model"]["heldout_pair_accuracy"] <= 1.0
+    again = main(args)  # every stage is read back, nothing is measured twice
+    assert again["sft"]["seconds"] == summary["sft"]["seconds"]
+
+    from nlp_jax.generate import generate, main as generate_main
+
+    rows = generate(tmp_path / "rlhf" / "dpo_b0.05" / "export", ["a fine", "the worst film"], samples=2,
+                    max_new_tokens=5)
+    assert [r["prompt"] for r in rows] == ["a fine", "a fine", "the worst film", "the worst film"]
+    assert all(isinstance(r["completion"], str) and r["logprob"] <= 0 for r in rows)
+    (tmp_path / "prompts.txt").write_text("a fine\n\nthe worst film\n")
+    generate_main([str(tmp_path / "rlhf" / "sft" / "export"), str(tmp_path / "prompts.txt"), "--max-new-tokens", "4"])
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        generate(tmp_path, ["a"])

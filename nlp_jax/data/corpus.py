@@ -6,6 +6,7 @@ a run is its step: a resumed run draws exactly the batches an uninterrupted run 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,21 +78,34 @@ class SequentialBlocks:
         return {"inputs": window[:, :-1], "targets": window[:, 1:], "reset_state": k == 0}
 
 
-class ShuffledBatches:
-    """Minibatches of examples without replacement: epoch e visits a permutation seeded by (seed, e);
-    the last incomplete batch of an epoch is dropped, so every batch has the same shape."""
+def epoch_rows(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
+    """The rows of minibatch ``step`` when every epoch visits a permutation of ``n`` rows seeded by
+    (seed, epoch) and drops its last incomplete batch (so every batch has ``batch_size`` rows)."""
+    epoch, k = divmod(step, n // batch_size)
+    return np.random.default_rng([seed, epoch]).permutation(n)[k * batch_size:(k + 1) * batch_size]
 
-    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int = 0):
+
+class ShuffledBatches:
+    """Minibatches of the rows of equal-length arrays without replacement (see :func:`epoch_rows`). With
+    ``trim_by`` (mask keys), the (N, T) arrays are cut after the batch's longest row, rounded up to a
+    multiple of ``multiple`` (a few widths, so a jitted step compiles a few times, not once per batch)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int = 0, *,
+                 trim_by: Sequence[str] = (), multiple: int = 16):
         sizes = {len(a) for a in arrays.values()}
         if len(sizes) != 1:
             raise ValueError(f"arrays have different lengths: { {k: len(a) for k, a in arrays.items()} }")
-        self.arrays, self.batch_size, self.seed = arrays, batch_size, seed
-        self.steps_per_epoch = sizes.pop() // batch_size
+        self.arrays, self.batch_size, self.seed, self.n = arrays, batch_size, seed, sizes.pop()
+        self.steps_per_epoch = self.n // batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"fewer examples than batch_size={batch_size}")
+            raise ValueError(f"fewer examples ({self.n}) than batch_size={batch_size}")
+        self.trim_by, self.multiple = tuple(trim_by), multiple
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
-        epoch, k = divmod(step, self.steps_per_epoch)
-        n = len(next(iter(self.arrays.values())))
-        idx = np.random.default_rng([self.seed, epoch]).permutation(n)[k * self.batch_size:(k + 1) * self.batch_size]
-        return {name: a[idx] for name, a in self.arrays.items()}
+        idx = epoch_rows(self.seed, step, self.n, self.batch_size)
+        batch = {name: a[idx] for name, a in self.arrays.items()}
+        if self.trim_by:
+            used = max(int(batch[m].any(axis=0).nonzero()[0].max()) + 1 for m in self.trim_by)
+            width = -(-used // self.multiple) * self.multiple
+            batch = {key: v[:, :width] if v.ndim == 2 else v for key, v in batch.items()}
+        return batch

@@ -1,5 +1,5 @@
 """Preference pairs as arrays: (prompt, chosen, rejected) texts tokenised into right-padded prompt +
-response rows with attention and response masks, and seeded minibatches of them.
+response rows with attention and response masks (batch them with ``data.corpus.ShuffledBatches``).
 
 Truncation (stated, as a user must know what the model saw): the prompt keeps its last
 ``max_prompt_length`` tokens (the end of a dialogue is what the response answers), after ``bos_id`` if
@@ -66,31 +66,47 @@ def encode_pairs(encode: Callable[[str], list[int]], prompts: Sequence[str], cho
     return out, dropped
 
 
-class ArrayBatches:
-    """``source(step)``: shuffled minibatches of the rows of equal-length arrays (an epoch is a permutation
-    seeded by (seed, epoch); the last incomplete batch is dropped). With ``trim_by`` (mask keys), the (N, T)
-    arrays are cut after the batch's longest row, rounded up to a multiple of ``multiple`` (a few widths,
-    so a jitted step compiles a few times, not once per batch)."""
+def prompt_prefixes(sentences: Sequence[Sequence[int]], *, min_len: int = 2, max_len: int = 8, seed: int = 0,
+                    bos_id: int | None = None, pad_id: int = 0, min_rest: int = 1,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prompts (P, max_len [+1 with BOS]) left-padded, their mask, the sentence index of each): each
+    sentence's first k tokens, k drawn uniformly from [min_len, max_len] (seeded), after ``bos_id``; a
+    sentence with fewer than k + ``min_rest`` tokens (nothing left to continue) is skipped."""
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
+    lengths = np.random.default_rng(seed).integers(min_len, max_len + 1, len(sentences))
+    head = [] if bos_id is None else [bos_id]
+    width = max_len + len(head)
+    rows, kept = [], []
+    for i, (ids, k) in enumerate(zip(sentences, lengths)):
+        if len(ids) >= k + min_rest:
+            rows.append(head + list(ids[:k]))
+            kept.append(i)
+    prompts = np.full((len(rows), width), pad_id, np.int32)
+    mask = np.zeros((len(rows), width), bool)
+    for j, row in enumerate(rows):
+        prompts[j, width - len(row):], mask[j, width - len(row):] = row, True
+    return prompts, mask, np.array(kept, np.int64)
 
-    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, *, seed: int = 0,
-                 trim_by: Sequence[str] = (), multiple: int = 16):
-        n = {len(v) for v in arrays.values()}
-        if len(n) != 1:
-            raise ValueError(f"arrays differ in length: { {k: len(v) for k, v in arrays.items()} }")
-        self.n = n.pop()
-        self.steps_per_epoch = self.n // batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"fewer rows ({self.n}) than batch_size={batch_size}")
-        self.arrays, self.batch_size, self.seed, self.trim_by = arrays, batch_size, seed, tuple(trim_by)
-        self.multiple = multiple
 
-    def __call__(self, step: int) -> dict[str, np.ndarray]:
-        epoch, k = divmod(step, self.steps_per_epoch)
-        idx = np.random.default_rng([self.seed, epoch]).permutation(self.n)[k * self.batch_size:
-                                                                           (k + 1) * self.batch_size]
-        batch = {key: v[idx] for key, v in self.arrays.items()}
-        if self.trim_by:
-            used = max(int(batch[m].any(axis=0).nonzero()[0].max()) + 1 for m in self.trim_by)
-            width = -(-used // self.multiple) * self.multiple
-            batch = {key: v[:, :width] if v.ndim == 2 else v for key, v in batch.items()}
-        return batch
+def pairs_from_samples(drawn: dict[str, np.ndarray], scores: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Preference pairs in :func:`encode_pairs`' format from ``n`` scored samples per prompt (rows
+    prompt-major with ``tokens``, ``mask`` and ``response``, as ``eval.rewards.draw`` returns them): every
+    one of the n (n - 1) / 2 pairs of a prompt's samples, the higher score chosen; a pair with equal
+    scores or identical responses is dropped (it states no preference)."""
+    rows = len(drawn["tokens"])
+    if rows % n or len(scores) != rows:
+        raise ValueError(f"{rows} drawn rows and {len(scores)} scores do not make whole groups of n={n}")
+    first, second = np.triu_indices(n, k=1)
+    a = (np.arange(0, rows, n)[:, None] + first).ravel()
+    b = (np.arange(0, rows, n)[:, None] + second).ravel()
+    same = (drawn["tokens"][a] == drawn["tokens"][b]).all(1)
+    keep = (scores[a] != scores[b]) & ~same
+    a, b = a[keep], b[keep]
+    win = scores[a] > scores[b]
+    chosen, rejected = np.where(win, a, b), np.where(win, b, a)
+    out = {}
+    for side, idx in (("chosen", chosen), ("rejected", rejected)):
+        out[side], out[f"{side}_mask"] = drawn["tokens"][idx], drawn["mask"][idx]
+        out[f"{side}_response"] = drawn["response"][idx]
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nlp_jax.data.corpus import epoch_rows
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 
 
@@ -82,8 +83,6 @@ class SentenceBatches:
         self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
-        epoch, k = divmod(step, self.steps_per_epoch)
-        idx = np.random.default_rng([self.seed, epoch]).permutation(len(self.texts))
-        idx = idx[k * self.batch_size:(k + 1) * self.batch_size]
+        idx = epoch_rows(self.seed, step, len(self.texts), self.batch_size)
         batch = self.tokenizer.encode([self.texts[i] for i in idx], max_length=self.max_length)
         return {**batch, "labels": self.labels[idx]}

@@ -1,4 +1,5 @@
-"""Load Hugging Face GPT-2 checkpoints (``config.json`` + ``model.safetensors``, HF parameter names).
+"""Load and save Hugging Face GPT-2 checkpoints (``config.json`` + ``model.safetensors``, HF parameter
+names), so a policy trained here opens in ``transformers.GPT2LMHeadModel`` and back (tested).
 
 HF's GPT-2 stores its projections as ``Conv1D`` with weights shaped (in, out), the same layout as our
 ``nnx.Linear`` kernels, so weights copy over without transposes; ``c_attn`` is already the fused QKV.
@@ -26,6 +27,15 @@ def config_from_hf(hf: dict, **overrides) -> GPT2Config:
         n_embd=hf["n_embd"], ln_eps=hf.get("layer_norm_epsilon", 1e-5), activation=_ACTIVATIONS[act],
         bias=True, dropout=0.0, **overrides,
     )
+
+
+def config_to_hf(cfg: GPT2Config) -> dict:
+    act = {v: k for k, v in _ACTIVATIONS.items() if k != "gelu_pytorch_tanh"}[cfg.activation]
+    return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": cfg.vocab_size,
+            "n_positions": cfg.block_size, "n_ctx": cfg.block_size, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
+            "n_embd": cfg.n_embd, "layer_norm_epsilon": cfg.ln_eps, "activation_function": act,
+            "tie_word_embeddings": True, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
+            "attn_pdrop": cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout}  # HF's default is 0.1
 
 
 def _hf_name(path: tuple) -> str:
@@ -62,3 +72,22 @@ def load_hf_gpt2(directory: str | Path, **config_overrides) -> GPT2:
         raise ValueError(f"{directory}: tensors not used by the model: {sorted(unused)[:5]}")
     nnx.update(model, nnx.from_flat_state(flat))
     return model
+
+
+def save_hf_gpt2(model: GPT2, directory: str | Path, **extra_config) -> Path:
+    """Write ``model`` as a HF GPT-2 directory (tied output layer; ``extra_config`` adds keys to
+    ``config.json``, e.g. ``bos_token_id``); a model without biases has no HF GPT-2 form and is refused."""
+    from safetensors.numpy import save_file
+
+    cfg = model.config
+    if not cfg.bias:
+        raise ValueError("save_hf_gpt2: HF GPT-2 has biases in every Linear and LayerNorm; this model has bias=False")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        value = np.asarray(var[...], np.float32)
+        tensors[_hf_name(path)] = np.ascontiguousarray(value[:cfg.vocab_size] if path[0] == "wte" else value)
+    save_file(tensors, directory / "model.safetensors")
+    (directory / "config.json").write_text(json.dumps({**config_to_hf(cfg), **extra_config}, indent=2))
+    return directory

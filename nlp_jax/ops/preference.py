@@ -21,10 +21,6 @@ DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "simp
 _NORMALISED = ("ipo", "sigmoid_norm", "simpo")  # these compare per-token mean log-probs
 
 
-def _concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def token_logprobs(logits: Array, tokens: Array) -> Array:
     """``log p(tokens[t] | tokens[<t])`` = log_softmax(logits[t-1])[tokens[t]], (B, T) -> (B, T - 1).
 
@@ -43,7 +39,7 @@ def response_mask_targets(response_mask: Array) -> Array:
     rows, since an empty response would otherwise give a log-probability of 0 that looks like certainty."""
     chex.assert_rank(response_mask, 2)
     mask = response_mask.astype(bool)
-    if _concrete(mask):
+    if not isinstance(mask, jax.core.Tracer):  # checked where the values are known
         if bool(mask[:, 0].any()):
             rows = [int(i) for i in jnp.flatnonzero(mask[:, 0])[:8]]
             raise ValueError(f"response_mask: rows {rows} mark position 0 as response; a response follows "

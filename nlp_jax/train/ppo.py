@@ -24,12 +24,13 @@ import numpy as np
 from flax import nnx
 
 from nlp_jax import ops
+from nlp_jax.data.corpus import epoch_rows
 from nlp_jax.models.reward import positions_from_mask
 from nlp_jax.models.sampler import sample
 from nlp_jax.train.trainer import Objective
 from nlp_jax.validate import at_least, check_fields
 
-STATS = ("objective/kl", "objective/scores", "objective/rlhf_reward", "objective/entropy", "objective/kl_coef")
+STATS = ("objective/kl", "objective/scores", "objective/rlhf_reward", "objective/entropy")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,7 +79,7 @@ def init_state(cfg: PPOConfig, prompt_len: int) -> dict:
     return {"tokens": jnp.zeros((b, prompt_len + n), jnp.int32), "mask": jnp.zeros((b, prompt_len + n), bool),
             "logprobs": zeros(b, n), "values": zeros(b, n), "advantages": zeros(b, n), "returns": zeros(b, n),
             "rollout": jnp.full((), -1, jnp.int32), "kl_coef": jnp.float32(cfg.kl_coef),
-            **{k: jnp.float32(0) for k in STATS if k != "objective/kl_coef"}}
+            **{k: jnp.float32(0) for k in STATS}}
 
 
 def ppo_objective(cfg: PPOConfig, prompt_len: int) -> Objective:
@@ -97,7 +98,7 @@ def ppo_objective(cfg: PPOConfig, prompt_len: int) -> Objective:
         metrics = {"policy/approxkl_avg": pg_m["policy/approxkl"], "policy/clipfrac_avg": pg_m["policy/clipfrac"],
                    "val/ratio": pg_m["val/ratio"], "val/clipfrac_avg": vf_m["val/clipfrac"], "loss/value_avg": vf,
                    "loss/policy_avg": pg, "objective/kl_coef": state["kl_coef"], "tokens": jnp.sum(mask),
-                   **{k: state[k] for k in STATS if k != "objective/kl_coef"}}
+                   **{k: state[k] for k in STATS}}
         return total, metrics, state
 
     return Objective(loss=loss, init_state=lambda: init_state(cfg, prompt_len))
@@ -143,10 +144,7 @@ class PPORollouts:
         self.trainer = trainer
 
     def _prompt_rows(self, r: int) -> np.ndarray:
-        per_epoch = len(self.prompts) // self.cfg.rollout_size
-        epoch, k = divmod(r, per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.prompts))
-        return order[k * self.cfg.rollout_size:(k + 1) * self.cfg.rollout_size]
+        return epoch_rows(self.seed, r, len(self.prompts), self.cfg.rollout_size)
 
     def rollout(self, r: int) -> dict:
         """Rollout r from the trainer's current policy, as the new objective state (host work done)."""

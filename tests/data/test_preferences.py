@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from nlp_jax.data.preferences import ArrayBatches, encode_pairs
+from nlp_jax.data.corpus import ShuffledBatches
+from nlp_jax.data.preferences import encode_pairs
 
 
 def encode(text):  # one id per character: a..z -> 1..26
@@ -50,16 +51,48 @@ def test_a_prompt_that_leaves_no_room_for_the_response_is_refused():
         encode_pairs(encode, ["ab"], ["c", "e"], ["d"], max_length=8, max_prompt_length=4)
 
 
-def test_array_batches_are_seeded_epochs_trimmed_to_a_multiple():
+def test_shuffled_batches_are_seeded_epochs_trimmed_to_a_multiple():
     rng = np.random.default_rng(0)
     lengths = rng.integers(2, 40, 50)
     arrays = {"ids": rng.integers(0, 9, (50, 48)), "ids_mask": np.arange(48)[None] < lengths[:, None],
               "score": np.arange(50.0)}
-    source = ArrayBatches(arrays, 8, seed=3, trim_by=("ids_mask",), multiple=16)
+    source = ShuffledBatches(arrays, 8, seed=3, trim_by=("ids_mask",), multiple=16)
     assert source.steps_per_epoch == 6
     seen = np.concatenate([source(s)["score"] for s in range(6)])
     assert len(set(seen)) == 48  # one epoch: no row twice
     batch = source(7)
     assert batch["ids"].shape[1] % 16 == 0 and batch["ids"].shape[1] >= lengths[batch["score"].astype(int)].max()
-    np.testing.assert_array_equal(source(7)["score"], ArrayBatches(arrays, 8, seed=3)(7)["score"])
+    np.testing.assert_array_equal(source(7)["score"], ShuffledBatches(arrays, 8, seed=3)(7)["score"])
     assert not np.array_equal(source(1)["score"], source(7)["score"])  # another epoch, another order
+
+
+def test_prompt_prefixes_are_seeded_left_padded_and_skip_short_sentences():
+    from nlp_jax.data.preferences import prompt_prefixes
+
+    sentences = [[5, 6, 7, 8, 9, 10, 11, 12, 13, 14]] * 30 + [[5, 6]]
+    prompts, mask, kept = prompt_prefixes(sentences, min_len=2, max_len=8, seed=1, bos_id=1)
+    assert prompts.shape == (30, 9) and list(kept) == list(range(30))  # [5, 6] has nothing to continue
+    lengths = mask.sum(1) - 1
+    assert lengths.min() >= 2 and lengths.max() <= 8 and len(set(lengths)) > 3
+    for row, m, k in zip(prompts, mask, lengths):
+        assert not m[:9 - k - 1].any() and m[9 - k - 1:].all()  # left padding, then BOS and the prefix
+        assert row[9 - k - 1] == 1 and list(row[9 - k:]) == sentences[0][:k]
+    again = prompt_prefixes(sentences, min_len=2, max_len=8, seed=1, bos_id=1)
+    np.testing.assert_array_equal(again[0], prompts)
+
+
+def test_pairs_from_samples_take_every_pair_with_the_higher_score_chosen():
+    from nlp_jax.data.preferences import pairs_from_samples
+
+    tokens = np.array([[1, 4, 5], [1, 6, 7], [1, 8, 9], [1, 8, 9],  # prompt 0: the last two identical
+                       [1, 4, 4], [1, 5, 5], [1, 6, 6], [1, 7, 7]])
+    drawn = {"tokens": tokens, "mask": np.ones_like(tokens, bool),
+             "response": np.tile([False, True, True], (8, 1))}
+    scores = np.array([0.1, 0.9, 0.5, 0.5, 0.3, 0.3, 0.2, 0.8])
+    pairs = pairs_from_samples(drawn, scores, 4)
+    # prompt 0: 6 pairs less the identical one; prompt 1: 6 less the tie (rows 4 and 5)
+    assert len(pairs["chosen"]) == 10
+    lookup = {tuple(t): s for t, s in zip(map(tuple, tokens), scores)}
+    assert all(lookup[tuple(c)] > lookup[tuple(r)] for c, r in zip(pairs["chosen"], pairs["rejected"]))
+    with pytest.raises(ValueError, match="whole groups of n=3"):
+        pairs_from_samples(drawn, scores, 3)

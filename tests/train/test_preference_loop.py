@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nlp_jax.data.preferences import ArrayBatches, encode_pairs
+from nlp_jax.data.corpus import ShuffledBatches
+from nlp_jax.data.preferences import encode_pairs
 from nlp_jax.models.gpt2 import GPT2, GPT2Config
 from nlp_jax.models.reward import RewardModel, reward_loss
 from nlp_jax.train.config import OptimConfig
@@ -41,7 +42,7 @@ def test_dpo_starts_at_log2_learns_the_preference_and_never_touches_the_referenc
     before = _leaves(reference)
     trainer = Trainer(_policy(), dpo_objective(beta=0.5), OptimConfig(lr=1e-2, warmup_steps=0), 40,
                       frozen={"reference": reference})
-    source = ArrayBatches(pairs, 8, seed=1)
+    source = ShuffledBatches(pairs, 8, seed=1)
     first = trainer.step(source(0))
     assert abs(float(first["loss"]) - np.log(2)) < 1e-6  # policy == reference at step 0
     for step in range(1, 40):
@@ -92,7 +93,7 @@ def test_reward_model_learns_to_prefer_the_chosen_response():
     pairs = _pairs()
     rm = RewardModel(_policy(), rngs=nnx.Rngs(3))
     trainer = Trainer(rm, Objective.of(reward_loss), OptimConfig(lr=1e-2, warmup_steps=0), 30)
-    source = ArrayBatches(pairs, 8, seed=2)
+    source = ShuffledBatches(pairs, 8, seed=2)
     for step in range(30):
         metrics = trainer.step(source(step))
     assert float(metrics["accuracy"]) == 1.0 and float(metrics["margin"]) > 1.0

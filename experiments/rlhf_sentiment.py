@@ -1,0 +1,401 @@
+"""Controlled sentiment generation (Rafailov et al. 2023, section 6.1) on SST-2, at this CPU's scale.
+
+Launch:  python -m nlp_jax.run experiments/rlhf_sentiment.py     (or: make rlhf-sentiment; :smoke for tests)
+
+Stages, each kept in ``<workdir>`` so a rerun (or a crash) resumes where it stopped:
+
+1. **SFT**: a GPT (4 layers, 192 wide, 4 heads, context 48) on SST-2's 67,349 training phrases, as one
+   stream of ``[CLS] phrase [SEP]`` read in random blocks (no padding wasted), with a WordPiece vocabulary
+   of 4,096 trained on them: SST-2 is lower-cased and tokenised, phrases are short (about 13 pieces), and
+   this size trains in minutes here, leaving the time to sampling and the preference methods.
+2. **Judges**: the oracle reward is p(positive) of the SST-2 classifier fine-tuned from MiniLM
+   (``experiments/bert_sst2.py``, its export); a second judge, TF-IDF + logistic regression trained on the
+   same training phrases, scores every policy too, to expose reward hacking of the first. Both report
+   their dev accuracy.
+3. **Best-of-N** from SFT, N = 1, 4, 16, 64, on the held-out prompts: prefixes of 2-8 pieces of SST-2's dev
+   sentences after [CLS] (the first N of 64 samples per prompt; KL is the analytic log N - (N - 1) / N).
+4. **Pairs**: 4 samples per training prefix from SFT, all 6 pairs of each, the oracle's higher score chosen.
+5. **DPO** at each beta, **IPO** and **cDPO**, from SFT with SFT as the reference (log-probs cached).
+6. **PPO**: a reward model (the SFT backbone + a scalar head, Bradley-Terry on 90% of the pairs, its
+   held-out pair accuracy reported; scores normalised over the SFT samples), PPO on it at each KL
+   coefficient, and PPO on the oracle itself; rollouts from the training prefixes. Preference training
+   runs without dropout (PPO's ratio is exactly 1 before its first update only then).
+
+Every policy is judged on the same held-out prompts: mean oracle reward, mean second-judge reward, and
+KL(pi || pi_SFT) per sequence from its samples (``nlp_jax.eval.rewards``). Results: ``results.json``, the
+table ``results.md`` and the frontier ``frontier.png``; measured numbers are in README.md, "Results".
+Each policy is exported to ``<workdir>/<name>/export``: ``python -m nlp_jax.generate <export> prompts.txt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from nlp_jax.data.corpus import RandomBlocks, ShuffledBatches
+from nlp_jax.data.preferences import pairs_from_samples, prompt_prefixes
+from nlp_jax.data.sst2 import read_sst2
+from nlp_jax.data.wordpiece import WordPieceTokenizer
+from nlp_jax.eval.perplexity import perplexity
+from nlp_jax.eval.rewards import best_of_n_kl, draw, evaluate
+from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
+from nlp_jax.models.gpt2_hf import save_hf_gpt2
+from nlp_jax.models.reward import PolicyWithValue, RewardModel, reward_loss
+from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
+from nlp_jax.models.tfidf import Tfidf, TfidfConfig
+from nlp_jax.sentences import SentenceClassifier
+from nlp_jax.train.config import OptimConfig, TrainConfig
+from nlp_jax.train.loop import train
+from nlp_jax.train.ppo import PPOConfig, PPORollouts, ppo_objective
+from nlp_jax.train.preference import dpo_objective, reference_logprobs
+from nlp_jax.train.records import write_summary
+from nlp_jax.validate import at_least, check_fields
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Method:
+    name: str
+    beta: float
+    loss_type: str = "sigmoid"
+    label_smoothing: float = 0.0
+
+
+DPO_METHODS = (Method(name="dpo_b0.05", beta=0.05), Method(name="dpo_b0.1", beta=0.1),
+               Method(name="dpo_b0.5", beta=0.5), Method(name="dpo_b1", beta=1.0),
+               Method(name="ipo_b0.1", beta=0.1, loss_type="ipo"),
+               Method(name="cdpo_b0.1", beta=0.1, loss_type="cdpo", label_smoothing=0.1))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    vocab_size: int = 4096
+    model: GPT2Config = GPT2Config(vocab_size=4096, block_size=48, n_layer=4, n_head=4, n_embd=192, dropout=0.1)
+    sft_optim: OptimConfig = OptimConfig(lr=2e-3, min_lr=2e-4, warmup_steps=100, beta2=0.99, weight_decay=0.1)
+    sft_train: TrainConfig = TrainConfig(steps=1200, log_every=50, eval_every=400, ckpt_every=400)
+    batch_size: int = 64  # SFT blocks per step
+    oracle_dir: str = "runs/bert_sst2/export"  # the fine-tuned SST-2 classifier (make bert-sst2)
+    eval_prompts: int = 500  # held-out prefixes (of SST-2 dev sentences)
+    train_prompts: int = 1500  # prefixes whose 4 samples make the preference pairs
+    samples_per_prompt: int = 4
+    max_new_tokens: int = 24
+    best_of: tuple[int, ...] = (1, 4, 16, 64)
+    methods: tuple[Method, ...] = DPO_METHODS
+    dpo_optim: OptimConfig = OptimConfig(lr=2e-4, min_lr=2e-5, warmup_steps=20, weight_decay=0.0)
+    dpo_epochs: int = 1
+    dpo_batch: int = 32  # pairs per step (DPO and the reward model)
+    rm_optim: OptimConfig = OptimConfig(lr=3e-4, min_lr=3e-5, warmup_steps=20, weight_decay=0.0)
+    ppo: PPOConfig = PPOConfig(rollout_size=64, minibatches=4, epochs=4, max_new_tokens=24)
+    ppo_rollouts: int = 40  # rollouts per PPO run (each epochs x minibatches steps)
+    ppo_optim: OptimConfig = OptimConfig(lr=1e-4, warmup_steps=0, schedule="constant", weight_decay=0.0)
+    ppo_kl_coefs: tuple[float, ...] = (0.02, 0.05, 0.2)  # PPO on the reward model, one run each
+    ppo_oracle_kl_coef: float = 0.05  # PPO on the oracle itself
+    max_train: int = 0  # 0: all training phrases (smoke: fewer)
+    workdir: str = "runs/rlhf_sentiment"
+
+    def __post_init__(self):
+        check_fields(self, vocab_size=at_least(8), batch_size=at_least(1), eval_prompts=at_least(1),
+                     train_prompts=at_least(1), samples_per_prompt=at_least(2), max_new_tokens=at_least(1),
+                     dpo_epochs=at_least(1), dpo_batch=at_least(1), max_train=at_least(0),
+                     ppo_rollouts=at_least(1))
+
+
+def get_config(arg: str | None = None) -> Config:
+    if arg in (None, "", "default", "cpu"):
+        return Config()
+    if arg == "smoke":
+        quick = TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)
+        return Config(vocab_size=300, model=GPT2Config.tiny(vocab_size=300, block_size=40), sft_train=quick,
+                      batch_size=4, eval_prompts=8, train_prompts=4, max_new_tokens=6, best_of=(1, 2),
+                      methods=DPO_METHODS[:1], dpo_batch=4, max_train=400, workdir="runs/rlhf_sentiment_smoke",
+                      ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,
+                      ppo_kl_coefs=(0.05,))
+    raise ValueError(f"unknown config {arg!r}; choose cpu or smoke")
+
+
+class Results:
+    """``results.json``: one entry per stage or method, written as soon as it is measured."""
+
+    def __init__(self, workdir: str):
+        self.path = Path(workdir, "results.json")
+        self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def put(self, name: str, row: dict) -> None:
+        self.data[name] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.data, indent=2))
+        print(f"{name}: {row}")
+
+    def get(self, name: str, fn) -> dict:
+        """The stored entry, or ``fn()`` measured now with its seconds."""
+        if name not in self.data:
+            t0 = time.perf_counter()
+            self.put(name, {**fn(), "seconds": round(time.perf_counter() - t0, 1)})
+        return self.data[name]
+
+
+def tokenizer_for(cfg: Config, texts: list[str]) -> WordPieceTokenizer:
+    where = Path(cfg.workdir, "tokenizer")
+    if (where / "tokenizer.json").exists():
+        return WordPieceTokenizer.from_pretrained(where, max_length=cfg.model.block_size)
+    tok = WordPieceTokenizer.train(texts, cfg.vocab_size, max_length=cfg.model.block_size)
+    tok.save(where)
+    return tok
+
+
+def pieces(tok: WordPieceTokenizer, texts: list[str]) -> list[list[int]]:
+    """Each text's WordPiece ids without [CLS] / [SEP] (never truncated)."""
+    enc = tok.encode(texts, max_length=10_000)
+    return [row[1:n - 1].tolist() for row, n in zip(enc["input_ids"], enc["attention_mask"].sum(1))]
+
+
+def stream(tok: WordPieceTokenizer, texts: list[str], seed: int) -> np.ndarray:
+    """``[CLS] text [SEP]`` for every text in a seeded order, concatenated."""
+    order = np.random.default_rng(seed).permutation(len(texts))
+    ids = pieces(tok, [texts[i] for i in order])
+    return np.concatenate([[tok.cls_id, *row, tok.sep_id] for row in ids]).astype(np.int32)
+
+
+@dataclasses.dataclass
+class Setup:
+    """What every stage shares: the tokenizer, the SFT policy (also the reference), the held-out prompts
+    and the judges ((tokens, mask) -> p(positive))."""
+    cfg: Config
+    tok: WordPieceTokenizer
+    sft: GPT2
+    prompts: np.ndarray
+    prompt_mask: np.ndarray
+    judges: dict
+
+    def sample_kw(self) -> dict:
+        return dict(max_new_tokens=self.cfg.max_new_tokens, eos_id=self.tok.sep_id, pad_id=self.tok.pad_id)
+
+    def evaluate(self, policy) -> dict:
+        return evaluate(policy, self.sft, self.prompts, self.prompt_mask, self.judges, key=jax.random.key(5),
+                        **self.sample_kw())
+
+
+def export_policy(model: GPT2, tok: WordPieceTokenizer, directory: Path) -> None:
+    """A HF GPT-2 export with its tokenizer: ``python -m nlp_jax.generate <directory> prompts.txt``."""
+    save_hf_gpt2(model, directory, bos_token_id=tok.cls_id, eos_token_id=tok.sep_id, pad_token_id=tok.pad_id)
+    tok.save(directory)
+
+
+def train_sft(cfg: Config, tok: WordPieceTokenizer, train_texts: list[str], dev_texts: list[str]) -> GPT2:
+    model_cfg = dataclasses.replace(cfg.model, vocab_size=tok.vocab_size)
+    train_ids, dev_ids = stream(tok, train_texts, cfg.sft_train.seed), stream(tok, dev_texts, 0)
+    source = RandomBlocks(train_ids, cfg.batch_size, model_cfg.block_size, seed=cfg.sft_train.seed,
+                          vocab_size=model_cfg.vocab_size)
+
+    def eval_fn(m):
+        return {"val_loss": perplexity(m, dev_ids, context=model_cfg.block_size, batch_size=128)["loss"]}
+
+    print(f"SFT on {len(train_ids):,} tokens of {len(train_texts):,} phrases, vocabulary {tok.vocab_size}")
+    model, result = train(GPT2(model_cfg, rngs=nnx.Rngs(cfg.sft_train.seed)), lm_loss, source,
+                          train_cfg=cfg.sft_train, optim_cfg=cfg.sft_optim, workdir=Path(cfg.workdir, "sft"),
+                          eval_fn=eval_fn, config=cfg)
+    if result.interrupted:
+        raise KeyboardInterrupt("SFT interrupted; its checkpoint is saved: rerun to resume")
+    export_policy(model, tok, Path(cfg.workdir, "sft", "export"))
+    return model
+
+
+def make_judges(cfg: Config, tok: WordPieceTokenizer, results: Results, train_set, dev_set) -> dict:
+    """{'oracle', 'tfidf_lr'}: (tokens, mask) -> p(positive), each with its dev accuracy in results."""
+    if not Path(cfg.oracle_dir, "config.json").exists():
+        raise FileNotFoundError(f"oracle_dir={cfg.oracle_dir!r} holds no classifier: run `make bert-sst2` (its "
+                                "minilm config exports runs/bert_sst2/export) or point oracle_dir at one")
+    oracle = SentenceClassifier(cfg.oracle_dir)
+    positive = oracle.labels.index("positive") if "positive" in oracle.labels else 1
+    tfidf = Tfidf(TfidfConfig(mode="sklearn"))
+    lr = fit_logistic_regression(tfidf.fit_transform(train_set[0]), train_set[1], l2=1e-5)
+    on_texts = {"oracle": lambda texts: oracle(texts)[:, positive],
+                "tfidf_lr": lambda texts: predict_proba(lr, tfidf.transform(texts))[:, 1]}
+    for name, judge in on_texts.items():
+        results.get(f"judge/{name}", lambda judge=judge: {
+            "dev_accuracy": float(((judge(dev_set[0]) > 0.5) == dev_set[1]).mean())})
+
+    def on_tokens(judge):
+        return lambda tokens, mask: np.asarray(judge([tok.decode(t[m]) for t, m in zip(tokens, mask)]))
+
+    return {name: on_tokens(judge) for name, judge in on_texts.items()}
+
+
+def best_of_n(s: Setup) -> dict:
+    """Best-of-N by the oracle for each N, from the first N of max(N) samples per held-out prompt."""
+    n_max = max(s.cfg.best_of)
+    drawn = draw(s.sft, s.prompts, s.prompt_mask, n=n_max, key=jax.random.key(7), **s.sample_kw())
+    scores = {k: judge(drawn["tokens"], drawn["mask"]).reshape(-1, n_max) for k, judge in s.judges.items()}
+    out = {}
+    for n in s.cfg.best_of:
+        pick = np.argmax(scores["oracle"][:, :n], axis=1)[:, None]
+        out[f"bon_{n}"] = {"method": "best-of-N", "param": n, "kl": best_of_n_kl(n),
+                           **{f"reward/{k}": float(np.take_along_axis(v[:, :n], pick, 1).mean())
+                              for k, v in scores.items()}}
+    return out
+
+
+def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """``samples_per_prompt`` SFT samples per training prefix, all their pairs labelled by the oracle
+    (kept in ``<workdir>/pairs.npz``)."""
+    path = Path(s.cfg.workdir, "pairs.npz")
+    if path.exists():
+        with np.load(path) as stored:
+            return dict(stored)
+    n = s.cfg.samples_per_prompt
+    drawn = draw(s.sft, prompts, mask, n=n, key=jax.random.key(11), **s.sample_kw())
+    pairs = pairs_from_samples(drawn, s.judges["oracle"](drawn["tokens"], drawn["mask"]), n)
+    np.savez(path, **pairs)
+    return pairs
+
+
+def without_dropout(model: GPT2) -> GPT2:
+    """A copy of the SFT policy with dropout off, as preference training needs (PPO's ratio is exactly 1
+    before its first update only then; TRL turns it off for DPO too)."""
+    copy = GPT2(dataclasses.replace(model.config, dropout=0.0, attn_dropout=0.0), rngs=nnx.Rngs(0))
+    nnx.update(copy, nnx.clone(nnx.state(model, nnx.Param)))
+    return copy
+
+
+def train_dpo(s: Setup, method: Method, pairs: dict) -> GPT2:
+    cfg = s.cfg
+    refs = reference_logprobs(s.sft, pairs, Path(cfg.workdir, "reference_logprobs.npz"))
+    source = ShuffledBatches({**pairs, **refs}, cfg.dpo_batch, seed=3, trim_by=("chosen_mask", "rejected_mask"),
+                             multiple=8)
+    train_cfg = TrainConfig(steps=cfg.dpo_epochs * source.steps_per_epoch, log_every=25, eval_every=0,
+                            ckpt_every=100, progress=cfg.sft_train.progress)
+    objective = dpo_objective(beta=method.beta, loss_type=method.loss_type, label_smoothing=method.label_smoothing)
+    model, result = train(without_dropout(s.sft), objective, source, train_cfg=train_cfg, optim_cfg=cfg.dpo_optim,
+                          workdir=Path(cfg.workdir, method.name), config=cfg)
+    if result.interrupted:
+        raise KeyboardInterrupt(f"{method.name} interrupted; its checkpoint is saved: rerun to resume")
+    export_policy(model, s.tok, Path(cfg.workdir, method.name, "export"))
+    return model
+
+
+def train_reward_model(s: Setup, pairs: dict) -> tuple[callable, dict]:
+    """A reward model on the SFT policy's backbone, Bradley-Terry on 90% of the pairs; returns its scorer
+    ((tokens, mask) -> reward, normalised to mean 0 and std 1 over the SFT samples, as Ziegler et al. do)
+    and its held-out pair accuracy."""
+    cfg, n = s.cfg, len(pairs["chosen"])
+    split = np.random.default_rng(0).permutation(n)
+    held, fit = split[:max(1, n // 10)], split[max(1, n // 10):]
+    source = ShuffledBatches({k: v[fit] for k, v in pairs.items()}, min(cfg.dpo_batch, len(fit)), seed=5,
+                             trim_by=("chosen_mask", "rejected_mask"), multiple=8)
+    train_cfg = TrainConfig(steps=cfg.dpo_epochs * source.steps_per_epoch, log_every=25, eval_every=0,
+                            ckpt_every=100, progress=cfg.sft_train.progress)
+    rm = RewardModel(without_dropout(s.sft), rngs=nnx.Rngs(4))
+    rm, result = train(rm, reward_loss, source, train_cfg=train_cfg, optim_cfg=cfg.rm_optim,
+                       workdir=Path(cfg.workdir, "reward_model"), config=cfg)
+    if result.interrupted:
+        raise KeyboardInterrupt("reward model interrupted; its checkpoint is saved: rerun to resume")
+    score = nnx.jit(lambda m, tokens, mask: m(tokens, attention_mask=mask)[0])
+
+    def raw(tokens, mask, batch=64):
+        return np.concatenate([np.asarray(score(rm, tokens[i:i + batch], mask[i:i + batch]))
+                               for i in range(0, len(tokens), batch)])
+
+    both = {k: np.concatenate([pairs[f"chosen{k}"], pairs[f"rejected{k}"]]) for k in ("", "_mask")}
+    r = raw(both[""], both["_mask"])
+    mu, sd = float(r.mean()), float(r.std() + 1e-6)
+    accuracy = float((raw(pairs["chosen"][held], pairs["chosen_mask"][held])
+                      > raw(pairs["rejected"][held], pairs["rejected_mask"][held])).mean())
+    return (lambda tokens, mask: (raw(tokens, mask) - mu) / sd), {"heldout_pair_accuracy": accuracy,
+                                                                  "heldout_pairs": len(held)}
+
+
+def train_ppo(s: Setup, name: str, score_fn, kl_coef: float, prompts: np.ndarray, mask: np.ndarray):
+    cfg = s.cfg
+    ppo = dataclasses.replace(cfg.ppo, kl_coef=kl_coef, max_new_tokens=cfg.max_new_tokens)
+    policy = PolicyWithValue(without_dropout(s.sft), rngs=nnx.Rngs(6))
+    source = PPORollouts(prompts, mask, reference=s.sft, score_fn=score_fn, cfg=ppo, seed=7,
+                         eos_id=s.tok.sep_id, pad_id=s.tok.pad_id)
+    train_cfg = TrainConfig(steps=cfg.ppo_rollouts * ppo.steps_per_rollout, log_every=ppo.steps_per_rollout,
+                            eval_every=0, ckpt_every=10 * ppo.steps_per_rollout, progress=cfg.sft_train.progress)
+    model, result = train(policy, ppo_objective(ppo, prompts.shape[1]), source, train_cfg=train_cfg,
+                          optim_cfg=cfg.ppo_optim, workdir=Path(cfg.workdir, name), config=cfg)
+    if result.interrupted:
+        raise KeyboardInterrupt(f"{name} interrupted; its checkpoint is saved: rerun to resume")
+    export_policy(model.policy, s.tok, Path(cfg.workdir, name, "export"))
+    return model
+
+
+def run_ppo(s: Setup, results: Results, pairs: dict, prompts: np.ndarray, mask: np.ndarray) -> None:
+    names = [f"ppo_rm_b{b:g}" for b in s.cfg.ppo_kl_coefs]
+    if any(n not in results.data for n in names):
+        t0 = time.perf_counter()
+        rm_score, stats = train_reward_model(s, pairs)  # (a finished reward model is read back)
+        if "reward_model" not in results.data:
+            results.put("reward_model", {**stats, "seconds": round(time.perf_counter() - t0, 1)})
+        for name, beta in zip(names, s.cfg.ppo_kl_coefs):
+            results.get(name, lambda name=name, beta=beta: {
+                "method": "PPO (reward model)", "param": beta,
+                **s.evaluate(train_ppo(s, name, rm_score, beta, prompts, mask))})
+    beta = s.cfg.ppo_oracle_kl_coef
+    results.get(f"ppo_oracle_b{beta:g}", lambda: {"method": "PPO (oracle)", "param": beta, **s.evaluate(
+        train_ppo(s, f"ppo_oracle_b{beta:g}", s.judges["oracle"], beta, prompts, mask))})
+
+
+def run(cfg: Config) -> dict:
+    t0 = time.perf_counter()
+    results = Results(cfg.workdir)
+    train_set, dev_set = read_sst2("train"), read_sst2("dev")
+    if cfg.max_train:
+        train_set = (train_set[0][:cfg.max_train], train_set[1][:cfg.max_train])
+    tok = tokenizer_for(cfg, train_set[0])
+    t1 = time.perf_counter()
+    sft = train_sft(cfg, tok, train_set[0], dev_set[0])
+    if "sft_train" not in results.data:  # (a resumed SFT records its last segment only)
+        results.put("sft_train", {"seconds": round(time.perf_counter() - t1, 1)})
+    judges = make_judges(cfg, tok, results, train_set, dev_set)
+    held = prompt_prefixes(pieces(tok, dev_set[0]), bos_id=tok.cls_id, pad_id=tok.pad_id, seed=1)
+    s = Setup(cfg, tok, sft, held[0][:cfg.eval_prompts], held[1][:cfg.eval_prompts], judges)
+    print(f"{len(s.prompts)} held-out prompts")
+    results.get("sft", lambda: {"method": "SFT", "param": 0, **s.evaluate(sft)})
+    if any(f"bon_{n}" not in results.data for n in cfg.best_of):
+        t1 = time.perf_counter()
+        for name, row in best_of_n(s).items():  # one draw serves every N: the stage's time is on each row
+            results.put(name, {**row, "seconds": round(time.perf_counter() - t1, 1)})
+    train_prefixes = prompt_prefixes(pieces(tok, train_set[0][:20 * cfg.train_prompts]), bos_id=tok.cls_id,
+                                     pad_id=tok.pad_id, seed=2, min_rest=3)
+    pairs = preference_pairs(s, train_prefixes[0][:cfg.train_prompts], train_prefixes[1][:cfg.train_prompts])
+    results.get("pairs", lambda: {"count": len(pairs["chosen"])})
+    for m in cfg.methods:
+        results.get(m.name, lambda m=m: {"method": m.loss_type, "param": m.beta, **s.evaluate(train_dpo(s, m, pairs))})
+    run_ppo(s, results, pairs, train_prefixes[0], train_prefixes[1])
+    report(cfg, results.data)
+    return write_summary(cfg.workdir, {"status": "finished", "wall_seconds": round(time.perf_counter() - t0, 1),
+                                       **{k: v for k, v in results.data.items() if isinstance(v, dict)}}, echo=False)
+
+
+def report(cfg: Config, data: dict) -> None:
+    """``results.md`` (the table) and ``frontier.png`` (oracle reward against KL, one curve per method)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {k: v for k, v in data.items() if isinstance(v, dict) and "kl" in v}
+    lines = ["| policy | method | beta / N | oracle reward | second judge | KL (nats) | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['method']} | {r['param']} | {r['reward/oracle']:.3f} | {r['reward/tfidf_lr']:.3f} "
+                     f"| {r['kl']:.2f} | {r.get('seconds', '')} |")
+    Path(cfg.workdir, "results.md").write_text("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in sorted({r["method"] for r in rows.values()}):
+        pts = sorted((r["kl"], r["reward/oracle"]) for r in rows.values() if r["method"] == method)
+        ax.plot(*zip(*pts), marker="o", label=method)
+    ax.set_xlabel("KL(pi || pi_SFT) per sequence (nats)")
+    ax.set_ylabel("mean oracle reward p(positive)")
+    ax.set_title("SST-2 controlled sentiment: reward vs KL")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(Path(cfg.workdir, "frontier.png"), dpi=120)
+    plt.close(fig)

@@ -1,0 +1,86 @@
+"""Reward and KL of a policy on held-out prompts: what every preference-learning method is judged by.
+
+- :func:`draw`: ``n`` samples per prompt from a policy with the one sampler, in fixed-size batches (one
+  compilation), rows prompt-major (row ``p * n + j`` is prompt p's j-th sample), with each sample's
+  summed log-prob under the policy.
+- :func:`sequence_logprobs_of`: a model's summed log-prob of given responses (the reference's, for KL).
+- ``KL(pi || pi_ref)`` per sequence is estimated from the policy's own samples, as the mean of
+  ``log pi(y|x) - log pi_ref(y|x)`` (the k1 estimator: unbiased; its spread is reported beside it).
+- :func:`best_of_n_kl`: the KL of best-of-n sampling from the reference, ``log n - (n - 1) / n``
+  (Stiennon et al. 2020, appendix G; an upper bound, tight for continuous rewards), which samples
+  cannot estimate since best-of-n has no tractable log-prob.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from nlp_jax.models.reward import response_logprobs
+from nlp_jax.models.sampler import sample
+
+Judge = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (tokens (B, T), attention mask (B, T)) -> (B,)
+
+
+def draw(policy: nnx.Module, prompts: np.ndarray, prompt_mask: np.ndarray, *, n: int, key: jax.Array,
+         max_new_tokens: int, eos_id: int | None, pad_id: int = 0, temperature: float = 1.0,
+         batch_size: int = 64) -> dict[str, np.ndarray]:
+    """``{'tokens', 'mask', 'response'}`` (P n, T0 + N) and ``'logprob'`` (P n,): n samples of each
+    left-padded prompt (P, T0); ``mask`` marks real tokens, ``response`` the generated ones."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1 samples per prompt, got {n}")
+    rows = np.repeat(np.arange(len(prompts)), n)
+    parts = []
+    for b, i in enumerate(tqdm(range(0, len(rows), batch_size), desc=f"sampling {n} per prompt", leave=False)):
+        idx = rows[i:i + batch_size]
+        full = np.resize(idx, batch_size)  # the last batch padded with repeats: one compiled shape
+        s = sample(policy, prompts[full], prompt_mask[full], max_new_tokens=max_new_tokens,
+                   key=jax.random.fold_in(key, b), temperature=temperature, eos_id=eos_id, pad_id=pad_id)
+        k = len(idx)
+        response = np.asarray(s.mask)[:k]
+        parts.append({"tokens": np.asarray(s.tokens)[:k],
+                      "mask": np.concatenate([prompt_mask[idx], response], axis=1),
+                      "response": np.concatenate([np.zeros_like(prompt_mask[idx]), response], axis=1),
+                      "logprob": np.where(response, np.asarray(s.logprobs)[:k], 0.0).sum(1)})
+    return {key_: np.concatenate([p[key_] for p in parts]) for key_ in parts[0]}
+
+
+@nnx.jit
+def _logprobs(model, tokens, mask, response):
+    return response_logprobs(model, tokens, mask, response)[0]
+
+
+def sequence_logprobs_of(model: nnx.Module, drawn: dict[str, np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """(N,) ``log model(response | prompt)`` of each drawn row, summed over the response tokens."""
+    n, out = len(drawn["tokens"]), []
+    for i in range(0, n, batch_size):
+        idx = np.resize(np.arange(i, min(i + batch_size, n)), batch_size)
+        out.append(np.asarray(_logprobs(model, *(jnp.asarray(drawn[k][idx]) for k in ("tokens", "mask", "response"))))
+                   [:min(batch_size, n - i)])
+    return np.concatenate(out)
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL(best-of-n || reference) = log n - (n - 1) / n nats (module docstring)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return math.log(n) - (n - 1) / n
+
+
+def evaluate(policy: nnx.Module, reference: nnx.Module, prompts: np.ndarray, prompt_mask: np.ndarray,
+             judges: dict[str, Judge], *, key: jax.Array, max_new_tokens: int, eos_id: int | None,
+             pad_id: int = 0, batch_size: int = 64) -> dict[str, float]:
+    """One sample per prompt: ``reward/<judge>`` means, ``kl`` (mean k1 per sequence, nats) with
+    ``kl_sem`` (its standard error), ``length`` (mean response tokens)."""
+    drawn = draw(policy, prompts, prompt_mask, n=1, key=key, max_new_tokens=max_new_tokens, eos_id=eos_id,
+                 pad_id=pad_id, batch_size=batch_size)
+    k1 = drawn["logprob"] - sequence_logprobs_of(reference, drawn, batch_size)
+    out = {f"reward/{name}": float(np.mean(judge(drawn["tokens"], drawn["mask"]))) for name, judge in judges.items()}
+    return {**out, "kl": float(k1.mean()), "kl_sem": float(k1.std(ddof=1) / math.sqrt(len(k1))) if len(k1) > 1 else 0.0,
+            "length": float(drawn["response"].sum(1).mean())}

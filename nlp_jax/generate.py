@@ -1,0 +1,90 @@
+"""Sample completions of a file of prompts (one a line) from a saved policy, so anyone can judge it:
+
+    python -m nlp_jax.generate runs/rlhf_sentiment/dpo_b0.1/export prompts.txt --samples 4
+
+A policy directory is a HF GPT-2 export (``config.json`` + ``model.safetensors``, ``models.gpt2_hf``) with
+its WordPiece tokenizer (``tokenizer.json``) and ``bos_token_id`` / ``eos_token_id`` in its config, as
+``experiments/rlhf_sentiment.py`` writes one per policy. Each prompt is encoded as BOS + its pieces (cut
+to its last ones if it would leave fewer than ``--max-new-tokens`` positions), sampled with the one
+sampler, and printed as ``prompt<TAB>completion<TAB>log-prob`` lines (``--json``: one JSON object a line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from nlp_jax.data.wordpiece import WordPieceTokenizer
+from nlp_jax.eval.rewards import draw
+from nlp_jax.models.gpt2_hf import load_hf_gpt2
+
+
+def load_policy(directory: str | Path):
+    """(GPT2, WordPieceTokenizer, bos id, eos id) of a saved policy directory."""
+    directory = Path(directory)
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        if not (directory / name).exists():
+            raise FileNotFoundError(f"{directory} has no {name}: a policy directory is a GPT-2 export with its "
+                                    "tokenizer (e.g. runs/rlhf_sentiment/sft/export)")
+    config = json.loads((directory / "config.json").read_text())
+    model = load_hf_gpt2(directory)
+    tok = WordPieceTokenizer.from_pretrained(directory, max_length=model.config.block_size)
+    return model, tok, config.get("bos_token_id", tok.cls_id), config.get("eos_token_id", tok.sep_id)
+
+
+def encode_prompts(tok: WordPieceTokenizer, prompts: list[str], bos: int, room: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded (P, T0) BOS + pieces of each prompt, at most ``room`` tokens each, and the mask."""
+    enc = tok.encode(prompts, max_length=10_000)
+    rows = [[bos, *ids[1:n - 1].tolist()][-room:] for ids, n in zip(enc["input_ids"], enc["attention_mask"].sum(1))]
+    width = max(len(r) for r in rows)
+    out, mask = np.full((len(rows), width), tok.pad_id, np.int32), np.zeros((len(rows), width), bool)
+    for i, r in enumerate(rows):
+        out[i, width - len(r):], mask[i, width - len(r):] = r, True
+    return out, mask
+
+
+def generate(directory: str | Path, prompts: list[str], *, samples: int = 1, max_new_tokens: int = 24,
+             temperature: float = 1.0, seed: int = 0) -> list[dict]:
+    """``[{'prompt', 'completion', 'logprob'}]``, ``samples`` per prompt in prompt order."""
+    if not prompts:
+        raise ValueError("no prompts: the file has no non-empty line")
+    model, tok, bos, eos = load_policy(directory)
+    room = model.config.block_size - max_new_tokens
+    if room < 1:
+        raise ValueError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the policy's context "
+                         f"of {model.config.block_size}")
+    ids, mask = encode_prompts(tok, prompts, bos, room)
+    drawn = draw(model, ids, mask, n=samples, key=jax.random.key(seed), max_new_tokens=max_new_tokens, eos_id=eos,
+                 pad_id=tok.pad_id, temperature=temperature, batch_size=min(64, len(prompts) * samples))
+    out = []
+    for row in range(len(drawn["tokens"])):
+        response = drawn["tokens"][row][drawn["response"][row]]
+        out.append({"prompt": prompts[row // samples], "completion": tok.decode(response),
+                    "logprob": round(float(drawn["logprob"][row]), 4)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("policy", help="a saved policy directory (GPT-2 export + tokenizer)")
+    parser.add_argument("prompts", help="a text file, one prompt a line ('-' reads stdin)")
+    parser.add_argument("--samples", type=int, default=1)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="JSON lines instead of tab-separated")
+    args = parser.parse_args(argv)
+    text = sys.stdin.read() if args.prompts == "-" else Path(args.prompts).read_text()
+    rows = generate(args.policy, [line.strip() for line in text.splitlines() if line.strip()], samples=args.samples,
+                    max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    for r in rows:
+        print(json.dumps(r) if args.json else f"{r['prompt']}\t{r['completion']}\t{r['logprob']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+import math
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from nlp_jax.eval.rewards import best_of_n_kl, draw, evaluate, sequence_logprobs_of
+from nlp_jax.models.gpt2 import GPT2, GPT2Config
+
+PROMPTS = np.array([[0, 0, 5, 6], [0, 7, 8, 9], [3, 4, 5, 6]], np.int32)  # left-padded with 0
+MASK = PROMPTS != 0
+
+
+def _model(seed):
+    return GPT2(GPT2Config.tiny(vocab_size=37, block_size=16), rngs=nnx.Rngs(seed))
+
+
+def test_draw_is_prompt_major_and_its_logprobs_are_the_policys_own():
+    policy = _model(0)
+    drawn = draw(policy, PROMPTS, MASK, n=3, key=jax.random.key(1), max_new_tokens=6, eos_id=2, batch_size=4)
+    assert drawn["tokens"].shape == (9, 10) and drawn["logprob"].shape == (9,)
+    np.testing.assert_array_equal(drawn["tokens"][:, :4], np.repeat(PROMPTS, 3, axis=0))
+    np.testing.assert_array_equal(drawn["mask"][:, :4], np.repeat(MASK, 3, axis=0))
+    assert not drawn["response"][:, :4].any() and drawn["response"][:, 4].all()
+    assert (drawn["response"] <= drawn["mask"]).all()
+    # a forward pass over the drawn rows scores each response exactly as the sampler did
+    np.testing.assert_allclose(sequence_logprobs_of(policy, drawn, batch_size=4), drawn["logprob"], atol=2e-5)
+    assert (drawn["logprob"] < 0).all()
+
+
+def test_kl_of_a_policy_against_itself_is_zero_and_against_another_is_positive():
+    policy, other = _model(0), _model(0)
+    other.ln_f.scale[...] = other.ln_f.scale[...] * 8  # the same model with much sharper logits
+    judges = {"length": lambda tokens, mask: mask.sum(1).astype(float)}
+    prompts, mask = np.tile(PROMPTS, (20, 1)), np.tile(MASK, (20, 1))
+    same = evaluate(policy, policy, prompts, mask, judges, key=jax.random.key(0), max_new_tokens=5, eos_id=None,
+                    batch_size=16)
+    assert abs(same["kl"]) < 1e-5 and same["length"] == 5.0
+    assert same["reward/length"] == pytest.approx(MASK.sum(1).mean() + 5)
+    diff = evaluate(policy, other, prompts, mask, judges, key=jax.random.key(0), max_new_tokens=5, eos_id=None,
+                    batch_size=16)
+    assert diff["kl"] > 4 * diff["kl_sem"] > 0  # KL(pi || ref) >= 0, and here clearly above 0
+
+
+def test_best_of_n_kl_is_the_analytic_formula():
+    assert best_of_n_kl(1) == 0.0
+    assert best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
+    assert best_of_n_kl(64) < math.log(64)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        best_of_n_kl(0)
