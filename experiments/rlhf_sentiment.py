@@ -43,7 +43,7 @@ from nlp_jax.data.preferences import pairs_from_samples, prompt_prefixes
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.eval.perplexity import perplexity
-from nlp_jax.eval.rewards import best_of_n_kl, draw, evaluate
+from nlp_jax.eval.rewards import best_of_n_kl, draw, evaluate, frontier_table, plot_frontier
 from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
 from nlp_jax.models.gpt2_hf import save_hf_gpt2
 from nlp_jax.models.reward import PolicyWithValue, RewardModel, reward_loss
@@ -56,6 +56,14 @@ from nlp_jax.train.ppo import PPOConfig, PPORollouts, ppo_objective
 from nlp_jax.train.preference import dpo_objective, reference_logprobs
 from nlp_jax.train.records import write_summary
 from nlp_jax.validate import at_least, check_fields
+
+
+class Interrupted(Exception):
+    """A stage's training run stopped on a signal (its checkpoint saved): the run ends, a rerun resumes."""
+
+    def __init__(self, stage: str, result):
+        super().__init__(stage)
+        self.summary = {**result.summary(), "status": "interrupted", "stage": stage}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -200,7 +208,7 @@ def train_sft(cfg: Config, tok: WordPieceTokenizer, train_texts: list[str], dev_
                           train_cfg=cfg.sft_train, optim_cfg=cfg.sft_optim, workdir=Path(cfg.workdir, "sft"),
                           eval_fn=eval_fn, config=cfg)
     if result.interrupted:
-        raise KeyboardInterrupt("SFT interrupted; its checkpoint is saved: rerun to resume")
+        raise Interrupted("sft", result)
     export_policy(model, tok, Path(cfg.workdir, "sft", "export"))
     return model
 
@@ -273,7 +281,7 @@ def train_dpo(s: Setup, method: Method, pairs: dict) -> GPT2:
     model, result = train(without_dropout(s.sft), objective, source, train_cfg=train_cfg, optim_cfg=cfg.dpo_optim,
                           workdir=Path(cfg.workdir, method.name), config=cfg)
     if result.interrupted:
-        raise KeyboardInterrupt(f"{method.name} interrupted; its checkpoint is saved: rerun to resume")
+        raise Interrupted(method.name, result)
     export_policy(model, s.tok, Path(cfg.workdir, method.name, "export"))
     return model
 
@@ -293,7 +301,7 @@ def train_reward_model(s: Setup, pairs: dict) -> tuple[callable, dict]:
     rm, result = train(rm, reward_loss, source, train_cfg=train_cfg, optim_cfg=cfg.rm_optim,
                        workdir=Path(cfg.workdir, "reward_model"), config=cfg)
     if result.interrupted:
-        raise KeyboardInterrupt("reward model interrupted; its checkpoint is saved: rerun to resume")
+        raise Interrupted("reward_model", result)
     score = nnx.jit(lambda m, tokens, mask: m(tokens, attention_mask=mask)[0])
 
     def raw(tokens, mask, batch=64):
@@ -320,7 +328,7 @@ def train_ppo(s: Setup, name: str, score_fn, kl_coef: float, prompts: np.ndarray
     model, result = train(policy, ppo_objective(ppo, prompts.shape[1]), source, train_cfg=train_cfg,
                           optim_cfg=cfg.ppo_optim, workdir=Path(cfg.workdir, name), config=cfg)
     if result.interrupted:
-        raise KeyboardInterrupt(f"{name} interrupted; its checkpoint is saved: rerun to resume")
+        raise Interrupted(name, result)
     export_policy(model.policy, s.tok, Path(cfg.workdir, name, "export"))
     return model
 
@@ -342,6 +350,14 @@ def run_ppo(s: Setup, results: Results, pairs: dict, prompts: np.ndarray, mask: 
 
 
 def run(cfg: Config) -> dict:
+    try:
+        return run_stages(cfg)
+    except Interrupted as stop:  # the launcher exits with 128 + the signal; a rerun resumes the stage
+        print(f"stage {stop.summary['stage']} interrupted; its checkpoint is saved: rerun to resume")
+        return write_summary(cfg.workdir, stop.summary)
+
+
+def run_stages(cfg: Config) -> dict:
     t0 = time.perf_counter()
     results = Results(cfg.workdir)
     train_set, dev_set = read_sst2("train"), read_sst2("dev")
@@ -375,27 +391,6 @@ def run(cfg: Config) -> dict:
 
 def report(cfg: Config, data: dict) -> None:
     """``results.md`` (the table) and ``frontier.png`` (oracle reward against KL, one curve per method)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = {k: v for k, v in data.items() if isinstance(v, dict) and "kl" in v}
-    lines = ["| policy | method | beta / N | oracle reward | second judge | KL (nats) | seconds |",
-             "|---|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['method']} | {r['param']} | {r['reward/oracle']:.3f} | {r['reward/tfidf_lr']:.3f} "
-                     f"| {r['kl']:.2f} | {r.get('seconds', '')} |")
-    Path(cfg.workdir, "results.md").write_text("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in sorted({r["method"] for r in rows.values()}):
-        pts = sorted((r["kl"], r["reward/oracle"]) for r in rows.values() if r["method"] == method)
-        ax.plot(*zip(*pts), marker="o", label=method)
-    ax.set_xlabel("KL(pi || pi_SFT) per sequence (nats)")
-    ax.set_ylabel("mean oracle reward p(positive)")
-    ax.set_title("SST-2 controlled sentiment: reward vs KL")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(Path(cfg.workdir, "frontier.png"), dpi=120)
-    plt.close(fig)
+    Path(cfg.workdir, "results.md").write_text(frontier_table(rows))
+    plot_frontier(rows, Path(cfg.workdir, "frontier.png"), title="SST-2 controlled sentiment: reward vs KL")

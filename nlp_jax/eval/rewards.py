@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable
 
 import jax
@@ -84,3 +85,36 @@ def evaluate(policy: nnx.Module, reference: nnx.Module, prompts: np.ndarray, pro
     out = {f"reward/{name}": float(np.mean(judge(drawn["tokens"], drawn["mask"]))) for name, judge in judges.items()}
     return {**out, "kl": float(k1.mean()), "kl_sem": float(k1.std(ddof=1) / math.sqrt(len(k1))) if len(k1) > 1 else 0.0,
             "length": float(drawn["response"].sum(1).mean())}
+
+
+def frontier_table(rows: dict[str, dict]) -> str:
+    """A markdown table of policies: name, method, beta or N, each judge's reward, KL, seconds."""
+    judges = sorted({k for r in rows.values() for k in r if k.startswith("reward/")})
+    lines = ["| policy | method | beta / N | " + " | ".join(j.removeprefix("reward/") for j in judges)
+             + " | KL (nats) | seconds |", "|---" * (len(judges) + 5) + "|"]
+    for name, r in rows.items():
+        rewards = " | ".join(f"{r[j]:.3f}" if j in r else "-" for j in judges)
+        lines.append(f"| {name} | {r['method']} | {r['param']} | {rewards} | {r['kl']:.2f} | {r.get('seconds', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_frontier(rows: dict[str, dict], png: str | Path, *, judge: str = "reward/oracle", title: str = "") -> Path:
+    """Reward (``judge``) against KL per sequence, one curve per method (its points sorted by KL)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in sorted({r["method"] for r in rows.values()}):
+        points = sorted((r["kl"], r[judge]) for r in rows.values() if r["method"] == method)
+        ax.plot(*zip(*points), marker="o", label=method)
+    ax.set_xlabel("KL(pi || pi_ref) per sequence (nats)")
+    ax.set_ylabel(f"mean {judge.removeprefix('reward/')} reward")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return Path(png)

@@ -49,3 +49,14 @@ def test_best_of_n_kl_is_the_analytic_formula():
     assert best_of_n_kl(64) < math.log(64)
     with pytest.raises(ValueError, match="n must be >= 1"):
         best_of_n_kl(0)
+
+
+def test_the_frontier_table_and_plot(tmp_path):
+    from nlp_jax.eval.rewards import frontier_table, plot_frontier
+
+    rows = {"sft": {"method": "SFT", "param": 0, "reward/oracle": 0.5, "reward/judge": 0.6, "kl": 0.0},
+            "dpo": {"method": "sigmoid", "param": 0.1, "reward/oracle": 0.8, "kl": 2.5, "seconds": 3.0}}
+    table = frontier_table(rows).splitlines()
+    assert table[0] == "| policy | method | beta / N | judge | oracle | KL (nats) | seconds |"
+    assert table[3] == "| dpo | sigmoid | 0.1 | - | 0.800 | 2.50 | 3.0 |"
+    assert plot_frontier(rows, tmp_path / "f.png").stat().st_size > 0
