@@ -15,7 +15,7 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
-        bert-pretrain bert-sst2 bert-tapt bert-embed rlhf-sentiment bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v \
+        bert-pretrain bert-sst2 bert-tapt bert-embed rlhf-sentiment rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v \
         bench-bert bench-dpo gpu-check clean
 
 $(STAMP): pyproject.toml
@@ -79,6 +79,12 @@ bert-tapt: $(STAMP) bert-pretrain  ## task-adaptive BERT pretraining (bert-pretr
 rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT, best-of-N, DPO/IPO/cDPO; frontier plot
 	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle
 	$(RUN) experiments/rlhf_sentiment.py
+
+rm-hh: $(STAMP) $(MINILM)  ## HH-RLHF reward models on MiniLM (frozen-linear, fine-tuned) at 500/1k/2k pairs vs baselines
+	$(RUN) experiments/preferences_hh.py:rm
+
+dpo-hh: $(STAMP)  ## HH-RLHF: SFT GPT on the chosen dialogues, its log-prob baseline, DPO at 500/1k/2k pairs
+	$(RUN) experiments/preferences_hh.py:dpo
 
 BERT_QUERY ?= a moving and beautifully acted film
 bert-embed: $(STAMP) $(MINILM)  ## MiniLM sentence embeddings: SST-2 dev sentences nearest to BERT_QUERY

@@ -81,18 +81,14 @@ def sentences(split: str, limit: int = 0) -> list[str]:
 
 
 def tokenizer_for(cfg: Config, texts: list[str]) -> WordPieceTokenizer:
-    """The run's WordPiece vocabulary: trained once and kept in ``<workdir>/tokenizer`` (training is not
-    bit-reproducible across processes, so a resumed run must read the one its weights were trained with)."""
-    where = Path(cfg.workdir, "tokenizer")
-    for known in (where, Path(cfg.init_dir) if cfg.init_dir else None):
-        if known is not None and (known / "tokenizer.json").exists():
-            return WordPieceTokenizer.from_pretrained(known, max_length=cfg.model.block_size)
-    if cfg.init_dir:
+    """The run's WordPiece vocabulary: ``init_dir``'s, or trained once and kept in ``<workdir>/tokenizer``."""
+    if not cfg.init_dir:
+        return WordPieceTokenizer.trained_once(Path(cfg.workdir, "tokenizer"), texts, cfg.model.vocab_size,
+                                               max_length=cfg.model.block_size)
+    if not Path(cfg.init_dir, "tokenizer.json").exists():
         raise FileNotFoundError(f"init_dir={cfg.init_dir!r} has no tokenizer.json (run `make bert-pretrain`, "
                                 f"which exports one, first)")
-    tok = WordPieceTokenizer.train(texts, cfg.model.vocab_size, max_length=cfg.model.block_size)
-    tok.save(where)
-    return tok
+    return WordPieceTokenizer.from_pretrained(cfg.init_dir, max_length=cfg.model.block_size)
 
 
 def _model(cfg: Config) -> BertForPreTraining:

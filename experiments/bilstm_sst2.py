@@ -11,7 +11,6 @@ Measured results: README.md, section "Results".
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np

@@ -18,7 +18,6 @@ from its whole history). Measured results (command, machine, date, wall time): R
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from flax import nnx
 

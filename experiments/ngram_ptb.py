@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 
 from nlp_jax.data.ptb import load_ptb

@@ -30,7 +30,6 @@ Each policy is exported to ``<workdir>/<name>/export``: ``python -m nlp_jax.gene
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -38,32 +37,26 @@ import jax
 import numpy as np
 from flax import nnx
 
-from nlp_jax.data.corpus import RandomBlocks, ShuffledBatches
+from nlp_jax.data.corpus import ShuffledBatches, delimited_stream
 from nlp_jax.data.preferences import pairs_from_samples, prompt_prefixes
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.eval.perplexity import perplexity
-from nlp_jax.eval.rewards import best_of_n_kl, draw, evaluate, frontier_table, plot_frontier
-from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
+from nlp_jax.eval.rewards import (best_of_n_kl, draw, evaluate, frontier_table, pairwise_accuracy, plot_frontier,
+                                  reward_scores)
+from nlp_jax.models.gpt2 import GPT2, GPT2Config, without_dropout
 from nlp_jax.models.gpt2_hf import save_hf_gpt2
 from nlp_jax.models.reward import PolicyWithValue, RewardModel, reward_loss
 from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
 from nlp_jax.models.tfidf import Tfidf, TfidfConfig
 from nlp_jax.sentences import SentenceClassifier
 from nlp_jax.train.config import OptimConfig, TrainConfig
+from nlp_jax.train.lm import train_on_stream
 from nlp_jax.train.loop import train
 from nlp_jax.train.ppo import PPOConfig, PPORollouts, ppo_objective
 from nlp_jax.train.preference import dpo_objective, reference_logprobs
-from nlp_jax.train.records import write_summary
+from nlp_jax.train.records import Interrupted, StageResults, write_summary
 from nlp_jax.validate import at_least, check_fields
-
-
-class Interrupted(Exception):
-    """A stage's training run stopped on a signal (its checkpoint saved): the run ends, a rerun resumes."""
-
-    def __init__(self, stage: str, result):
-        super().__init__(stage)
-        self.summary = {**result.summary(), "status": "interrupted", "stage": stage}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -126,49 +119,6 @@ def get_config(arg: str | None = None) -> Config:
     raise ValueError(f"unknown config {arg!r}; choose cpu or smoke")
 
 
-class Results:
-    """``results.json``: one entry per stage or method, written as soon as it is measured."""
-
-    def __init__(self, workdir: str):
-        self.path = Path(workdir, "results.json")
-        self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def put(self, name: str, row: dict) -> None:
-        self.data[name] = row
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.data, indent=2))
-        print(f"{name}: {row}")
-
-    def get(self, name: str, fn) -> dict:
-        """The stored entry, or ``fn()`` measured now with its seconds."""
-        if name not in self.data:
-            t0 = time.perf_counter()
-            self.put(name, {**fn(), "seconds": round(time.perf_counter() - t0, 1)})
-        return self.data[name]
-
-
-def tokenizer_for(cfg: Config, texts: list[str]) -> WordPieceTokenizer:
-    where = Path(cfg.workdir, "tokenizer")
-    if (where / "tokenizer.json").exists():
-        return WordPieceTokenizer.from_pretrained(where, max_length=cfg.model.block_size)
-    tok = WordPieceTokenizer.train(texts, cfg.vocab_size, max_length=cfg.model.block_size)
-    tok.save(where)
-    return tok
-
-
-def pieces(tok: WordPieceTokenizer, texts: list[str]) -> list[list[int]]:
-    """Each text's WordPiece ids without [CLS] / [SEP] (never truncated)."""
-    enc = tok.encode(texts, max_length=10_000)
-    return [row[1:n - 1].tolist() for row, n in zip(enc["input_ids"], enc["attention_mask"].sum(1))]
-
-
-def stream(tok: WordPieceTokenizer, texts: list[str], seed: int) -> np.ndarray:
-    """``[CLS] text [SEP]`` for every text in a seeded order, concatenated."""
-    order = np.random.default_rng(seed).permutation(len(texts))
-    ids = pieces(tok, [texts[i] for i in order])
-    return np.concatenate([[tok.cls_id, *row, tok.sep_id] for row in ids]).astype(np.int32)
-
-
 @dataclasses.dataclass
 class Setup:
     """What every stage shares: the tokenizer, the SFT policy (also the reference), the held-out prompts
@@ -196,24 +146,18 @@ def export_policy(model: GPT2, tok: WordPieceTokenizer, directory: Path) -> None
 
 def train_sft(cfg: Config, tok: WordPieceTokenizer, train_texts: list[str], dev_texts: list[str]) -> GPT2:
     model_cfg = dataclasses.replace(cfg.model, vocab_size=tok.vocab_size)
-    train_ids, dev_ids = stream(tok, train_texts, cfg.sft_train.seed), stream(tok, dev_texts, 0)
-    source = RandomBlocks(train_ids, cfg.batch_size, model_cfg.block_size, seed=cfg.sft_train.seed,
-                          vocab_size=model_cfg.vocab_size)
-
-    def eval_fn(m):
-        return {"val_loss": perplexity(m, dev_ids, context=model_cfg.block_size, batch_size=128)["loss"]}
-
+    train_ids = delimited_stream(tok.pieces(train_texts), tok.cls_id, tok.sep_id, cfg.sft_train.seed)
+    dev_ids = delimited_stream(tok.pieces(dev_texts), tok.cls_id, tok.sep_id, 0)
     print(f"SFT on {len(train_ids):,} tokens of {len(train_texts):,} phrases, vocabulary {tok.vocab_size}")
-    model, result = train(GPT2(model_cfg, rngs=nnx.Rngs(cfg.sft_train.seed)), lm_loss, source,
-                          train_cfg=cfg.sft_train, optim_cfg=cfg.sft_optim, workdir=Path(cfg.workdir, "sft"),
-                          eval_fn=eval_fn, config=cfg)
-    if result.interrupted:
-        raise Interrupted("sft", result)
+    model = train_on_stream(model_cfg, train_ids, batch_size=cfg.batch_size, train_cfg=cfg.sft_train,
+                            optim_cfg=cfg.sft_optim, workdir=Path(cfg.workdir, "sft"), config=cfg,
+                            eval_fn=lambda m: {"val_loss": perplexity(m, dev_ids, context=model_cfg.block_size,
+                                                                      batch_size=128)["loss"]})
     export_policy(model, tok, Path(cfg.workdir, "sft", "export"))
     return model
 
 
-def make_judges(cfg: Config, tok: WordPieceTokenizer, results: Results, train_set, dev_set) -> dict:
+def make_judges(cfg: Config, tok: WordPieceTokenizer, results: StageResults, train_set, dev_set) -> dict:
     """{'oracle', 'tfidf_lr'}: (tokens, mask) -> p(positive), each with its dev accuracy in results."""
     if not Path(cfg.oracle_dir, "config.json").exists():
         raise FileNotFoundError(f"oracle_dir={cfg.oracle_dir!r} holds no classifier: run `make bert-sst2` (its "
@@ -262,14 +206,6 @@ def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray) -> dict[st
     return pairs
 
 
-def without_dropout(model: GPT2) -> GPT2:
-    """A copy of the SFT policy with dropout off, as preference training needs (PPO's ratio is exactly 1
-    before its first update only then; TRL turns it off for DPO too)."""
-    copy = GPT2(dataclasses.replace(model.config, dropout=0.0, attn_dropout=0.0), rngs=nnx.Rngs(0))
-    nnx.update(copy, nnx.clone(nnx.state(model, nnx.Param)))
-    return copy
-
-
 def train_dpo(s: Setup, method: Method, pairs: dict) -> GPT2:
     cfg = s.cfg
     refs = reference_logprobs(s.sft, pairs, Path(cfg.workdir, "reference_logprobs.npz"))
@@ -302,19 +238,13 @@ def train_reward_model(s: Setup, pairs: dict) -> tuple[callable, dict]:
                        workdir=Path(cfg.workdir, "reward_model"), config=cfg)
     if result.interrupted:
         raise Interrupted("reward_model", result)
-    score = nnx.jit(lambda m, tokens, mask: m(tokens, attention_mask=mask)[0])
-
-    def raw(tokens, mask, batch=64):
-        return np.concatenate([np.asarray(score(rm, tokens[i:i + batch], mask[i:i + batch]))
-                               for i in range(0, len(tokens), batch)])
-
     both = {k: np.concatenate([pairs[f"chosen{k}"], pairs[f"rejected{k}"]]) for k in ("", "_mask")}
-    r = raw(both[""], both["_mask"])
+    r = reward_scores(rm, both[""], both["_mask"])
     mu, sd = float(r.mean()), float(r.std() + 1e-6)
-    accuracy = float((raw(pairs["chosen"][held], pairs["chosen_mask"][held])
-                      > raw(pairs["rejected"][held], pairs["rejected_mask"][held])).mean())
-    return (lambda tokens, mask: (raw(tokens, mask) - mu) / sd), {"heldout_pair_accuracy": accuracy,
-                                                                  "heldout_pairs": len(held)}
+    accuracy = pairwise_accuracy(*(reward_scores(rm, pairs[side][held], pairs[f"{side}_mask"][held])
+                                   for side in ("chosen", "rejected")))
+    return (lambda tokens, mask: (reward_scores(rm, tokens, mask) - mu) / sd), {"heldout_pair_accuracy": accuracy,
+                                                                                 "heldout_pairs": len(held)}
 
 
 def train_ppo(s: Setup, name: str, score_fn, kl_coef: float, prompts: np.ndarray, mask: np.ndarray):
@@ -333,7 +263,7 @@ def train_ppo(s: Setup, name: str, score_fn, kl_coef: float, prompts: np.ndarray
     return model
 
 
-def run_ppo(s: Setup, results: Results, pairs: dict, prompts: np.ndarray, mask: np.ndarray) -> None:
+def run_ppo(s: Setup, results: StageResults, pairs: dict, prompts: np.ndarray, mask: np.ndarray) -> None:
     names = [f"ppo_rm_b{b:g}" for b in s.cfg.ppo_kl_coefs]
     if any(n not in results.data for n in names):
         t0 = time.perf_counter()
@@ -359,17 +289,18 @@ def run(cfg: Config) -> dict:
 
 def run_stages(cfg: Config) -> dict:
     t0 = time.perf_counter()
-    results = Results(cfg.workdir)
+    results = StageResults(cfg.workdir)
     train_set, dev_set = read_sst2("train"), read_sst2("dev")
     if cfg.max_train:
         train_set = (train_set[0][:cfg.max_train], train_set[1][:cfg.max_train])
-    tok = tokenizer_for(cfg, train_set[0])
+    tok = WordPieceTokenizer.trained_once(Path(cfg.workdir, "tokenizer"), train_set[0], cfg.vocab_size,
+                                         max_length=cfg.model.block_size)
     t1 = time.perf_counter()
     sft = train_sft(cfg, tok, train_set[0], dev_set[0])
     if "sft_train" not in results.data:  # (a resumed SFT records its last segment only)
         results.put("sft_train", {"seconds": round(time.perf_counter() - t1, 1)})
     judges = make_judges(cfg, tok, results, train_set, dev_set)
-    held = prompt_prefixes(pieces(tok, dev_set[0]), bos_id=tok.cls_id, pad_id=tok.pad_id, seed=1)
+    held = prompt_prefixes(tok.pieces(dev_set[0]), bos_id=tok.cls_id, pad_id=tok.pad_id, seed=1)
     s = Setup(cfg, tok, sft, held[0][:cfg.eval_prompts], held[1][:cfg.eval_prompts], judges)
     print(f"{len(s.prompts)} held-out prompts")
     results.get("sft", lambda: {"method": "SFT", "param": 0, **s.evaluate(sft)})
@@ -377,7 +308,7 @@ def run_stages(cfg: Config) -> dict:
         t1 = time.perf_counter()
         for name, row in best_of_n(s).items():  # one draw serves every N: the stage's time is on each row
             results.put(name, {**row, "seconds": round(time.perf_counter() - t1, 1)})
-    train_prefixes = prompt_prefixes(pieces(tok, train_set[0][:20 * cfg.train_prompts]), bos_id=tok.cls_id,
+    train_prefixes = prompt_prefixes(tok.pieces(train_set[0][:20 * cfg.train_prompts]), bos_id=tok.cls_id,
                                      pad_id=tok.pad_id, seed=2, min_rest=3)
     pairs = preference_pairs(s, train_prefixes[0][:cfg.train_prompts], train_prefixes[1][:cfg.train_prompts])
     results.get("pairs", lambda: {"count": len(pairs["chosen"])})

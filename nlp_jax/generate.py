@@ -5,7 +5,7 @@
 A policy directory is a HF GPT-2 export (``config.json`` + ``model.safetensors``, ``models.gpt2_hf``) with
 its WordPiece tokenizer (``tokenizer.json``) and ``bos_token_id`` / ``eos_token_id`` in its config, as
 ``experiments/rlhf_sentiment.py`` writes one per policy. Each prompt is encoded as BOS + its pieces (cut
-to its last ones if it would leave fewer than ``--max-new-tokens`` positions), sampled with the one
+to BOS + its last pieces if it would leave fewer than ``--max-new-tokens`` positions), sampled with the one
 sampler, and printed as ``prompt<TAB>completion<TAB>log-prob`` lines (``--json``: one JSON object a line).
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from nlp_jax.data.preferences import left_pad
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.eval.rewards import draw
 from nlp_jax.models.gpt2_hf import load_hf_gpt2
@@ -38,14 +39,11 @@ def load_policy(directory: str | Path):
 
 
 def encode_prompts(tok: WordPieceTokenizer, prompts: list[str], bos: int, room: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded (P, T0) BOS + pieces of each prompt, at most ``room`` tokens each, and the mask."""
-    enc = tok.encode(prompts, max_length=10_000)
-    rows = [[bos, *ids[1:n - 1].tolist()][-room:] for ids, n in zip(enc["input_ids"], enc["attention_mask"].sum(1))]
-    width = max(len(r) for r in rows)
-    out, mask = np.full((len(rows), width), tok.pad_id, np.int32), np.zeros((len(rows), width), bool)
-    for i, r in enumerate(rows):
-        out[i, width - len(r):], mask[i, width - len(r):] = r, True
-    return out, mask
+    """Left-padded (P, T0) BOS + pieces of each prompt, at most ``room`` tokens each (a long prompt keeps BOS
+    and its last ``room - 1`` pieces), and the mask."""
+    if room < 1:
+        raise ValueError(f"room={room}: a prompt needs at least its BOS token")
+    return left_pad([[bos, *ids[max(0, len(ids) - room + 1):]] for ids in tok.pieces(prompts)], tok.pad_id)
 
 
 def generate(directory: str | Path, prompts: list[str], *, samples: int = 1, max_new_tokens: int = 24,

@@ -7,9 +7,9 @@ import pytest
 
 from nlp_jax.run import main
 
-NEEDS_INPUTS = {"rlhf_sentiment"}  # needs a trained oracle: its own test below builds one
+OWN_TESTS = {"rlhf_sentiment", "preferences_hh"}  # tested below (rlhf_sentiment's builds the oracle it needs)
 EXPERIMENTS = sorted(p for p in Path(__file__).resolve().parents[1].glob("experiments/*.py")
-                     if p.stem not in NEEDS_INPUTS)
+                     if p.stem not in OWN_TESTS)
 GPT = Path(__file__).resolve().parents[1] / "experiments" / "gpt_shakespeare_char.py"
 
 
@@ -170,3 +170,25 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     generate_main([str(tmp_path / "rlhf" / "sft" / "export"), str(tmp_path / "prompts.txt"), "--max-new-tokens", "4"])
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         generate(tmp_path, ["a"])
+    from nlp_jax.generate import encode_prompts, load_policy
+
+    _, tok, bos, _ = load_policy(tmp_path / "rlhf" / "sft" / "export")
+    long_prompt = "the worst film of the year by far"
+    ids, mask = encode_prompts(tok, [long_prompt, "a"], bos, room=4)  # cut: BOS stays, then the last pieces
+    assert ids[0].tolist() == [bos, *tok.pieces([long_prompt])[0][-3:]]
+    assert mask.tolist() == [[True] * 4, [False, False, True, True]]
+
+
+@pytest.mark.parametrize("config", ["smoke", "smoke_dpo"])
+def test_hh_preferences_score_every_curve_point_beside_the_baselines(config, tmp_path):
+    hh = Path(__file__).resolve().parents[1] / "experiments" / "preferences_hh.py"
+    summary = main([f"{hh}:{config}", "--set", f"workdir={tmp_path}"])
+    assert summary["status"] == "finished" and summary["train_pairs"] == 24
+    names = ["random", "longer", "shorter"] + (["linear_8", "linear_16", "fine_tuned_8", "fine_tuned_16"]
+                                               if config == "smoke" else ["reference", "dpo_8", "dpo_16"])
+    for name in names:
+        assert 0.0 <= summary[name]["accuracy"] <= 1.0 and summary[name]["held_out"] == 24, name
+    assert summary["longer"]["accuracy"] + summary["shorter"]["accuracy"] == pytest.approx(1.0)
+    table = (tmp_path / "results.md").read_text()
+    assert all(f"| {name} " in table for name in names)
+    assert main([f"{hh}:{config}", "--set", f"workdir={tmp_path}"])[names[-1]] == summary[names[-1]]  # read back

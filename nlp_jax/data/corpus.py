@@ -78,6 +78,13 @@ class SequentialBlocks:
         return {"inputs": window[:, :-1], "targets": window[:, 1:], "reset_state": k == 0}
 
 
+def delimited_stream(rows: Sequence[Sequence[int]], bos: int, eos: int, seed: int | None = None) -> np.ndarray:
+    """``bos row eos`` for every row (in a seeded random order when ``seed`` is given), concatenated into one
+    int32 token stream for :class:`RandomBlocks` (no padding wasted)."""
+    order = range(len(rows)) if seed is None else np.random.default_rng(seed).permutation(len(rows))
+    return np.concatenate([[bos, *rows[i], eos] for i in order]).astype(np.int32)
+
+
 def epoch_rows(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
     """The rows of minibatch ``step`` when every epoch visits a permutation of ``n`` rows seeded by
     (seed, epoch) and drops its last incomplete batch (so every batch has ``batch_size`` rows)."""

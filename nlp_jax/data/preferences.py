@@ -66,6 +66,18 @@ def encode_pairs(encode: Callable[[str], list[int]], prompts: Sequence[str], cho
     return out, dropped
 
 
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int = 0, width: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(P, width) int32 rows right-aligned after ``pad_id`` padding (the sampler's prompt layout) and the
+    mask of real tokens; ``width`` defaults to the longest row."""
+    width = max((len(r) for r in rows), default=0) if width is None else width
+    out, mask = np.full((len(rows), width), pad_id, np.int32), np.zeros((len(rows), width), bool)
+    for i, r in enumerate(rows):
+        if r:
+            out[i, width - len(r):], mask[i, width - len(r):] = r, True
+    return out, mask
+
+
 def prompt_prefixes(sentences: Sequence[Sequence[int]], *, min_len: int = 2, max_len: int = 8, seed: int = 0,
                     bos_id: int | None = None, pad_id: int = 0, min_rest: int = 1,
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,11 +94,7 @@ def prompt_prefixes(sentences: Sequence[Sequence[int]], *, min_len: int = 2, max
         if len(ids) >= k + min_rest:
             rows.append(head + list(ids[:k]))
             kept.append(i)
-    prompts = np.full((len(rows), width), pad_id, np.int32)
-    mask = np.zeros((len(rows), width), bool)
-    for j, row in enumerate(rows):
-        prompts[j, width - len(row):], mask[j, width - len(row):] = row, True
-    return prompts, mask, np.array(kept, np.int64)
+    return *left_pad(rows, pad_id, width), np.array(kept, np.int64)
 
 
 def pairs_from_samples(drawn: dict[str, np.ndarray], scores: np.ndarray, n: int) -> dict[str, np.ndarray]:

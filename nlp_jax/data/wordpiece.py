@@ -118,6 +118,17 @@ class WordPieceTokenizer:
         tok.train_from_iterator(texts, trainer=trainer)
         return cls(tok, max_length=max_length, source="trained")
 
+    @classmethod
+    def trained_once(cls, directory: str | Path, texts: Iterable[str], vocab_size: int, *,
+                     max_length: int = 512) -> "WordPieceTokenizer":
+        """The vocabulary kept in ``directory``, or one trained on ``texts`` and saved there first. Training is
+        not bit-reproducible across processes, so a resumed run must read the one its weights learnt."""
+        if Path(directory, "tokenizer.json").exists():
+            return cls.from_pretrained(directory, max_length=max_length)
+        tok = cls.train(texts, vocab_size, max_length=max_length)
+        tok.save(directory)
+        return tok
+
     def save(self, directory: str | Path) -> Path:
         """Write ``tokenizer.json`` (and the ``vocab.txt`` it implies) into ``directory``."""
         directory = Path(directory)
@@ -162,6 +173,15 @@ class WordPieceTokenizer:
             segments[row, :len(e.ids)] = e.type_ids
             mask[row, :len(e.ids)] = True
         return {"input_ids": ids, "token_type_ids": segments, "attention_mask": mask}
+
+    def pieces(self, texts: list[str]) -> list[list[int]]:
+        """Each text's WordPiece ids without [CLS] / [SEP], never truncated."""
+        self._tok.no_truncation()
+        try:
+            enc = self._tok.encode_batch(list(texts), add_special_tokens=False)
+        finally:
+            self._tok.enable_truncation(self.max_length, strategy="longest_first")
+        return [list(e.ids) for e in enc]
 
     def decode(self, ids, *, skip_special: bool = True) -> str:
         from nlp_jax.validate import check_ids

@@ -3,7 +3,8 @@
 - :func:`draw`: ``n`` samples per prompt from a policy with the one sampler, in fixed-size batches (one
   compilation), rows prompt-major (row ``p * n + j`` is prompt p's j-th sample), with each sample's
   summed log-prob under the policy.
-- :func:`sequence_logprobs_of`: a model's summed log-prob of given responses (the reference's, for KL).
+- :func:`sequence_logprobs_of`: a model's summed log-prob of given responses (the reference's, for KL);
+  :func:`reward_scores`: a reward model's score of given rows; :func:`pairwise_accuracy` of two scores.
 - ``KL(pi || pi_ref)`` per sequence is estimated from the policy's own samples, as the mean of
   ``log pi(y|x) - log pi_ref(y|x)`` (the k1 estimator: unbiased; its spread is reported beside it).
 - :func:`best_of_n_kl`: the KL of best-of-n sampling from the reference, ``log n - (n - 1) / n``
@@ -52,19 +53,54 @@ def draw(policy: nnx.Module, prompts: np.ndarray, prompt_mask: np.ndarray, *, n:
     return {key_: np.concatenate([p[key_] for p in parts]) for key_ in parts[0]}
 
 
+def by_length(fn, arrays: list[np.ndarray], batch_size: int, multiple: int = 32) -> np.ndarray:
+    """``fn(*batch)`` (B, ...) over the rows of ``arrays`` (the second one the attention mask), returned in
+    input order. Rows go in order of their last real column, each batch cut after its longest row (rounded
+    up to ``multiple``: a few compiled widths, little padding), the last batch filled with repeats (one
+    batch size). Columns after every row's last real token change no row's output (causal or masked
+    attention)."""
+    mask = arrays[1].astype(bool)
+    n, width = mask.shape
+    used = np.where(mask.any(1), width - np.argmax(mask[:, ::-1], axis=1), 1)
+    order, out = np.argsort(used, kind="stable"), None
+    for i in range(0, n, batch_size):
+        idx = order[i:i + batch_size]
+        full, cols = np.resize(idx, batch_size), min(width, -(-int(used[idx].max()) // multiple) * multiple)
+        values = np.asarray(fn(*(jnp.asarray(a[full][:, :cols]) for a in arrays)))[:len(idx)]
+        out = np.zeros((n, *values.shape[1:]), values.dtype) if out is None else out
+        out[idx] = values
+    return np.zeros((0,), np.float32) if out is None else out
+
+
 @nnx.jit
 def _logprobs(model, tokens, mask, response):
     return response_logprobs(model, tokens, mask, response)[0]
 
 
+@nnx.jit
+def _rewards(model, tokens, mask):
+    return model(tokens, attention_mask=mask)[0]
+
+
 def sequence_logprobs_of(model: nnx.Module, drawn: dict[str, np.ndarray], batch_size: int = 64) -> np.ndarray:
     """(N,) ``log model(response | prompt)`` of each drawn row, summed over the response tokens."""
-    n, out = len(drawn["tokens"]), []
-    for i in range(0, n, batch_size):
-        idx = np.resize(np.arange(i, min(i + batch_size, n)), batch_size)
-        out.append(np.asarray(_logprobs(model, *(jnp.asarray(drawn[k][idx]) for k in ("tokens", "mask", "response"))))
-                   [:min(batch_size, n - i)])
-    return np.concatenate(out)
+    return by_length(lambda *a: _logprobs(model, *a), [drawn[k] for k in ("tokens", "mask", "response")],
+                       batch_size)
+
+
+def reward_scores(model: nnx.Module, tokens: np.ndarray, mask: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N,) a reward model's score r(x, y) of each row (prompt + response, ``mask`` on its real tokens)."""
+    return by_length(lambda *a: _rewards(model, *a), [tokens, mask], batch_size)
+
+
+def pairwise_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> float:
+    """The fraction of pairs whose chosen score is the higher, a tie counting one half (a scorer that cannot
+    tell two responses apart scores 0.5, neither 0 nor 1)."""
+    chosen, rejected = np.asarray(chosen, np.float64), np.asarray(rejected, np.float64)
+    if chosen.shape != rejected.shape or chosen.ndim != 1 or not len(chosen):
+        raise ValueError(f"chosen and rejected scores must be equal-length non-empty vectors, got shapes "
+                         f"{chosen.shape} and {rejected.shape}")
+    return float(np.mean((chosen > rejected) + 0.5 * (chosen == rejected)))
 
 
 def best_of_n_kl(n: int) -> float:

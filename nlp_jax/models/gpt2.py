@@ -143,6 +143,15 @@ class GPT2(nnx.Module):
                 "mask": jnp.zeros((batch, length), bool), "index": jnp.zeros((), jnp.int32)}
 
 
+def without_dropout(model: GPT2) -> GPT2:
+    """A copy of ``model`` with dropout off (its parameters copied, the original untouched): preference
+    training starts from one (PPO's ratio is exactly 1 before its first update only then; TRL turns dropout
+    off for DPO too)."""
+    copy = GPT2(dataclasses.replace(model.config, dropout=0.0, attn_dropout=0.0), rngs=nnx.Rngs(0))
+    nnx.update(copy, nnx.clone(nnx.state(model, nnx.Param)))
+    return copy
+
+
 def lm_loss(model: GPT2, batch: dict, key: Array | None) -> tuple[Array, dict]:
     """Next-token cross-entropy on ``batch = {'inputs': (B, T), 'targets': (B, T)}`` (optional 'mask');
     aux ``tokens``: the number of predicted tokens."""

@@ -2,7 +2,9 @@
 (``backbone(tokens, *, positions, attention_mask, key) -> (out, aux)`` with ``aux['hidden']`` (B, T, D)):
 
 - :class:`RewardModel`: a scalar head on the hidden state of the last non-padding token, r(x, y) (B,)
-  (Ziegler et al. 2019; Ouyang et al. 2022). GPT-2 and BERT's encoder both serve as backbones.
+  (Ziegler et al. 2019; Ouyang et al. 2022), or on the mean over the real tokens (``pooling='mean'``, the
+  pooling a sentence encoder such as all-MiniLM-L6-v2 was trained with). GPT-2 and BERT's encoder both
+  serve as backbones.
 - :class:`PolicyWithValue`: a decoder LM and a value head V(s_t) on every position, sharing the forward
   pass (the PPO policy); it keeps the decoder's cache interface, so the one sampler draws from it.
 
@@ -18,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nlp_jax import ops
+from nlp_jax.models.bert import mean_pool
 from nlp_jax.nn.layers import Linear
 
 Array = jax.Array
@@ -47,20 +50,27 @@ def _backbone_call(backbone, tokens, positions, attention_mask, key, **kwargs):
 
 
 class RewardModel(nnx.Module):
-    """r(x, y) = w . h_last + b, h_last the backbone's final state at the last real token."""
+    """r(x, y) = w . h + b, h the backbone's final state at the last real token (``pooling='last'``) or its
+    mean over the real tokens (``'mean'``)."""
 
-    def __init__(self, backbone: nnx.Module, *, rngs: nnx.Rngs):
+    def __init__(self, backbone: nnx.Module, *, pooling: str = "last", rngs: nnx.Rngs):
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', got {pooling!r}")
         self.backbone = backbone
         self.config = backbone.config
+        self.pooling = pooling
         self.head = scalar_head(backbone.config.n_embd, rngs)
 
     def __call__(self, tokens: Array, *, positions: Array | None = None, attention_mask: Array | None = None,
                  key: Array | None = None) -> tuple[Array, dict]:
-        """tokens (B, T) -> (rewards (B,), aux with ``hidden`` and ``last`` (B,) the scored position)."""
+        """tokens (B, T) -> (rewards (B,), aux with ``hidden`` and ``last`` (B,) the last real position)."""
         _, aux = _backbone_call(self.backbone, tokens, positions, attention_mask, key)
         mask = jnp.ones(tokens.shape, bool) if attention_mask is None else attention_mask
         last = last_token_index(mask)
-        h = jnp.take_along_axis(aux["hidden"], last[:, None, None], axis=1)[:, 0]  # (B, D)
+        if self.pooling == "mean":
+            h = mean_pool(aux["hidden"], mask)
+        else:
+            h = jnp.take_along_axis(aux["hidden"], last[:, None, None], axis=1)[:, 0]  # (B, D)
         return self.head(h.astype(jnp.float32))[:, 0], {"hidden": aux["hidden"], "last": last}
 
 

@@ -8,6 +8,7 @@ import fcntl
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,39 @@ def write_summary(workdir: str | Path, summary: dict, *, echo: bool = True) -> d
     if echo:
         print(text)
     return summary
+
+
+class StageResults:
+    """``<workdir>/results.json`` of a multi-stage experiment: one entry per stage or method, written as soon
+    as it is measured, so a rerun (or a resume after a crash) reads it back instead of measuring it twice."""
+
+    def __init__(self, workdir: str | Path):
+        self.path = Path(workdir, "results.json")
+        self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def put(self, name: str, row: dict) -> None:
+        self.data[name] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(dumps(self.data, indent=2))
+        os.replace(tmp, self.path)  # a crash mid-write keeps the previous file whole
+        print(f"{name}: {row}")
+
+    def get(self, name: str, fn) -> dict:
+        """The stored entry, or ``fn()`` measured now with its ``seconds``."""
+        if name not in self.data:
+            t0 = time.perf_counter()
+            self.put(name, {**fn(), "seconds": round(time.perf_counter() - t0, 1)})
+        return self.data[name]
+
+
+class Interrupted(Exception):
+    """A stage's training run stopped on a signal (its checkpoint saved): the experiment ends with this
+    summary (status ``interrupted``, the stage named) and a rerun resumes the stage."""
+
+    def __init__(self, stage: str, result):
+        super().__init__(stage)
+        self.summary = {**result.summary(), "status": "interrupted", "stage": stage}
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

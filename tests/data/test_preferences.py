@@ -81,6 +81,15 @@ def test_prompt_prefixes_are_seeded_left_padded_and_skip_short_sentences():
     np.testing.assert_array_equal(again[0], prompts)
 
 
+def test_left_pad_right_aligns_rows_of_any_length():
+    from nlp_jax.data.preferences import left_pad
+
+    out, mask = left_pad([[7, 8, 9], [5], []], pad_id=0)
+    np.testing.assert_array_equal(out, [[7, 8, 9], [0, 0, 5], [0, 0, 0]])
+    np.testing.assert_array_equal(mask, [[1, 1, 1], [0, 0, 1], [0, 0, 0]])
+    assert left_pad([[1]], pad_id=3, width=4)[0].tolist() == [[3, 3, 3, 1]]
+
+
 def test_pairs_from_samples_take_every_pair_with_the_higher_score_chosen():
     from nlp_jax.data.preferences import pairs_from_samples
 

@@ -26,6 +26,18 @@ def test_training_a_vocabulary_reserves_the_specials_and_round_trips_through_sav
     assert trained.decode(trained.encode(["the dog sat"])["input_ids"][0]) == "the dog sat"
 
 
+def test_pieces_are_the_encoding_without_specials_never_truncated_and_a_kept_vocabulary_is_reused(tmp_path):
+    short = WordPieceTokenizer.train(TEXT, 80, min_frequency=1, max_length=8)
+    long_text = " ".join(TEXT[:3])
+    full = WordPieceTokenizer.train(TEXT, 80, min_frequency=1, max_length=512).encode([long_text, TEXT[0]])
+    expected = [row[1:n - 1].tolist() for row, n in zip(full["input_ids"], full["attention_mask"].sum(1))]
+    assert short.pieces([long_text, TEXT[0]]) == expected and len(expected[0]) > 8
+    assert short.encode([long_text])["input_ids"].shape[1] == 8  # encode still truncates afterwards
+    kept = WordPieceTokenizer.trained_once(tmp_path / "tok", TEXT, 80)
+    again = WordPieceTokenizer.trained_once(tmp_path / "tok", ["other words entirely"] * 50, 30)
+    assert again.vocab_size == kept.vocab_size and again.pieces(TEXT[:2]) == kept.pieces(TEXT[:2])
+
+
 def test_batches_pad_to_a_multiple_of_8_and_truncate_longest_first(trained):
     batch = trained.encode(["the cat", "the cat sat on the mat . the dog sat"], ["on the mat", "log"])
     assert batch["input_ids"].shape == (2, 16)  # longest row 14 -> 16, never a fixed 128

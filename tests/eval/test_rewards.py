@@ -60,3 +60,18 @@ def test_the_frontier_table_and_plot(tmp_path):
     assert table[0] == "| policy | method | beta / N | judge | oracle | KL (nats) | seconds |"
     assert table[3] == "| dpo | sigmoid | 0.1 | - | 0.800 | 2.50 | 3.0 |"
     assert plot_frontier(rows, tmp_path / "f.png").stat().st_size > 0
+
+
+def test_reward_scores_in_batches_equal_one_pass_and_pairwise_accuracy_counts_ties_half():
+    from nlp_jax.eval.rewards import pairwise_accuracy, reward_scores
+    from nlp_jax.models.reward import RewardModel
+
+    rm = RewardModel(GPT2(GPT2Config.tiny(vocab_size=37, block_size=80), rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
+    lengths = np.array([40, 5, 70, 12, 33, 8, 64, 20, 3])  # 9 right-padded rows: batches cut to 32 / 64 / 96
+    mask = np.arange(72)[None] < lengths[:, None]
+    tokens = np.where(mask, np.random.default_rng(0).integers(3, 37, mask.shape), 0).astype(np.int32)
+    whole = np.asarray(nnx.jit(lambda m, t, a: m(t, attention_mask=a)[0])(rm, tokens, mask))
+    np.testing.assert_allclose(reward_scores(rm, tokens, mask, batch_size=4), whole, atol=1e-5)
+    assert pairwise_accuracy(np.array([2.0, 1.0, 0.5, 3.0]), np.array([1.0, 2.0, 0.5, 0.0])) == 0.625
+    with pytest.raises(ValueError, match="equal-length non-empty"):
+        pairwise_accuracy(np.zeros(3), np.zeros(2))

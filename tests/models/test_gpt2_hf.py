@@ -80,7 +80,6 @@ def test_training_trajectory_matches_torch_adamw(hf_dir):
     follows PyTorch's AdamW on the transformers model step for step."""
     import copy
 
-    import jax
 
     from nlp_jax.models.gpt2 import lm_loss
     from nlp_jax.train.config import OptimConfig

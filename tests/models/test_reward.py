@@ -5,6 +5,7 @@ sampler untouched."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from nlp_jax.models.bert import BertConfig, BertEncoder
@@ -58,6 +59,20 @@ def test_bert_encoder_as_a_reward_backbone():
     assert abs(float(_score(rm, *_padded(0, 5))[0]) - plain) < 1e-5
     grads = nnx.grad(lambda m: _score(m, *_padded(0, 2)).sum())(rm)
     assert float(jnp.abs(grads["head"]["kernel"][...]).sum()) > 0
+
+
+def test_mean_pooling_scores_the_mean_of_the_real_tokens_states():
+    rm = RewardModel(BertEncoder(BertConfig.tiny(dropout=0.0, attn_dropout=0.0), rngs=nnx.Rngs(0)), pooling="mean",
+                     rngs=nnx.Rngs(1))
+    tokens, mask = _padded(0, 3)
+    hidden = np.asarray(nnx.jit(lambda m, t, a: m(t, attention_mask=a)[1]["hidden"])(rm.backbone, tokens, mask),
+                        np.float64)
+    kernel, bias = np.asarray(rm.head.kernel[...][:, 0], np.float64), float(rm.head.bias[...][0])
+    want = hidden[0, :len(SEQ)].mean(0) @ kernel + bias
+    assert abs(float(_score(rm, tokens, mask)[0]) - want) < 1e-5
+    assert abs(float(_score(rm, *_padded(0, 0))[0]) - want) < 1e-5  # padding changes nothing
+    with pytest.raises(ValueError, match="pooling must be"):
+        RewardModel(rm.backbone, pooling="cls", rngs=nnx.Rngs(0))
 
 
 def test_value_head_keeps_the_policys_logits_and_samples():

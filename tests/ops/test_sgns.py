@@ -8,7 +8,7 @@ import pytest
 from nlp_jax import kernels
 from nlp_jax.kernels import sgns as sgns_cpu
 from nlp_jax.ops.sampling import alias_table
-from nlp_jax.ops.sgns import cbow_update, sgns_loss, sgns_step, sgns_train, skipgram_update, window_contexts
+from nlp_jax.ops.sgns import cbow_update, sgns_loss, sgns_step, skipgram_update, window_contexts
 
 V, D, K, W = 40, 6, 3, 2
 
