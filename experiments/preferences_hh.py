@@ -172,13 +172,18 @@ def run_rm(cfg: Config, results: StageResults, train_set: list, held_set: list) 
     tok = WordPieceTokenizer.from_pretrained(minilm_dir())
     kw = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
     (fit, _), (held, ties) = encode(tok, train_set, **kw), encode(tok, held_set, **kw)
-    t0 = time.perf_counter()
-    encoder = load_hf_bert(minilm_dir(), dropout=0.0)
-    e_fit, e_held = embeddings(encoder, fit), embeddings(encoder, held)
-    print(f"MiniLM embeddings of {2 * (len(fit['chosen']) + len(held['chosen']))} rows: "
-          f"{time.perf_counter() - t0:.0f} s")
+    frozen = {}  # the embeddings, computed when a point of the linear curve first needs them
+
+    def linear(n):
+        if not frozen:
+            t0, encoder = time.perf_counter(), load_hf_bert(minilm_dir(), dropout=0.0)
+            frozen.update(fit=embeddings(encoder, fit), held=embeddings(encoder, held))
+            print(f"MiniLM embeddings of {2 * (len(fit['chosen']) + len(held['chosen']))} rows: "
+                  f"{time.perf_counter() - t0:.0f} s")
+        return linear_reward(cfg, frozen["fit"], frozen["held"], n)
+
     n_fit = len(fit["chosen"])
-    curve(cfg, results, "linear", n_fit, ties, lambda n: linear_reward(cfg, e_fit, e_held, n))
+    curve(cfg, results, "linear", n_fit, ties, linear)
     curve(cfg, results, "fine_tuned", n_fit, ties, lambda n: fine_tuned_reward(cfg, fit, held, n))
 
 

@@ -73,6 +73,9 @@ DPO_METHODS = (Method(name="dpo_b0.05", beta=0.05), Method(name="dpo_b0.1", beta
                Method(name="cdpo_b0.1", beta=0.1, loss_type="cdpo", label_smoothing=0.1))
 
 
+METHOD_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as the table and plot name it
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     vocab_size: int = 4096
@@ -310,8 +313,10 @@ def run_stages(cfg: Config) -> dict:
             results.put(name, {**row, "seconds": round(time.perf_counter() - t1, 1)})
     train_prefixes = prompt_prefixes(tok.pieces(train_set[0][:20 * cfg.train_prompts]), bos_id=tok.cls_id,
                                      pad_id=tok.pad_id, seed=2, min_rest=3)
+    t1 = time.perf_counter()
     pairs = preference_pairs(s, train_prefixes[0][:cfg.train_prompts], train_prefixes[1][:cfg.train_prompts])
-    results.get("pairs", lambda: {"count": len(pairs["chosen"])})
+    if "pairs" not in results.data:  # (pairs read back from pairs.npz are not timed again)
+        results.put("pairs", {"count": len(pairs["chosen"]), "seconds": round(time.perf_counter() - t1, 1)})
     for m in cfg.methods:
         results.get(m.name, lambda m=m: {"method": m.loss_type, "param": m.beta, **s.evaluate(train_dpo(s, m, pairs))})
     run_ppo(s, results, pairs, train_prefixes[0], train_prefixes[1])
@@ -322,6 +327,7 @@ def run_stages(cfg: Config) -> dict:
 
 def report(cfg: Config, data: dict) -> None:
     """``results.md`` (the table) and ``frontier.png`` (oracle reward against KL, one curve per method)."""
-    rows = {k: v for k, v in data.items() if isinstance(v, dict) and "kl" in v}
+    rows = {k: {**v, "method": METHOD_NAMES.get(v["method"], v["method"])} for k, v in data.items()
+            if isinstance(v, dict) and "kl" in v}
     Path(cfg.workdir, "results.md").write_text(frontier_table(rows))
     plot_frontier(rows, Path(cfg.workdir, "frontier.png"), title="SST-2 controlled sentiment: reward vs KL")

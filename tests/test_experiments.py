@@ -57,6 +57,11 @@ def test_an_interrupted_run_exits_with_the_signal_status_and_resumes(tmp_path):
     assert summary["status"] == "interrupted" and summary["signal"] == signal.SIGTERM
     assert not (tmp_path / "sample.txt").exists()
     steps = summary["steps"]
+    from nlp_jax.train.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(tmp_path / "checkpoints")  # saved at the step it stopped after, not only periodically
+    assert ckpt.latest_step() == steps, (ckpt.latest_step(), steps)
+    ckpt.close()
     resumed = main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}", "--set", f"train.steps={steps + 2}"])
     assert resumed["status"] == "finished" and resumed["steps"] == steps + 2
 
@@ -155,7 +160,7 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     assert summary["bon_2"]["reward/oracle"] >= summary["bon_1"]["reward/oracle"]  # the oracle picks the better
     assert summary["sft"]["kl"] == pytest.approx(0.0, abs=1e-5)
     assert (tmp_path / "rlhf" / "frontier.png").stat().st_size > 0
-    assert "| dpo_b0.05 | sigmoid |" in (tmp_path / "rlhf" / "results.md").read_text()
+    assert "| dpo_b0.05 | DPO |" in (tmp_path / "rlhf" / "results.md").read_text()
     assert 0.0 <= summary["reward_model"]["heldout_pair_accuracy"] <= 1.0
     again = main(args)  # every stage is read back, nothing is measured twice
     assert again["sft"]["seconds"] == summary["sft"]["seconds"]

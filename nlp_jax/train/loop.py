@@ -155,8 +155,11 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
             done = step + 1
             batch = source(done) if done < train_cfg.steps else None  # host work overlaps the device's
             last = done == train_cfg.steps
+            # Read the flag once: a signal handled while the flush below waits for the device (steps run
+            # ahead asynchronously) is acted on after the next step, saved then, never skipped.
+            stop = flag["stop"]
             evaluating = eval_fn is not None and (last or (train_cfg.eval_every and done % train_cfg.eval_every == 0))
-            saving = last or flag["stop"] or (train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0)
+            saving = last or stop or (train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0)
             if done % train_cfg.log_every == 0 or last or evaluating or saving:
                 flushed = pending.flush(result, last_saved)  # raises on a NaN before anything is saved
                 for m in flushed:
@@ -192,7 +195,7 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
                     bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "step"))
             if t_steady is not None:
                 paused += time.perf_counter() - pause_start
-            if flag["stop"]:
+            if stop:
                 result.status, result.signal = "interrupted", flag["signal"]
                 break
     if bar:
