@@ -50,7 +50,7 @@ from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.lm import train_on_stream
 from nlp_jax.train.loop import train
 from nlp_jax.train.preference import dpo_objective, reference_logprobs
-from nlp_jax.train.records import Interrupted, StageResults, markdown_table, write_summary
+from nlp_jax.train.records import Interrupted, StageResults, run_resumable, markdown_table, write_summary
 from nlp_jax.validate import at_least, check_fields
 
 
@@ -236,11 +236,7 @@ def run_dpo(cfg: Config, results: StageResults, train_set: list, held_set: list)
 
 
 def run(cfg: Config) -> dict:
-    try:
-        return run_stages(cfg)
-    except Interrupted as stop:  # the launcher exits with 128 + the signal; a rerun resumes the stage
-        print(f"stage {stop.summary['stage']} interrupted; its checkpoint is saved: rerun to resume")
-        return write_summary(cfg.workdir, stop.summary)
+    return run_resumable(cfg.workdir, lambda: run_stages(cfg))
 
 
 def run_stages(cfg: Config) -> dict:

@@ -55,7 +55,7 @@ from nlp_jax.train.lm import train_on_stream
 from nlp_jax.train.loop import train
 from nlp_jax.train.ppo import PPOConfig, PPORollouts, ppo_objective
 from nlp_jax.train.preference import dpo_objective, reference_logprobs
-from nlp_jax.train.records import Interrupted, StageResults, write_summary
+from nlp_jax.train.records import Interrupted, StageResults, run_resumable, write_summary
 from nlp_jax.validate import at_least, check_fields
 
 
@@ -283,11 +283,7 @@ def run_ppo(s: Setup, results: StageResults, pairs: dict, prompts: np.ndarray, m
 
 
 def run(cfg: Config) -> dict:
-    try:
-        return run_stages(cfg)
-    except Interrupted as stop:  # the launcher exits with 128 + the signal; a rerun resumes the stage
-        print(f"stage {stop.summary['stage']} interrupted; its checkpoint is saved: rerun to resume")
-        return write_summary(cfg.workdir, stop.summary)
+    return run_resumable(cfg.workdir, lambda: run_stages(cfg))
 
 
 def run_stages(cfg: Config) -> dict:

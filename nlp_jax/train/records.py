@@ -138,6 +138,17 @@ class Interrupted(Exception):
         self.summary = {**result.summary(), "status": "interrupted", "stage": stage}
 
 
+def run_resumable(workdir: str | Path, stages: Any) -> dict:
+    """``stages()`` (a multi-stage experiment's body, returning its summary), or, when a stage raises
+    :class:`Interrupted`, that stage's summary written to ``<workdir>/summary.json``: the launcher exits with
+    128 + the signal and a rerun resumes the stage."""
+    try:
+        return stages()
+    except Interrupted as stop:
+        print(f"stage {stop.summary['stage']} interrupted; its checkpoint is saved: rerun to resume")
+        return write_summary(workdir, stop.summary)
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     """A Markdown table with columns padded to their widest cell."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
