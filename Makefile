@@ -15,7 +15,7 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
-        bert-pretrain bert-sst2 bert-tapt bert-embed rlhf-sentiment rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v \
+        bert-pretrain bert-sst2 bert-tapt bert-embed rlhf-sentiment rlhf-sentiment-sweep translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
         bench-bert bench-dpo gpu-check clean
 
 $(STAMP): pyproject.toml
@@ -80,6 +80,18 @@ rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT,
 	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle
 	$(RUN) experiments/rlhf_sentiment.py
 
+rlhf-sentiment-sweep: rlhf-sentiment  ## four more DPO runs (learning rate, epochs) on rlhf-sentiment's pairs
+	$(RUN) experiments/rlhf_sentiment.py:sweep
+
+translate-lstm: $(STAMP)  ## Multi30k en->de: the LSTM encoder-decoder without attention, then with dot, bilinear, additive
+	$(RUN) experiments/translate.py:lstm_none
+	$(RUN) experiments/translate.py:lstm_dot
+	$(RUN) experiments/translate.py:lstm_bilinear
+	$(RUN) experiments/translate.py:lstm_additive
+
+translate-transformer: $(STAMP)  ## Multi30k en->de: a 4+4-layer transformer encoder-decoder
+	$(RUN) experiments/translate.py:transformer
+
 rm-hh: $(STAMP) $(MINILM)  ## HH-RLHF reward models on MiniLM (frozen-linear, fine-tuned) at 500/1k/2k pairs vs baselines
 	$(RUN) experiments/preferences_hh.py:rm
 
@@ -91,7 +103,7 @@ bert-embed: $(STAMP) $(MINILM)  ## MiniLM sentence embeddings: SST-2 dev sentenc
 	cut -f2 $(or $(NLP_JAX_DATA),../shared/data)/sst2/dev.tsv | tail -n +2 > $(VENV)/sst2_dev.txt
 	$(PY) -m nlp_jax.sentences nearest minilm $(VENV)/sst2_dev.txt --query "$(BERT_QUERY)" -k 5
 
-bench: bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-bert bench-dpo  ## all benchmarks
+bench: bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-bert bench-dpo bench-seq2seq  ## all benchmarks
 
 bench-gpt: $(STAMP)  ## GPT train step, ours vs nanoGPT (set NANOGPT_DIR to a nanoGPT checkout)
 	$(PY) benchmarks/bench_gpt.py
@@ -107,6 +119,9 @@ bench-rnn: $(STAMP)  ## LSTM LM train step (small, medium), ours vs torch.nn.LST
 
 bench-dpo: $(STAMP)  ## DPO train step and PPO's rollout sampler, ours vs transformers GPT-2 (PyTorch)
 	$(PY) benchmarks/bench_dpo.py
+
+bench-seq2seq: $(STAMP)  ## encoder-decoder train step (attention LSTM, transformer), ours vs PyTorch; beam-5 sentences/s
+	$(PY) benchmarks/bench_seq2seq.py
 
 bench-bert: $(STAMP) $(MINILM)  ## BERT (MiniLM size) SST-2 train step and inference, ours vs transformers
 	$(PY) benchmarks/bench_bert.py --profile

@@ -51,7 +51,7 @@ from nlp_jax.train.lm import train_on_stream
 from nlp_jax.train.loop import train
 from nlp_jax.train.preference import dpo_objective, reference_logprobs
 from nlp_jax.train.records import Interrupted, StageResults, run_resumable, markdown_table, write_summary
-from nlp_jax.validate import at_least, check_fields
+from nlp_jax.validate import at_least, check_fields, positive
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -83,7 +83,7 @@ class Config:
         check_fields(self, stage=((lambda v: v in ("rm", "dpo")), "'rm' or 'dpo'"), n_train=at_least(1),
                      max_length=at_least(4), max_prompt_length=at_least(1), rm_batch=at_least(1),
                      rm_epochs=at_least(1), vocab_size=at_least(8), sft_batch=at_least(1),
-                     dpo_beta=((lambda v: v > 0), "> 0"),
+                     dpo_beta=positive(),
                      dpo_batch=at_least(1), dpo_epochs=at_least(1), max_pairs=at_least(0))
         if not self.sizes or min(self.sizes) < 1:
             raise ValueError(f"sizes must be positive pair counts, got {self.sizes}")

@@ -2,7 +2,9 @@
 
 Launch:  python -m nlp_jax.run experiments/rlhf_sentiment.py     (or: make rlhf-sentiment; :smoke for tests)
 
-Stages, each kept in ``<workdir>`` so a rerun (or a crash) resumes where it stopped:
+Stages, each kept in ``<workdir>`` so a rerun (or a crash) resumes where it stopped. Each stage records
+only the settings it depends on (``*_settings`` below), so changing one method's settings retrains that
+method alone, and a stored result measured with other settings is measured again:
 
 1. **SFT**: a GPT (4 layers, 192 wide, 4 heads, context 48) on SST-2's 67,349 training phrases, as one
    stream of ``[CLS] phrase [SEP]`` read in random blocks (no padding wasted), with a WordPiece vocabulary
@@ -55,22 +57,37 @@ from nlp_jax.train.lm import train_on_stream
 from nlp_jax.train.loop import train
 from nlp_jax.train.ppo import PPOConfig, PPORollouts, ppo_objective
 from nlp_jax.train.preference import dpo_objective, reference_logprobs
-from nlp_jax.train.records import Interrupted, StageResults, run_resumable, write_summary
-from nlp_jax.validate import at_least, check_fields
+from nlp_jax.train.records import Interrupted, StageResults, fingerprint, run_resumable, write_summary
+from nlp_jax.validate import at_least, check_fields, optional, positive
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Method:
+    """One preference-optimised policy: its loss and, where set, its own learning rate and epochs over the
+    pairs (else the config's ``dpo_optim`` / ``dpo_epochs``)."""
     name: str
     beta: float
     loss_type: str = "sigmoid"
     label_smoothing: float = 0.0
+    lr: float | None = None  # peak; the schedule decays to a tenth
+    epochs: int | None = None
+
+    def __post_init__(self):
+        check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)))
 
 
 DPO_METHODS = (Method(name="dpo_b0.05", beta=0.05), Method(name="dpo_b0.1", beta=0.1),
                Method(name="dpo_b0.5", beta=0.5), Method(name="dpo_b1", beta=1.0),
                Method(name="ipo_b0.1", beta=0.1, loss_type="ipo"),
                Method(name="cdpo_b0.1", beta=0.1, loss_type="cdpo", label_smoothing=0.1))
+
+
+# More DPO points on the same pairs (config ``sweep``: only these are trained when the default run is there):
+# a lower learning rate, more epochs, both, and more epochs at beta 0.5, to trace DPO's frontier.
+DPO_SWEEP = (Method(name="dpo_b0.1_lr5e-5", beta=0.1, lr=5e-5),
+             Method(name="dpo_b0.1_lr1e-4_e2", beta=0.1, lr=1e-4, epochs=2),
+             Method(name="dpo_b0.1_e3", beta=0.1, epochs=3),
+             Method(name="dpo_b0.5_e3", beta=0.5, epochs=3))
 
 
 METHOD_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as the table and plot name it
@@ -112,6 +129,8 @@ class Config:
 def get_config(arg: str | None = None) -> Config:
     if arg in (None, "", "default", "cpu"):
         return Config()
+    if arg == "sweep":
+        return Config(methods=DPO_METHODS + DPO_SWEEP)
     if arg == "smoke":
         quick = TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)
         return Config(vocab_size=300, model=GPT2Config.tiny(vocab_size=300, block_size=40), sft_train=quick,
@@ -119,7 +138,7 @@ def get_config(arg: str | None = None) -> Config:
                       methods=DPO_METHODS[:1], dpo_batch=4, max_train=400, workdir="runs/rlhf_sentiment_smoke",
                       ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,
                       ppo_kl_coefs=(0.05,))
-    raise ValueError(f"unknown config {arg!r}; choose cpu or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose cpu, sweep or smoke")
 
 
 @dataclasses.dataclass
@@ -147,13 +166,32 @@ def export_policy(model: GPT2, tok: WordPieceTokenizer, directory: Path) -> None
     tok.save(directory)
 
 
+def sft_settings(cfg: Config) -> dict:
+    """What the SFT policy depends on. Each stage's runs record only their own share of the config (and
+    their inputs'), so changing one stage's settings leaves the others resumable and their results kept."""
+    return {"model": cfg.model, "optim": cfg.sft_optim, "train": dataclasses.replace(cfg.sft_train, progress=True),
+            "batch_size": cfg.batch_size, "vocab_size": cfg.vocab_size, "max_train": cfg.max_train}
+
+
+def pairs_settings(cfg: Config) -> dict:
+    return {"sft": sft_settings(cfg), "oracle_dir": cfg.oracle_dir, "train_prompts": cfg.train_prompts,
+            "samples_per_prompt": cfg.samples_per_prompt, "max_new_tokens": cfg.max_new_tokens}
+
+
+def dpo_settings(cfg: Config, method: Method) -> dict:
+    optim = cfg.dpo_optim if method.lr is None else dataclasses.replace(cfg.dpo_optim, lr=method.lr,
+                                                                         min_lr=method.lr / 10)
+    return {"method": method, "optim": optim, "epochs": method.epochs or cfg.dpo_epochs, "batch": cfg.dpo_batch,
+            "pairs": pairs_settings(cfg)}
+
+
 def train_sft(cfg: Config, tok: WordPieceTokenizer, train_texts: list[str], dev_texts: list[str]) -> GPT2:
     model_cfg = dataclasses.replace(cfg.model, vocab_size=tok.vocab_size)
     train_ids = delimited_stream(tok.pieces(train_texts), tok.cls_id, tok.sep_id, cfg.sft_train.seed)
     dev_ids = delimited_stream(tok.pieces(dev_texts), tok.cls_id, tok.sep_id, 0)
     print(f"SFT on {len(train_ids):,} tokens of {len(train_texts):,} phrases, vocabulary {tok.vocab_size}")
     model = train_on_stream(model_cfg, train_ids, batch_size=cfg.batch_size, train_cfg=cfg.sft_train,
-                            optim_cfg=cfg.sft_optim, workdir=Path(cfg.workdir, "sft"), config=cfg,
+                            optim_cfg=cfg.sft_optim, workdir=Path(cfg.workdir, "sft"), config=sft_settings(cfg),
                             eval_fn=lambda m: {"val_loss": perplexity(m, dev_ids, context=model_cfg.block_size,
                                                                       batch_size=128)["loss"]})
     export_policy(model, tok, Path(cfg.workdir, "sft", "export"))
@@ -198,31 +236,44 @@ def best_of_n(s: Setup) -> dict:
 def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     """``samples_per_prompt`` SFT samples per training prefix, all their pairs labelled by the oracle
     (kept in ``<workdir>/pairs.npz``)."""
-    path = Path(s.cfg.workdir, "pairs.npz")
+    path, settings = Path(s.cfg.workdir, "pairs.npz"), fingerprint(pairs_settings(s.cfg))
     if path.exists():
         with np.load(path) as stored:
-            return dict(stored)
+            if str(stored["settings"]) == settings:
+                return {k: v for k, v in stored.items() if k != "settings"}
+        print(f"{path}: drawn with other settings; drawing the pairs again")
     n = s.cfg.samples_per_prompt
     drawn = draw(s.sft, prompts, mask, n=n, key=jax.random.key(11), **s.sample_kw())
     pairs = pairs_from_samples(drawn, s.judges["oracle"](drawn["tokens"], drawn["mask"]), n)
-    np.savez(path, **pairs)
+    np.savez(path, settings=settings, **pairs)
     return pairs
 
 
 def train_dpo(s: Setup, method: Method, pairs: dict) -> GPT2:
-    cfg = s.cfg
+    cfg, settings = s.cfg, dpo_settings(s.cfg, method)
     refs = reference_logprobs(s.sft, pairs, Path(cfg.workdir, "reference_logprobs.npz"))
     source = ShuffledBatches({**pairs, **refs}, cfg.dpo_batch, seed=3, trim_by=("chosen_mask", "rejected_mask"),
                              multiple=8)
-    train_cfg = TrainConfig(steps=cfg.dpo_epochs * source.steps_per_epoch, log_every=25, eval_every=0,
+    train_cfg = TrainConfig(steps=settings["epochs"] * source.steps_per_epoch, log_every=25, eval_every=0,
                             ckpt_every=100, progress=cfg.sft_train.progress)
     objective = dpo_objective(beta=method.beta, loss_type=method.loss_type, label_smoothing=method.label_smoothing)
-    model, result = train(without_dropout(s.sft), objective, source, train_cfg=train_cfg, optim_cfg=cfg.dpo_optim,
-                          workdir=Path(cfg.workdir, method.name), config=cfg)
+    model, result = train(without_dropout(s.sft), objective, source, train_cfg=train_cfg,
+                          optim_cfg=settings["optim"], workdir=Path(cfg.workdir, method.name), config=settings)
     if result.interrupted:
         raise Interrupted(method.name, result)
     export_policy(model, s.tok, Path(cfg.workdir, method.name, "export"))
     return model
+
+
+def rm_settings(cfg: Config) -> dict:
+    return {"optim": cfg.rm_optim, "epochs": cfg.dpo_epochs, "batch": cfg.dpo_batch, "pairs": pairs_settings(cfg)}
+
+
+def ppo_settings(cfg: Config, kl_coef: float, on_oracle: bool) -> dict:
+    ppo = dataclasses.replace(cfg.ppo, kl_coef=kl_coef, max_new_tokens=cfg.max_new_tokens)
+    return {"ppo": ppo, "optim": cfg.ppo_optim, "train": {"steps": cfg.ppo_rollouts * ppo.steps_per_rollout},
+            "reference": sft_settings(cfg),
+            "reward": {"oracle_dir": cfg.oracle_dir} if on_oracle else rm_settings(cfg)}
 
 
 def train_reward_model(s: Setup, pairs: dict) -> tuple[callable, dict]:
@@ -238,7 +289,7 @@ def train_reward_model(s: Setup, pairs: dict) -> tuple[callable, dict]:
                             ckpt_every=100, progress=cfg.sft_train.progress)
     rm = RewardModel(without_dropout(s.sft), rngs=nnx.Rngs(4))
     rm, result = train(rm, reward_loss, source, train_cfg=train_cfg, optim_cfg=cfg.rm_optim,
-                       workdir=Path(cfg.workdir, "reward_model"), config=cfg)
+                       workdir=Path(cfg.workdir, "reward_model"), config=rm_settings(cfg))
     if result.interrupted:
         raise Interrupted("reward_model", result)
     both = {k: np.concatenate([pairs[f"chosen{k}"], pairs[f"rejected{k}"]]) for k in ("", "_mask")}
@@ -251,15 +302,15 @@ def train_reward_model(s: Setup, pairs: dict) -> tuple[callable, dict]:
 
 
 def train_ppo(s: Setup, name: str, score_fn, kl_coef: float, prompts: np.ndarray, mask: np.ndarray):
-    cfg = s.cfg
-    ppo = dataclasses.replace(cfg.ppo, kl_coef=kl_coef, max_new_tokens=cfg.max_new_tokens)
+    cfg, settings = s.cfg, ppo_settings(s.cfg, kl_coef, on_oracle=score_fn is s.judges["oracle"])
+    ppo = settings["ppo"]
     policy = PolicyWithValue(without_dropout(s.sft), rngs=nnx.Rngs(6))
     source = PPORollouts(prompts, mask, reference=s.sft, score_fn=score_fn, cfg=ppo, seed=7,
                          eos_id=s.tok.sep_id, pad_id=s.tok.pad_id)
     train_cfg = TrainConfig(steps=cfg.ppo_rollouts * ppo.steps_per_rollout, log_every=ppo.steps_per_rollout,
                             eval_every=0, ckpt_every=10 * ppo.steps_per_rollout, progress=cfg.sft_train.progress)
     model, result = train(policy, ppo_objective(ppo, prompts.shape[1]), source, train_cfg=train_cfg,
-                          optim_cfg=cfg.ppo_optim, workdir=Path(cfg.workdir, name), config=cfg)
+                          optim_cfg=cfg.ppo_optim, workdir=Path(cfg.workdir, name), config=settings)
     if result.interrupted:
         raise Interrupted(name, result)
     export_policy(model.policy, s.tok, Path(cfg.workdir, name, "export"))
@@ -268,18 +319,19 @@ def train_ppo(s: Setup, name: str, score_fn, kl_coef: float, prompts: np.ndarray
 
 def run_ppo(s: Setup, results: StageResults, pairs: dict, prompts: np.ndarray, mask: np.ndarray) -> None:
     names = [f"ppo_rm_b{b:g}" for b in s.cfg.ppo_kl_coefs]
-    if any(n not in results.data for n in names):
+    if not all(results.has(n, ppo_settings(s.cfg, b, False)) for n, b in zip(names, s.cfg.ppo_kl_coefs)):
         t0 = time.perf_counter()
         rm_score, stats = train_reward_model(s, pairs)  # (a finished reward model is read back)
-        if "reward_model" not in results.data:
-            results.put("reward_model", {**stats, "seconds": round(time.perf_counter() - t0, 1)})
+        if not results.has("reward_model", rm_settings(s.cfg)):
+            results.put("reward_model", {**stats, "seconds": round(time.perf_counter() - t0, 1)}, rm_settings(s.cfg))
         for name, beta in zip(names, s.cfg.ppo_kl_coefs):
             results.get(name, lambda name=name, beta=beta: {
                 "method": "PPO (reward model)", "param": beta,
-                **s.evaluate(train_ppo(s, name, rm_score, beta, prompts, mask))})
+                **s.evaluate(train_ppo(s, name, rm_score, beta, prompts, mask))}, ppo_settings(s.cfg, beta, False))
     beta = s.cfg.ppo_oracle_kl_coef
     results.get(f"ppo_oracle_b{beta:g}", lambda: {"method": "PPO (oracle)", "param": beta, **s.evaluate(
-        train_ppo(s, f"ppo_oracle_b{beta:g}", s.judges["oracle"], beta, prompts, mask))})
+        train_ppo(s, f"ppo_oracle_b{beta:g}", s.judges["oracle"], beta, prompts, mask))},
+        ppo_settings(s.cfg, beta, True))
 
 
 def run(cfg: Config) -> dict:
@@ -311,10 +363,12 @@ def run_stages(cfg: Config) -> dict:
                                      pad_id=tok.pad_id, seed=2, min_rest=3)
     t1 = time.perf_counter()
     pairs = preference_pairs(s, train_prefixes[0][:cfg.train_prompts], train_prefixes[1][:cfg.train_prompts])
-    if "pairs" not in results.data:  # (pairs read back from pairs.npz are not timed again)
-        results.put("pairs", {"count": len(pairs["chosen"]), "seconds": round(time.perf_counter() - t1, 1)})
+    if not results.has("pairs", pairs_settings(cfg)):  # (pairs read back from pairs.npz are not timed again)
+        results.put("pairs", {"count": len(pairs["chosen"]), "seconds": round(time.perf_counter() - t1, 1)},
+                    pairs_settings(cfg))
     for m in cfg.methods:
-        results.get(m.name, lambda m=m: {"method": m.loss_type, "param": m.beta, **s.evaluate(train_dpo(s, m, pairs))})
+        results.get(m.name, lambda m=m: {"method": m.loss_type, "param": m.beta, **s.evaluate(train_dpo(s, m, pairs))},
+                    dpo_settings(cfg, m))
     run_ppo(s, results, pairs, train_prefixes[0], train_prefixes[1])
     report(cfg, results.data)
     return write_summary(cfg.workdir, {"status": "finished", "wall_seconds": round(time.perf_counter() - t0, 1),

@@ -20,6 +20,16 @@ def at_least(n) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v >= n), f">= {n}"
 
 
+def positive() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v > 0), "> 0"
+
+
+def optional(rule: tuple[Callable[[Any], bool], str]) -> tuple[Callable[[Any], bool], str]:
+    """``rule``, or None (a field left unset, its value taken from elsewhere)."""
+    ok, what = rule
+    return (lambda v: v is None or ok(v)), f"{what} (or None)"
+
+
 def in_unit() -> tuple[Callable[[Any], bool], str]:
     """A probability that must leave something: dropout rates, Adam's betas."""
     return (lambda v: 0.0 <= v < 1.0), "in [0, 1)"

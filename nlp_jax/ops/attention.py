@@ -34,6 +34,16 @@ def bilinear_score(query: Array, keys: Array, w: Array) -> Array:
     return jnp.einsum("...d,de,...se->...s", query, w, keys)
 
 
+def additive_score(query: Array, keys: Array, w_q: Array, w_k: Array, v: Array) -> Array:
+    """Bahdanau et al. 2015's score ``score(h^d, h^e_j) = v . tanh(W_q h^d + W_k h^e_j)``.
+    query (..., Dd), keys (..., S, De), W_q (Dd, A), W_k (De, A), v (A,) -> (..., S). ``keys @ W_k`` does
+    not depend on the decoder step: precompute it once per sentence and pass ``w_k=None`` with the
+    projected keys (..., S, A)."""
+    projected = keys if w_k is None else keys @ w_k  # (..., S, A)
+    chex.assert_shape(v, (projected.shape[-1],))
+    return jnp.tanh((query @ w_q)[..., None, :] + projected) @ v
+
+
 def masked_softmax(scores: Array, mask: Array | None = None, axis: int = -1) -> Array:
     """Softmax over ``axis`` that ignores masked entries; a fully masked row gives all zeros."""
     if mask is None:

@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any
 
-from nlp_jax.validate import at_least, check_fields, in_unit
+from nlp_jax.validate import at_least, check_fields, in_unit, positive
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,8 +35,8 @@ class OptimConfig:
     def __post_init__(self):
         check_fields(self, lr=at_least(0.0), min_lr=at_least(0.0), warmup_steps=at_least(0),
                      decay_steps=((lambda v: v is None or v >= 1), "None or >= 1"), steps_per_epoch=at_least(0),
-                     decay_start_epoch=at_least(0), decay_rate=((lambda v: v > 0), "> 0"), beta1=in_unit(),
-                     beta2=in_unit(), eps=((lambda v: v > 0), "> 0"), weight_decay=at_least(0.0),
+                     decay_start_epoch=at_least(0), decay_rate=positive(), beta1=in_unit(),
+                     beta2=in_unit(), eps=positive(), weight_decay=at_least(0.0),
                      grad_clip=at_least(0.0))
 
 
@@ -58,6 +58,11 @@ class TrainConfig:
 
 
 def to_dict(cfg: Any) -> dict:
+    """A config as plain data: a dataclass, or a dict whose values are dataclasses, dicts or plain values
+    (the share of an experiment's config that one of its stages trains with, so that changing another
+    stage's settings does not stop this one from resuming)."""
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) if isinstance(v, dict) or dataclasses.is_dataclass(v) else v for k, v in cfg.items()}
     return dataclasses.asdict(cfg)
 
 

@@ -116,6 +116,20 @@ def train(model: nnx.Module, objective: Objective | Callable, source: Callable[[
                       best_mode, config, frozen, wrt)
 
 
+def load_trained(model: nnx.Module, objective: Objective | Callable, optim_cfg: OptimConfig, workdir: str | Path, *,
+                 best: bool = True) -> tuple[nnx.Module, dict]:
+    """(the model of the run in ``workdir`` at its best checkpoint, or its latest with ``best=False``, and that
+    checkpoint's metadata), loaded onto the structure of ``model`` (built with the run's config) and of the
+    optimizer ``optim_cfg`` makes."""
+    ckpt = Checkpointer(Path(workdir) / "checkpoints")
+    try:
+        trainer = Trainer(model, objective, optim_cfg, 1)
+        meta = trainer.restore(ckpt, best=best)
+        return trainer.model, meta
+    finally:
+        ckpt.close()
+
+
 def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, best_metric, best_mode, config,
            frozen, wrt):
     trainer = Trainer(model, objective, optim_cfg, train_cfg.steps, wrt=wrt, frozen=frozen, seed=train_cfg.seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -105,6 +106,11 @@ def write_summary(workdir: str | Path, summary: dict, *, echo: bool = True) -> d
     return summary
 
 
+def fingerprint(config: Any) -> str:
+    """A short hash of a config (a dataclass or a dict of them), equal exactly when the configs are."""
+    return hashlib.sha256(dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
 class StageResults:
     """``<workdir>/results.json`` of a multi-stage experiment: one entry per stage or method, written as soon
     as it is measured, so a rerun (or a resume after a crash) reads it back instead of measuring it twice."""
@@ -113,20 +119,30 @@ class StageResults:
         self.path = Path(workdir, "results.json")
         self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def put(self, name: str, row: dict) -> None:
-        self.data[name] = row
+    def put(self, name: str, row: dict, settings: Any = None) -> None:
+        self.data[name] = row if settings is None else {**row, "settings": fingerprint(settings)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(dumps(self.data, indent=2))
         os.replace(tmp, self.path)  # a crash mid-write keeps the previous file whole
         print(f"{name}: {row}")
 
-    def get(self, name: str, fn) -> dict:
-        """The stored entry, or ``fn()`` measured now with its ``seconds``."""
-        if name not in self.data:
+    def get(self, name: str, fn, settings: Any = None) -> dict:
+        """The stored entry, or ``fn()`` measured now with its ``seconds``. With ``settings`` (a config, or a
+        dict of them: what the entry depends on), the entry keeps their :func:`fingerprint` and one stored
+        with other settings is measured again."""
+        if not self.has(name, settings):
+            if name in self.data:
+                print(f"{self.path}: {name} was measured with other settings; measuring it again")
             t0 = time.perf_counter()
-            self.put(name, {**fn(), "seconds": round(time.perf_counter() - t0, 1)})
+            row = {**fn(), "seconds": round(time.perf_counter() - t0, 1)}
+            self.put(name, row, settings)
         return self.data[name]
+
+    def has(self, name: str, settings: Any = None) -> bool:
+        """Whether the entry is stored (with these ``settings``, when given)."""
+        stored = self.data.get(name)
+        return stored is not None and stored.get("settings") == (None if settings is None else fingerprint(settings))
 
 
 class Interrupted(Exception):

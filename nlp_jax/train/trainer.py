@@ -128,9 +128,9 @@ class Trainer:
         """Model, optimizer and objective state at ``self.step_count``, plus ``meta``."""
         ckpt.save(self.state, {**meta, "step": self.step_count}, objective_state=self.objective_state, best=best)
 
-    def restore(self, ckpt: Checkpointer) -> dict:
-        """Load the latest checkpoint of ``ckpt`` into this trainer; returns its metadata."""
-        state, meta, obj_state = ckpt.restore(self.state, objective_state=self.objective.init_state())
+    def restore(self, ckpt: Checkpointer, *, best: bool = False) -> dict:
+        """Load the latest (or the best) checkpoint of ``ckpt`` into this trainer; returns its metadata."""
+        state, meta, obj_state = ckpt.restore(self.state, objective_state=self.objective.init_state(), best=best)
         self.leaves = jax.tree.leaves(state)
         self.objective_state = obj_state
         self.step_count = int(meta["step"])

@@ -104,6 +104,20 @@ def test_scores_and_context_vector():
     np.testing.assert_allclose(ctx, a @ he, rtol=1e-5, atol=1e-6)
 
 
+def test_additive_score_is_bahdanaus_in_float64_and_takes_precomputed_keys():
+    rng = np.random.default_rng(8)
+    hd, he = rng.normal(size=(2, 5)), rng.normal(size=(2, 7, 6))
+    wq, wk, v = rng.normal(size=(5, 3)), rng.normal(size=(6, 3)), rng.normal(size=3)
+    expected = [[v @ np.tanh(wq.T @ hd[b] + wk.T @ he[b, j]) for j in range(7)] for b in range(2)]
+    with jax.enable_x64(True):
+        got = ops.additive_score(*(jnp.asarray(x, jnp.float64) for x in (hd, he, wq, wk, v)))
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+        pre = ops.additive_score(jnp.asarray(hd), jnp.asarray(he @ wk), jnp.asarray(wq), None, jnp.asarray(v))
+        np.testing.assert_allclose(pre, expected, rtol=1e-12)
+    with pytest.raises(AssertionError):
+        ops.additive_score(jnp.asarray(hd), jnp.asarray(he), jnp.asarray(wq), jnp.asarray(wk), jnp.ones(4))
+
+
 def test_cross_attention_against_reference():
     rng = np.random.default_rng(6)
     h_dec, h_enc = rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 4, 6))

@@ -56,3 +56,20 @@ def test_out_of_range_values_are_refused_at_the_override(assignment, message):
     module, _ = load_experiment(str(Path(__file__).resolve().parents[2] / "experiments" / "gpt_shakespeare_char.py"))
     with pytest.raises(ValueError, match=message):
         apply_overrides(module.get_config("cpu"), [assignment])
+
+
+def test_a_stage_share_of_a_config_is_plain_data_and_results_keep_their_settings(tmp_path, capsys):
+    from nlp_jax.train.config import to_dict
+    from nlp_jax.train.records import StageResults, fingerprint
+
+    share = {"optim": OptimConfig(lr=0.5), "inner": {"train": TrainConfig(steps=3)}, "batch": 4}
+    assert to_dict(share) == {"optim": to_dict(OptimConfig(lr=0.5)), "inner": {"train": to_dict(TrainConfig(steps=3))},
+                              "batch": 4}
+    assert fingerprint(share) == fingerprint(dict(reversed(share.items()))) != fingerprint({**share, "batch": 5})
+    results, calls = StageResults(tmp_path), []
+    measure = lambda: calls.append(1) or {"value": len(calls)}  # noqa: E731
+    assert results.get("a", measure, share)["value"] == 1
+    assert StageResults(tmp_path).get("a", measure, share)["value"] == 1  # read back: not measured again
+    assert StageResults(tmp_path).get("a", measure, {**share, "batch": 5})["value"] == 2
+    assert "a was measured with other settings" in capsys.readouterr().out
+    assert not StageResults(tmp_path).has("a", share) and StageResults(tmp_path).has("a", {**share, "batch": 5})

@@ -15,7 +15,7 @@ from nlp_jax.data.corpus import RandomBlocks
 from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import Objective, Trainer, TrainingDiverged, train
+from nlp_jax.train.loop import Objective, Trainer, TrainingDiverged, load_trained, train
 from nlp_jax.train.optim import learning_rate_schedule
 
 CFG = GPT2Config.tiny(dropout=0.1)  # dropout on: resume must also reproduce the RNG stream
@@ -81,12 +81,27 @@ def test_best_checkpoint_and_eval_records(tmp_path):
     vals = iter([3.0, 1.0, 2.0])
     model = GPT2(CFG, rngs=nnx.Rngs(0))
     cfg = TrainConfig(steps=6, eval_every=2, log_every=2, ckpt_every=0, progress=False)
-    _, result = train(model, lm_loss, RandomBlocks(DATA, 4, 16), train_cfg=cfg, optim_cfg=OPTIM,
-                      workdir=tmp_path, eval_fn=lambda m: {"val_loss": next(vals)})
+    weights = {}
+
+    def evaluate(m):
+        weights[len(weights) * 2 + 2] = np.asarray(m.wte.embedding[...])
+        return {"val_loss": next(vals)}
+
+    final, result = train(model, lm_loss, RandomBlocks(DATA, 4, 16), train_cfg=cfg, optim_cfg=OPTIM,
+                          workdir=tmp_path, eval_fn=evaluate)
     assert [e["step"] for e in result.evals] == [2, 4, 6] and result.best == 1.0
     ckpt = Checkpointer(tmp_path / "checkpoints")
     assert ckpt.best.latest_step() == 4
+    ckpt.close()
     assert (tmp_path / "loss.png").stat().st_size > 0
+    best, meta = load_trained(GPT2(CFG, rngs=nnx.Rngs(1)), lm_loss, OPTIM, tmp_path)  # the step-4 weights
+    assert meta["step"] == 4 and meta["best"] == 1.0
+    np.testing.assert_array_equal(best.wte.embedding[...], weights[4])
+    last, meta = load_trained(GPT2(CFG, rngs=nnx.Rngs(1)), lm_loss, OPTIM, tmp_path, best=False)
+    assert meta["step"] == 6
+    np.testing.assert_array_equal(last.wte.embedding[...], final.wte.embedding[...])
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        load_trained(GPT2(CFG, rngs=nnx.Rngs(1)), lm_loss, OPTIM, tmp_path / "elsewhere")
 
 
 def test_trained_model_is_returned_updated(tmp_path):

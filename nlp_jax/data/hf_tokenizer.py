@@ -1,0 +1,36 @@
+"""What the package's tokenizers over a Hugging Face ``tokenizers.Tokenizer`` share (``WordPieceTokenizer``,
+``BPETokenizer``): the ``tokenizer.json`` they are saved as, a vocabulary trained once per run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+
+class HFTokenizer:
+    """A subclass sets ``self._tok`` and defines ``train(texts, vocab_size, **kw)`` and
+    ``from_pretrained(directory, **kw)``."""
+
+    @classmethod
+    def trained_once(cls, directory: str | Path, texts: Iterable[str], vocab_size: int, **kw):
+        """The tokenizer kept in ``directory``, or one trained on ``texts`` and saved there first. Training is
+        not bit-reproducible across processes, so a resumed run must read the one its weights learnt."""
+        if Path(directory, "tokenizer.json").exists():
+            return cls.from_pretrained(directory, **kw)
+        tok = cls.train(texts, vocab_size, **kw)
+        tok.save(directory)
+        return tok
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``<directory>/tokenizer.json``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._tok.save(str(directory / "tokenizer.json"))
+        return directory
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size()
+
+    def tokens(self, text: str) -> list[str]:
+        return self._tok.encode(text).tokens

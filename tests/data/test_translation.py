@@ -1,0 +1,90 @@
+"""Translation data: Multi30k, the reversible BPE tokenizer, the truncation rule and token-budget batches."""
+
+import numpy as np
+import pytest
+
+from nlp_jax.data.bpe import BOS, EOS, PAD, UNK, BPETokenizer
+from nlp_jax.data.multi30k import read_pairs
+from nlp_jax.data.translation import TokenBudgetBatches, pair_batch, with_end
+
+
+@pytest.fixture(scope="module")
+def multi30k():
+    return read_pairs("train"), read_pairs("val")
+
+
+@pytest.fixture(scope="module")
+def tok(multi30k):
+    (src, tgt), _ = multi30k
+    return BPETokenizer.train(src[:5000] + tgt[:5000], 2000)
+
+
+def test_multi30k_is_aligned_and_names_bad_arguments(multi30k):
+    (src, tgt), (vsrc, vtgt) = multi30k
+    assert (len(src), len(tgt), len(vsrc), len(vtgt)) == (29000, 29000, 1014, 1014)
+    assert src[0] == "Two young, White males are outside near many bushes."
+    assert tgt[0] == "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche."
+    with pytest.raises(ValueError, match="split must be one of"):
+        read_pairs("test")
+    with pytest.raises(ValueError, match="different languages"):
+        read_pairs("val", "de", "de")
+
+
+def test_bpe_is_reversible_on_held_out_text_and_unknown_characters_become_unk(tok, multi30k, tmp_path):
+    _, (vsrc, vtgt) = multi30k
+    texts = vsrc[:300] + vtgt[:300]
+    encoded = tok.encode(texts)
+    known = [(ids, text) for ids, text in zip(encoded, texts) if UNK not in ids]
+    assert len(known) >= len(texts) - 2  # (one line has a no-break space the 10,000 training lines lack)
+    assert [tok.decode(ids) for ids, _ in known] == [text for _, text in known]  # exact, case kept
+    assert tok.tokens("A man.")[-1] == "."  # punctuation split off
+    ids = tok.encode(["a dog \u2603 runs"])[0]
+    assert UNK in ids and tok.decode(ids) == "a dog  runs"  # the snowman is unknown: it decodes to nothing
+    assert tok.encode([""]) == [[]]
+    again = BPETokenizer.from_pretrained(tok.save(tmp_path / "t"))
+    assert again.encode(texts[:20]) == tok.encode(texts[:20]) and again.vocab_size == tok.vocab_size
+    with pytest.raises(FileNotFoundError, match="no tokenizer file"):
+        BPETokenizer.from_pretrained(tmp_path / "none")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "tokenizer.json").write_text("{nope")
+    with pytest.raises(ValueError, match="not a tokenizers file"):
+        BPETokenizer.from_pretrained(tmp_path / "bad")
+    with pytest.raises(TypeError, match="list of texts"):
+        tok.encode("one text")
+
+
+def test_long_rows_keep_their_first_pieces_and_end_and_targets_shift_by_one():
+    rows = with_end([[7, 8, 9, 10, 11], [], [5]], max_len=4)
+    assert [r.tolist() for r in rows] == [[7, 8, 9, EOS], [EOS], [5, EOS]]
+    b = pair_batch(rows, rows, width=6)
+    assert b["target_in"][0].tolist() == [BOS, 7, 8, 9, PAD, PAD]
+    assert b["target_out"][0].tolist() == [7, 8, 9, EOS, PAD, PAD]
+    assert b["target_mask"].sum(1).tolist() == [4, 1, 2] and b["source_mask"].sum(1).tolist() == [4, 1, 2]
+    with pytest.raises(ValueError, match="max_len must be >= 2"):
+        with_end([[1]], 1)
+
+
+def test_token_budget_batches_are_seeded_fixed_shape_and_cover_every_row():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, size=500)
+    src = [np.r_[100 + i, np.full(n - 1, 7), EOS].astype(np.int32) for i, n in enumerate(lengths)]  # row i: 100 + i
+    tgt = [np.r_[np.full(max(1, n - 2), 9), EOS].astype(np.int32) for n in lengths]
+    batches = TokenBudgetBatches(src, tgt, 256, seed=3)
+    widths, firsts = set(), []
+    for step in range(batches.steps_per_epoch):
+        b = batches(step)
+        w = b["source"].shape[1]
+        widths.add(w)
+        assert w % 8 == 0 and b["source"].shape[0] == 256 // w and b["target_mask"].any(1).all()
+        assert (b["source_mask"].sum(1) > w - 8).any()  # the bucket's width is needed by one of its rows
+        firsts += (b["source"][:, 0] - 100).tolist()
+    assert widths == {8, 16, 24, 32}
+    assert len(set(firsts)) == len(firsts)  # an epoch draws a row at most once ...
+    left = 500 - len(firsts)  # ... and leaves out less than one batch per bucket
+    assert 0 <= left < sum(batches.rows.values())
+    assert batches(batches.steps_per_epoch)["source"].tolist() != batches(0)["source"].tolist()  # reshuffled
+    again = TokenBudgetBatches(src, tgt, 256, seed=3)
+    for step in (0, 5, batches.steps_per_epoch + 2):  # a resumed run reads the same batch at the same step
+        np.testing.assert_array_equal(again(step)["source"], batches(step)["source"])
+    with pytest.raises(ValueError, match="less than one row"):
+        TokenBudgetBatches(src, tgt, 16)
