@@ -206,7 +206,7 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
                     result.best = record[best_metric]
                     trainer.save(ckpt, meta(), best=True)
                 if bar:
-                    bar.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "step"))
+                    bar.write(f"step {done}: " + ", ".join(f"{k} {_shown(v)}" for k, v in record.items() if k != "step"))
             if t_steady is not None:
                 paused += time.perf_counter() - pause_start
             if stop:
@@ -225,6 +225,11 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
         except ImportError as err:  # e.g. a GPU machine's Python without matplotlib: the JSON lines remain
             print(f"no loss plot: {err}")
     return trainer.model, result
+
+
+def _shown(value) -> str:
+    """An evaluation value as the progress bar writes it: numbers to 4 decimals, anything else as it is."""
+    return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def _progress(cfg: TrainConfig, start: int):

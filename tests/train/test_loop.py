@@ -104,6 +104,15 @@ def test_best_checkpoint_and_eval_records(tmp_path):
         load_trained(GPT2(CFG, rngs=nnx.Rngs(1)), lm_loss, OPTIM, tmp_path / "elsewhere")
 
 
+def test_an_evaluation_may_return_text_beside_numbers(tmp_path, capsys):
+    model = GPT2(CFG, rngs=nnx.Rngs(0))
+    cfg = TrainConfig(steps=2, eval_every=1, log_every=1, ckpt_every=0, progress=True)
+    _, result = train(model, lm_loss, RandomBlocks(DATA, 4, 16), train_cfg=cfg, optim_cfg=OPTIM, workdir=tmp_path,
+                      eval_fn=lambda m: {"val_loss": 1.5, "signature": "case:mixed|tok:13a"})
+    assert result.status == "finished" and result.evals[-1]["signature"] == "case:mixed|tok:13a"
+    assert "val_loss 1.5000, signature case:mixed|tok:13a" in "".join(capsys.readouterr())
+
+
 def test_trained_model_is_returned_updated(tmp_path):
     model = GPT2(CFG, rngs=nnx.Rngs(0))
     before = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
