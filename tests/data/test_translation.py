@@ -53,6 +53,17 @@ def test_bpe_is_reversible_on_held_out_text_and_unknown_characters_become_unk(to
         tok.encode("one text")
 
 
+def test_trained_once_trains_a_missing_vocabulary_and_then_only_reads_it(multi30k, tmp_path):
+    (src, tgt), _ = multi30k
+    first = BPETokenizer.trained_once(tmp_path / "run", src[:2000], 600)
+    assert (tmp_path / "run" / "tokenizer.json").is_file() and first.vocab_size == 600
+    # other texts and another size: the saved vocabulary is read back, not retrained (a resumed run's weights
+    # learnt those pieces)
+    again = BPETokenizer.trained_once(tmp_path / "run", tgt[:2000], 900)
+    assert again.vocab_size == 600 and again.tokens(src[5]) == first.tokens(src[5])
+    assert again.encode(src[:50]) == first.encode(src[:50])
+
+
 def test_long_rows_keep_their_first_pieces_and_end_and_targets_shift_by_one():
     rows = with_end([[7, 8, 9, 10, 11], [], [5]], max_len=4)
     assert [r.tolist() for r in rows] == [[7, 8, 9, EOS], [EOS], [5, EOS]]
