@@ -3,12 +3,12 @@ CPU, one invocation), and beam search's sentences/s.
 
     python benchmarks/bench_seq2seq.py [--rounds 5] [--steps 5] [--batch 64] [--length 24]
 
-- ``lstm``: ``translate.py:lstm_additive``'s model (embeddings 256, a bidirectional LSTM of 2 x 256, an LSTM
-  decoder of 512 with Bahdanau's additive attention, the tanh output layer tied to the target embedding,
-  vocabulary 8,000) against ``nn.LSTM(bidirectional=True)`` + an ``nn.LSTMCell`` loop with the same
-  attention and output layers.
-- ``transformer``: ``translate.py:transformer``'s (4 + 4 pre-LN layers, 256 wide, 4 heads, feed-forward
-  1,024, dropout 0.1, tied output) against ``nn.Transformer(norm_first=True)`` with the same embeddings.
+- ``lstm``: ``translate.py:lstm_additive``'s model (embeddings 256, a bidirectional LSTM of 2 x 128, an LSTM
+  decoder of 256 with Bahdanau's additive attention of width 128, dropout 0.2 on the embeddings and before
+  the tanh output layer tied to the target embedding, vocabulary 8,000) against ``nn.LSTM(bidirectional=True)``
+  + an ``nn.LSTMCell`` loop with the same attention, dropout and output layers.
+- ``transformer``: ``translate.py:transformer``'s (4 + 4 pre-LN layers, 128 wide, 4 heads, feed-forward
+  512, dropout 0.1, tied output) against ``nn.Transformer(norm_first=True)`` with the same embeddings.
 
 Each step: forward on a (batch, length) source and target, cross-entropy, backward, clip 1, Adam, the
 loss read back. Rounds are interleaved (ours, torch, ours, ...); tokens/s count target tokens (medians).
@@ -31,6 +31,8 @@ from nlp_jax.train.config import OptimConfig
 from nlp_jax.train.trainer import Trainer
 
 VOCAB = 8000
+LSTM = Seq2SeqConfig(src_vocab=VOCAB, tgt_vocab=VOCAB, hidden=128, attn_dim=128, dropout=0.2)  # translate.py's
+TRANSFORMER = TransformerSeq2SeqConfig(src_vocab=VOCAB, tgt_vocab=VOCAB, d_model=128, d_ff=512)  # and its
 
 
 def batch_of(b: int, t: int, seed: int = 0) -> dict:
@@ -57,8 +59,9 @@ def torch_lstm(batch):
     from torch import nn
 
     class Model(nn.Module):
-        def __init__(self, e=256, h=256, a=256):
+        def __init__(self, e=LSTM.emb, h=LSTM.hidden, a=LSTM.attn_dim):
             super().__init__()
+            self.drop = nn.Dropout(LSTM.dropout)
             self.src, self.tgt = nn.Embedding(VOCAB, e), nn.Embedding(VOCAB, e)
             self.enc = nn.LSTM(e, h, batch_first=True, bidirectional=True)
             self.init = nn.Linear(2 * h, 2 * h)
@@ -67,17 +70,17 @@ def torch_lstm(batch):
             self.out, self.vocab_b = nn.Linear(4 * h + e, e), nn.Parameter(torch.zeros(VOCAB))
 
         def forward(self, src, tgt_in):
-            states, (h_n, _) = self.enc(self.src(src))  # (B, S, 2H)
+            states, (h_n, _) = self.enc(self.drop(self.src(src)))  # (B, S, 2H)
             h = torch.tanh(self.init(torch.cat([h_n[0], h_n[1]], -1)))
             c, keys = torch.zeros_like(h), self.w_k(states)
-            e = self.tgt(tgt_in)
+            e = self.drop(self.tgt(tgt_in))
             outs = []
             for i in range(tgt_in.shape[1]):
                 alpha = torch.softmax(self.v(torch.tanh(self.w_q(h)[:, None] + keys))[..., 0], -1)
                 ctx = torch.einsum("bs,bsd->bd", alpha, states)
                 h, c = self.dec(torch.cat([e[:, i], ctx], -1), (h, c))
                 outs.append(torch.cat([h, ctx, e[:, i]], -1))
-            return torch.tanh(self.out(torch.stack(outs, 1))) @ self.tgt.weight.T + self.vocab_b
+            return torch.tanh(self.out(self.drop(torch.stack(outs, 1)))) @ self.tgt.weight.T + self.vocab_b
 
     return _torch_runner(Model(), batch)
 
@@ -87,11 +90,13 @@ def torch_transformer(batch):
     from torch import nn
 
     class Model(nn.Module):
-        def __init__(self, d=256, max_len=64):
+        def __init__(self, d=TRANSFORMER.d_model, max_len=TRANSFORMER.max_len):
             super().__init__()
             self.src, self.tgt = nn.Embedding(VOCAB, d), nn.Embedding(VOCAB, d)
             self.src_pos, self.tgt_pos = nn.Embedding(max_len, d), nn.Embedding(max_len, d)
-            self.core = nn.Transformer(d, 4, 4, 4, 1024, dropout=0.1, batch_first=True, norm_first=True)
+            cfg = TRANSFORMER
+            self.core = nn.Transformer(d, cfg.n_head, cfg.enc_layers, cfg.dec_layers, cfg.d_ff, dropout=cfg.dropout,
+                                       batch_first=True, norm_first=True)
 
         def forward(self, src, tgt_in):
             pos_s, pos_t = torch.arange(src.shape[1]), torch.arange(tgt_in.shape[1])
@@ -140,9 +145,8 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=24)
     args = parser.parse_args()
     batch = batch_of(args.batch, args.length)
-    models = {"lstm": (LSTMSeq2Seq(Seq2SeqConfig(src_vocab=VOCAB, tgt_vocab=VOCAB), rngs=nnx.Rngs(0)), torch_lstm),
-              "transformer": (TransformerSeq2Seq(TransformerSeq2SeqConfig(src_vocab=VOCAB, tgt_vocab=VOCAB),
-                                                 rngs=nnx.Rngs(0)), torch_transformer)}
+    models = {"lstm": (LSTMSeq2Seq(LSTM, rngs=nnx.Rngs(0)), torch_lstm),
+              "transformer": (TransformerSeq2Seq(TRANSFORMER, rngs=nnx.Rngs(0)), torch_transformer)}
     rows = []
     for name, (model, peer) in models.items():
         runners = {"nlp_jax": ours(model, batch)}

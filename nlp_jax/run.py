@@ -3,7 +3,8 @@
 The experiment file defines ``get_config(arg) -> config`` and ``run(config) -> dict``, and, where the data
 fixes some fields (vocabulary size, steps from epochs), ``resolve_config(config) -> config``; ``--set``
 overrides are type-checked against the config dataclasses, and ``--print-config`` shows the config as the
-run would resolve it.
+run would resolve it. ``--coordinator HOST:PORT --num-processes N --process-id I`` (or ``--distributed`` on
+a cluster JAX detects: SLURM, Open MPI, Cloud TPU) joins a multi-process run (``nlp_jax.train.distributed``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+from nlp_jax.train import distributed
 from nlp_jax.train.config import apply_overrides, to_json
 
 
@@ -41,7 +43,17 @@ def main(argv: list[str] | None = None) -> dict:
                         help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--rerun", action="store_true", help="run again even if the workdir holds this run finished")
+    group = parser.add_argument_group("several processes (hosts); also from NLP_JAX_COORDINATOR, ...")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for every process")
+    group.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process's id, 0 .. N-1")
+    group.add_argument("--distributed", action="store_true", help="let JAX detect the cluster (SLURM, MPI, TPU)")
     args = parser.parse_args(argv)
+    try:  # before anything touches a device
+        distributed.initialize(coordinator=args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id, detect=args.distributed)
+    except ValueError as err:
+        parser.error(str(err))
     module, arg = load_experiment(args.experiment)
     try:
         config = apply_overrides(module.get_config(arg), args.overrides)

@@ -2,9 +2,11 @@
 metadata (step, data position, best metric, config). Two managers: ``last/`` keeps the most recent N,
 ``best/`` the best one.
 
-Each save records a sha256 of every saved array in its metadata; restore verifies it and, when the newest
-checkpoint is damaged (a truncated or missing chunk, missing metadata, an empty step folder, flipped
-bytes), says which one and falls back to the newest intact one."""
+Each save records a checksum of every saved array in its metadata; restore verifies it and, when the
+newest checkpoint is damaged (a truncated or missing chunk, missing metadata, an empty step folder, flipped
+bytes), says which one and falls back to the newest intact one. The checksum (:func:`checksum`) is reduced
+on the devices that hold the arrays, so it is the same for any sharding and any number of processes, and
+no process ever gathers a whole sharded array to compute it."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -21,8 +24,49 @@ from flax import nnx
 from nlp_jax.train.records import json_safe
 
 
+def _words(x: jax.Array) -> jax.Array:
+    """The bits of ``x`` as a flat uint32 vector (each element widened, or split when 8 bytes wide)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        x = x.astype(jnp.uint8)
+    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize]
+    return jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32).ravel()
+
+
+def _mix(i: jax.Array) -> jax.Array:
+    h = i * jnp.uint32(0x9E3779B1) + jnp.uint32(0x7F4A7C15)
+    h = (h ^ (h >> 15)) * jnp.uint32(0x2C1B3C6D)
+    return h ^ (h >> 12)
+
+
+@jax.jit
+def _fingerprints(leaves: list) -> list:
+    """Two position-weighted sums mod 2**32 per array: changing any one element always changes the first
+    (it moves by a nonzero amount times an odd weight), and each sum is the same however it is split."""
+    out = []
+    for x in leaves:
+        w = _words(x)
+        h = _mix(jax.lax.iota(jnp.uint32, w.size))
+        out.append(jnp.stack([jnp.sum((w ^ h) * (h | 1), dtype=jnp.uint32),
+                              jnp.sum((w + _mix(h)) * (_mix(h ^ jnp.uint32(0x5BD1E995)) | 1), dtype=jnp.uint32)]))
+    return out
+
+
 def checksum(*trees) -> str:
-    """sha256 over the bytes, dtypes and shapes of every array of ``trees`` (in tree order)."""
+    """sha256 over the dtypes, shapes and fingerprints of every array of ``trees`` (in tree order),
+    prefixed ``fp64:``; the same value for any layout of the arrays on any devices and processes."""
+    leaves = [jnp.asarray(x) if isinstance(x, (np.ndarray, np.generic, int, float, bool)) else x
+              for x in jax.tree.leaves(trees)]
+    digest = hashlib.sha256()
+    for leaf, fp in zip(leaves, jax.device_get(_fingerprints(leaves))):
+        digest.update(f"{leaf.dtype}{tuple(leaf.shape)}".encode())
+        digest.update(np.asarray(fp, np.uint32).tobytes())
+    return "fp64:" + digest.hexdigest()
+
+
+def _legacy_checksum(*trees) -> str:
+    """The sha256 over the bytes of every array that checkpoints written before ``fp64:`` recorded."""
     digest = hashlib.sha256()
     for leaf in jax.tree.leaves(trees):
         if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
@@ -31,6 +75,12 @@ def checksum(*trees) -> str:
         digest.update(f"{x.dtype}{x.shape}".encode())
         digest.update(np.ascontiguousarray(x).tobytes())
     return digest.hexdigest()
+
+
+def _verifies(stored: str | None, *trees) -> bool:
+    if not stored:
+        return False
+    return stored == (checksum(*trees) if stored.startswith("fp64:") else _legacy_checksum(*trees))
 
 
 def _no_space(err: BaseException) -> bool:
@@ -116,7 +166,7 @@ class Checkpointer:
         meta = restored["meta"]
         obj = None if objective_state is None else jax.tree.unflatten(
             jax.tree.structure(objective_state), jax.tree.leaves(restored["objective"]["state"]))
-        if meta is None or meta.get("checksum") != checksum(restored["state"], obj):
+        if meta is None or not _verifies(meta.get("checksum"), restored["state"], obj):
             raise ValueError("its arrays do not match the checksum saved with them")
         state = jax.tree.map(lambda x: x, abstract_state)  # a copy whose leaves we replace
         nnx.replace_by_pure_dict(state, restored["state"])

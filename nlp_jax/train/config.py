@@ -41,6 +41,15 @@ class OptimConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class MeshConfig:
+    data: int = 1  # data-parallel groups (-1: every device the fsdp axis leaves); see train.sharding
+    fsdp: int = 1  # devices each parameter and optimizer moment is split over (FSDP)
+
+    def __post_init__(self):
+        check_fields(self, data=((lambda v: v == -1 or v >= 1), "-1 or >= 1"), fsdp=at_least(1))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     steps: int = 2000  # optimizer steps
     seed: int = 1337  # seed of parameter init, data order and dropout
@@ -51,6 +60,7 @@ class TrainConfig:
     resume: bool = True  # continue from the latest checkpoint in the run directory if there is one
     progress: bool = True  # progress bar on the terminal
     tensorboard: bool = False  # also write TensorBoard event files to <workdir>/tensorboard
+    mesh: MeshConfig = MeshConfig()  # devices: data x fsdp must be all of them (1 x 1: the default device)
 
     def __post_init__(self):
         check_fields(self, steps=at_least(0), log_every=at_least(1), eval_every=at_least(0),

@@ -25,8 +25,10 @@ from flax import nnx
 
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig, to_dict
+from nlp_jax.train.distributed import is_main, sync
 from nlp_jax.train.metrics import MetricsLog, plot_losses
 from nlp_jax.train.records import check_resume, move_aside, run_lock, write_config
+from nlp_jax.train.sharding import make_mesh
 from nlp_jax.train.trainer import Objective, Trainer, TrainingDiverged
 
 __all__ = ["Objective", "RunResult", "Trainer", "TrainingDiverged", "train"]
@@ -132,9 +134,12 @@ def load_trained(model: nnx.Module, objective: Objective | Callable, optim_cfg: 
 
 def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, best_metric, best_mode, config,
            frozen, wrt):
-    trainer = Trainer(model, objective, optim_cfg, train_cfg.steps, wrt=wrt, frozen=frozen, seed=train_cfg.seed)
-    if not train_cfg.resume and (aside := move_aside(workdir)) is not None:
+    trainer = Trainer(model, objective, optim_cfg, train_cfg.steps, wrt=wrt, frozen=frozen, seed=train_cfg.seed,
+                      mesh=make_mesh(train_cfg.mesh))
+    main = is_main()  # of a multi-process run, the first process alone writes logs, plots and the config
+    if not train_cfg.resume and main and (aside := move_aside(workdir)) is not None:
         print(f"train.resume=false: the previous run in {workdir} was moved to {aside}")
+    sync("run directory ready")
     ckpt = Checkpointer(workdir / "checkpoints", train_cfg.keep_last)
     best = None
     if train_cfg.resume and ckpt.latest_step() is not None:
@@ -146,11 +151,11 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
         source.bind(trainer)
     start = trainer.step_count
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None,
-                     tensorboard=train_cfg.tensorboard)
-    if config is not None:
+                     tensorboard=train_cfg.tensorboard, enabled=main)
+    if config is not None and main:
         write_config(workdir, config)
     result = RunResult(status="finished", step=start, best=best)
-    if start >= train_cfg.steps:
+    if start >= train_cfg.steps and main:
         print(f"{workdir} already holds a finished run ({start} of {train_cfg.steps} steps); "
               "remove it or pass --set train.resume=false to train again")
 
@@ -158,7 +163,7 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
         return {"data_position": trainer.step_count, "best": result.best,
                 "config": to_dict(config) if config is not None else None}
 
-    bar = _progress(train_cfg, start)
+    bar = _progress(train_cfg, start) if main else None
     pending, last_saved = _Pending(), (start or None)
     t0, t_steady, tokens, window = time.perf_counter(), None, 0.0, []
     paused = 0.0  # seconds spent saving and evaluating: not training, so not in tokens/s
@@ -219,7 +224,7 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
     result.seconds = time.perf_counter() - t0
     if t_steady is not None and time.perf_counter() - t_steady - paused > 0:
         result.tokens_per_second = tokens / (time.perf_counter() - t_steady - paused)
-    if (workdir / "metrics.jsonl").stat().st_size:
+    if main and (workdir / "metrics.jsonl").stat().st_size:
         try:
             plot_losses(workdir / "metrics.jsonl", workdir / "loss.png", title=workdir.name)
         except ImportError as err:  # e.g. a GPU machine's Python without matplotlib: the JSON lines remain

@@ -13,11 +13,15 @@ from nlp_jax.train.records import dumps
 
 class MetricsLog:
     """Append-only ``metrics.jsonl``; on resume, lines after the restored step are dropped first. With
-    ``tensorboard=True`` every record's scalars also go to ``tensorboard/`` beside it, at its step."""
+    ``tensorboard=True`` every record's scalars also go to ``tensorboard/`` beside it, at its step.
+    ``enabled=False`` (every process of a multi-process run but the first) writes nothing."""
 
-    def __init__(self, path: str | Path, resume_step: int | None = None, tensorboard: bool = False):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, resume_step: int | None = None, tensorboard: bool = False,
+                 enabled: bool = True):
+        self.path, self.enabled = Path(path), enabled
         self.writer = None
+        if not enabled:
+            return
         if tensorboard:
             from tensorboardX import SummaryWriter
 
@@ -31,6 +35,8 @@ class MetricsLog:
 
     def write(self, record: dict) -> None:
         """Append one record; NaN and infinities are written as null (strict JSON)."""
+        if not self.enabled:
+            return
         clean = {k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in record.items()}
         with open(self.path, "a") as f:
             f.write(dumps(clean) + "\n")

@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from nlp_jax.train.config import to_dict
+from nlp_jax.train.distributed import is_main
 
 
 def json_safe(value: Any) -> Any:
@@ -36,8 +39,8 @@ def dumps(value: Any, **kw) -> str:
 # Fields a resumed run may change (what a divergence message advises, longer runs, logging); anything else
 # (model shape, seed, data, batch) would make the stored weights a different run's.
 RESUMABLE = ("optim.", "train.steps", "train.log_every", "train.eval_every", "train.ckpt_every",
-             "train.keep_last", "train.progress", "train.tensorboard", "train.resume", "workdir", "epochs",
-             "sample_tokens")
+             "train.keep_last", "train.progress", "train.tensorboard", "train.resume", "train.mesh", "workdir",
+             "epochs", "sample_tokens")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -96,7 +99,10 @@ def write_config(workdir: str | Path, config: Any) -> Path:
 
 
 def write_summary(workdir: str | Path, summary: dict, *, echo: bool = True) -> dict:
-    """``<workdir>/summary.json`` (and the same JSON on the terminal unless ``echo=False``); returns summary."""
+    """``<workdir>/summary.json`` (and the same JSON on the terminal unless ``echo=False``), from the first
+    process only; returns summary."""
+    if not is_main():
+        return summary
     text = dumps(summary, indent=2)
     path = Path(workdir, "summary.json")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,8 +184,9 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def run_lock(workdir: str | Path):
     """Hold ``<workdir>/.lock`` for the duration: a second process on the same run directory is refused
     with the holder's pid, instead of resuming from the first one's checkpoints and interleaving its log.
-    The lock is the operating system's (``flock``), so a crashed holder never leaves it stuck."""
-    path = Path(workdir, ".lock")
+    The lock is the operating system's (``flock``), so a crashed holder never leaves it stuck. Each process
+    of a multi-process run holds its own (``.lock.<process>``)."""
+    path = Path(workdir, ".lock" if jax.process_count() == 1 else f".lock.{jax.process_index()}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
         try:

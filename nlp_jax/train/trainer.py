@@ -7,6 +7,10 @@ the objective's own pytree (a recurrent carry for truncated BPTT, a KL coefficie
 has none), carried from step to step on the device and checkpointed; ``frozen`` holds the models the
 objective reads but does not train (a reference policy, a reward model), passed to the jitted step as
 explicit, non-donated arguments. ``aux['tokens']`` (if present) counts the step's tokens for tokens/s.
+
+Given a ``mesh`` (``train.sharding.make_mesh``), the state, the frozen models and every batch are laid out
+on it (data parallel, FSDP or both, ``train.sharding``) and the step is compiled for that layout; the
+arithmetic, and so the result, is the one-device step's.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
+from nlp_jax.train import sharding
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig
 from nlp_jax.train.optim import make_optimizer
@@ -64,23 +70,33 @@ class Trainer:
     """
 
     def __init__(self, model: nnx.Module, objective: Objective | Callable, optim_cfg: OptimConfig, total_steps: int,
-                 *, wrt: Any = nnx.Param, frozen: dict[str, nnx.Module] | None = None, seed: int = 0):
+                 *, wrt: Any = nnx.Param, frozen: dict[str, nnx.Module] | None = None, seed: int = 0,
+                 mesh: Mesh | None = None):
         # a plain loss_fn(model, batch, key) -> (loss, aux) is a stateless objective
         self.objective = objective if isinstance(objective, Objective) else Objective.of(objective)
-        self.wrt = wrt
+        self.wrt, self.mesh = wrt, mesh
         self.tx, self.schedule = make_optimizer(optim_cfg, total_steps)
         graphdef, state = nnx.split((model, nnx.Optimizer(model, self.tx, wrt=wrt)))
         self.graphdef, self.treedef = graphdef, jax.tree.structure(state)
-        self.leaves = [jnp.copy(x) for x in jax.tree.leaves(state)]  # own buffers: donation is safe
         self.frozen_defs, self.frozen_states = _split(frozen)
+        leaves = jax.tree.leaves(state)
+        if mesh is None:
+            self.leaves = [jnp.copy(x) for x in leaves]  # own buffers: donation is safe
+            self._step = jax.jit(self._train_step, donate_argnums=(0, 1))
+        else:
+            self.leaf_shardings = sharding.state_shardings(leaves, mesh)
+            self.leaves = sharding.put(leaves, self.leaf_shardings)
+            self.frozen_states = jax.device_put(self.frozen_states, sharding.tree_shardings(self.frozen_states, mesh))
+            rep = sharding.replicated(mesh)  # a prefix: every leaf of the objective state and the metrics
+            self._step = jax.jit(self._train_step, donate_argnums=(0, 1), out_shardings=(self.leaf_shardings, rep, rep))
         self.objective_state = self._initial_state()
         self.base_key = jax.random.key(seed)
         self.step_count = 0
-        self._step = jax.jit(self._train_step, donate_argnums=(0, 1))
 
     def _initial_state(self):
         """The objective's initial state in buffers of its own (it is donated: no two leaves may share one)."""
-        return jax.tree.map(jnp.copy, self.objective.init_state())
+        state = jax.tree.map(jnp.copy, self.objective.init_state())
+        return state if self.mesh is None else jax.device_put(state, sharding.replicated(self.mesh))
 
     # ---- the jitted step --------------------------------------------------------------------------------
 
@@ -105,6 +121,8 @@ class Trainer:
         if batch.pop("reset_state", False):
             self.objective_state = self._initial_state()
         key = jax.random.fold_in(self.base_key, self.step_count)
+        if self.mesh is not None:
+            batch = sharding.shard_batch(batch, self.mesh)
         self.leaves, self.objective_state, metrics = self._step(self.leaves, self.objective_state,
                                                                 self.frozen_states, batch, key)
         self.step_count += 1
@@ -132,6 +150,9 @@ class Trainer:
         """Load the latest (or the best) checkpoint of ``ckpt`` into this trainer; returns its metadata."""
         state, meta, obj_state = ckpt.restore(self.state, objective_state=self.objective.init_state(), best=best)
         self.leaves = jax.tree.leaves(state)
+        if self.mesh is not None:  # onto this trainer's layout, whatever mesh the checkpoint was saved from
+            self.leaves = jax.device_put(self.leaves, self.leaf_shardings)
+            obj_state = jax.device_put(obj_state, sharding.replicated(self.mesh))
         self.objective_state = obj_state
         self.step_count = int(meta["step"])
         return meta

@@ -1,0 +1,87 @@
+"""Two processes on 127.0.0.1, 4 CPU devices each, joined by jax.distributed: the loop on the global
+2 x 4 mesh trains as one device does; only process 0 logs; each process writes its own checkpoint part."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from tiny_gpt_run import GPT, OPTIM, SOURCE
+
+from nlp_jax.models.gpt2 import GPT2, lm_loss
+from nlp_jax.train.config import TrainConfig
+from nlp_jax.train.distributed import settings
+from nlp_jax.train.loop import train
+
+WORKER = Path(__file__).with_name("multihost_worker.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    workdir, port = tmp_path_factory.mktemp("multihost") / "run", free_port()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(port), str(i), str(workdir)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return workdir, [json.loads(out.strip().splitlines()[-1]) for out, _ in outs], [err for _, err in outs]
+
+
+def one_device_run(workdir):
+    cfg = TrainConfig(steps=4, log_every=1, eval_every=2, ckpt_every=2, progress=False)
+    _, result = train(GPT2(GPT, rngs=nnx.Rngs(0)), lm_loss, SOURCE, train_cfg=cfg, optim_cfg=OPTIM, workdir=workdir,
+                      eval_fn=lambda model: {"val_loss": float(lm_loss(model, SOURCE(99), None)[0])})
+    return [result.losses[s] for s in sorted(result.losses)], result.evals[-1]["val_loss"]
+
+
+@pytest.mark.slow
+def test_the_global_mesh_trains_as_one_device(two_processes, tmp_path):
+    _, results, _ = two_processes
+    losses, val_loss = one_device_run(tmp_path / "one")
+    for r in results:
+        assert r["devices"] == 8 and r["local"] == 4
+        np.testing.assert_allclose(r["losses"], losses, atol=1e-5)
+        assert abs(r["val_loss"] - val_loss) < 1e-5
+    assert [r["process"] for r in results] == [0, 1]
+
+
+@pytest.mark.slow
+def test_only_process_0_logs_and_each_writes_its_checkpoint_part(two_processes):
+    workdir, _, stderr = two_processes
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # once, not once a process
+    assert [r["step"] for r in records if "val_loss" in r] == [2, 4]
+    assert "train:" in stderr[0] and "train:" not in stderr[1]  # the progress bar
+    state = workdir / "checkpoints" / "last" / "4" / "state"
+    assert {p.name for p in state.iterdir()} >= {"ocdbt.process_0", "ocdbt.process_1"}
+
+
+def test_settings_from_flags_and_environment(monkeypatch):
+    for var in ("NLP_JAX_COORDINATOR", "NLP_JAX_NUM_PROCESSES", "NLP_JAX_PROCESS_ID", "NLP_JAX_DISTRIBUTED"):
+        monkeypatch.delenv(var, raising=False)
+    assert settings() is None and settings(detect=True) == {}
+    monkeypatch.setenv("NLP_JAX_COORDINATOR", "10.0.0.1:1234")
+    monkeypatch.setenv("NLP_JAX_NUM_PROCESSES", "4")
+    assert settings(process_id=3) == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}
+    with pytest.raises(ValueError, match=r"missing: --process-id \(or NLP_JAX_PROCESS_ID\)"):
+        settings()
+    with pytest.raises(ValueError, match=r"process id must be in \[0, 4\)"):
+        settings(process_id=4)
+    monkeypatch.setenv("NLP_JAX_PROCESS_ID", "one")
+    with pytest.raises(ValueError, match="NLP_JAX_PROCESS_ID must be an integer, got 'one'"):
+        settings()
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        settings(coordinator="localhost", process_id=0)
