@@ -10,6 +10,8 @@ Vocabulary (``implementation=``), the same for every op; each op accepts the sub
 - ``'xla'``: ``jax.nn``'s XLA implementation (attention only), any platform.
 - ``'cudnn'``: ``jax.nn``'s cuDNN implementation (attention on NVIDIA GPUs).
 - ``'cpu'``: this package's C++ kernel (``kernels/csrc``), on CPU only.
+- ``'blockwise'``: attention by blocks with an online softmax (``kernels.blockwise``), memory linear in the
+  sequence length, pure JAX on any platform.
 
 An explicit choice is never replaced: if it cannot apply (a kernel that cannot be built, an input it
 does not take, a platform it does not run on) the call fails with a message that says why.
@@ -25,7 +27,7 @@ from jax.interpreters import mlir
 
 from nlp_jax.kernels import build
 
-IMPLEMENTATIONS = ("auto", "reference", "xla", "cudnn", "cpu")
+IMPLEMENTATIONS = ("auto", "reference", "xla", "cudnn", "cpu", "blockwise")
 _PLATFORM_OF = {"cpu": "cpu", "cudnn": "cuda"}
 
 

@@ -1,6 +1,7 @@
 """Scaled dot-product attention behind the dispatch: the reference (``ops.scaled_dot_product_attention``),
-``jax.nn.dot_product_attention`` ('xla', and 'cudnn' flash attention on NVIDIA GPUs), and the C++
-flash-style causal kernel for CPUs (``csrc/attention.cc``).
+``jax.nn.dot_product_attention`` ('xla', and 'cudnn' flash attention on NVIDIA GPUs), the C++
+flash-style causal kernel for CPUs (``csrc/attention.cc``), and 'blockwise' (``kernels.blockwise``: pure
+JAX, memory linear in the sequence length, any platform; never chosen by 'auto').
 
 'auto' takes, on CPU, the C++ kernel for float32 plain causal self-attention (no mask, T == S, default
 scale); on a CUDA GPU, cuDNN for float16/bfloat16 (masks and causal included); the reference otherwise.
@@ -21,9 +22,10 @@ import jax.numpy as jnp
 
 from nlp_jax import ops
 from nlp_jax.kernels import build, dispatch
+from nlp_jax.kernels.blockwise import blockwise_attention
 
 Array = jax.Array
-SUPPORTED = ("auto", "reference", "xla", "cudnn", "cpu")
+SUPPORTED = ("auto", "reference", "xla", "cudnn", "cpu", "blockwise")
 _FORWARD, _BACKWARD = "nlp_jax_causal_attention_fwd", "nlp_jax_causal_attention_bwd"
 
 
@@ -129,6 +131,8 @@ def attention(q: Array, k: Array, v: Array, *, mask: Array | None = None, is_cau
         dropped = functools.partial(head_major, dropout_rate=dropout_rate, dropout_key=dropout_key)
         return dispatch.run("attention", impl, (q, k, v), reference=reference, cpu=dropped, cpu_auto=True)
     ops.attention.check_inputs(q, k, v, mask)
+    if impl == "blockwise":
+        return blockwise_attention(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
     if impl == "xla":
         return _jax_nn(q, k, v, mask, is_causal=is_causal, scale=scale, implementation="xla")
     cpu, cuda = _cpu_path(q, k, v, mask, is_causal, default_scale), _cuda_path(q, mask, is_causal, scale)

@@ -40,6 +40,9 @@ class GPT2Config:
     compute_dtype: str = "float32"  # matmul dtype: 'float32' or 'bfloat16'; params stay float32
     attention: str | None = None  # kernels.attention implementation: None/'auto', 'reference', 'xla', 'cudnn', 'cpu'
     vocab_multiple: int = 1  # pad the embedding rows to a multiple of this (64 on GPUs); logits keep vocab_size
+    # > 0: lm_loss and the preference log-probs take the output layer and its softmax this many tokens at a
+    # time (kernels.linear_cross_entropy), never forming the (tokens x vocabulary) logits; 0: plain logits
+    loss_chunk: int = 0
 
     def __post_init__(self):
         check_fields(self, vocab_size=at_least(1), block_size=at_least(1), n_layer=at_least(1), n_head=at_least(1),
@@ -49,6 +52,8 @@ class GPT2Config:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if self.vocab_multiple < 1:
             raise ValueError(f"vocab_multiple must be >= 1, got {self.vocab_multiple}")
+        if self.loss_chunk < 0:
+            raise ValueError(f"loss_chunk must be >= 0 (0: plain logits), got {self.loss_chunk}")
 
     @property
     def padded_vocab(self) -> int:
@@ -98,9 +103,14 @@ class GPT2(nnx.Module):
     def max_length(self) -> int:
         return self.config.block_size
 
+    @property
+    def output_weight(self) -> Array:
+        """(V, D): the tied output layer, ``logits = hidden @ output_weight.T`` (the vocabulary padding cut)."""
+        return self.wte.embedding[...][:self.config.vocab_size]
+
     def __call__(self, tokens: Array, *, positions: Array | None = None, attention_mask: Array | None = None,
-                 cache: dict | None = None, key: Array | None = None) -> tuple[Array, dict]:
-        """tokens (B, T) int -> logits (B, T, V).
+                 cache: dict | None = None, key: Array | None = None, logits: bool = True) -> tuple[Array, dict]:
+        """tokens (B, T) int -> logits (B, T, V) (None with ``logits=False``: the chunked losses' call).
 
         positions: (B, T) or (T,) position ids (default: 0..T-1, or continuing the cache); attention_mask:
         (B, T) bool, False for padding keys; cache: from :meth:`init_cache` (the tokens are written at its
@@ -128,11 +138,13 @@ class GPT2(nnx.Module):
                          index=index)
             layers.append(c)
         h = self.ln_f(x)  # (B, T, D)
-        logits = self.wte.attend(h.astype(jnp.float32))  # (B, T, V), tied output layer
-        if cfg.padded_vocab != cfg.vocab_size:  # the padding rows only round the matmul's shape
-            logits = logits[..., :cfg.vocab_size]
         new_cache = None if cache is None else {"layers": layers, "mask": key_mask, "index": index + t}
-        return logits, {"hidden": h, "cache": new_cache}
+        if not logits:
+            return None, {"hidden": h, "cache": new_cache}
+        out = self.wte.attend(h.astype(jnp.float32))  # (B, T, V), tied output layer
+        if cfg.padded_vocab != cfg.vocab_size:  # the padding rows only round the matmul's shape
+            out = out[..., :cfg.vocab_size]
+        return out, {"hidden": h, "cache": new_cache}
 
     def init_cache(self, batch: int, length: int) -> dict:
         """An empty KV cache for ``length`` positions: per-layer keys/values, a key mask, the write index."""
@@ -154,10 +166,16 @@ def without_dropout(model: GPT2) -> GPT2:
 
 def lm_loss(model: GPT2, batch: dict, key: Array | None) -> tuple[Array, dict]:
     """Next-token cross-entropy on ``batch = {'inputs': (B, T), 'targets': (B, T)}`` (optional 'mask');
-    aux ``tokens``: the number of predicted tokens."""
-    logits, _ = model(batch["inputs"], key=key)
-    mask = batch.get("mask")
-    loss = kernels.cross_entropy(logits, batch["targets"], mask=mask)
+    aux ``tokens``: the number of predicted tokens. With ``config.loss_chunk`` the output layer and the loss
+    are taken in chunks of tokens (:func:`kernels.linear_cross_entropy`)."""
+    mask, chunk = batch.get("mask"), model.config.loss_chunk
+    if chunk:
+        _, aux = model(batch["inputs"], key=key, logits=False)
+        loss = kernels.linear_cross_entropy(aux["hidden"].astype(jnp.float32), model.output_weight, batch["targets"],
+                                            mask=mask, chunk=chunk)
+    else:
+        logits, _ = model(batch["inputs"], key=key)
+        loss = kernels.cross_entropy(logits, batch["targets"], mask=mask)
     tokens = batch["targets"].size if mask is None else jnp.sum(mask)
     vocab = model.config.vocab_size
     bad = sum(jnp.sum((x < 0) | (x >= vocab)) for x in (batch["inputs"], batch["targets"]))

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nlp_jax import ops
+from nlp_jax import kernels, ops
 from nlp_jax.models.bert import mean_pool
 from nlp_jax.nn.layers import Linear
 
@@ -102,7 +102,14 @@ class PolicyWithValue(nnx.Module):
 def response_logprobs(model: nnx.Module, tokens: Array, attention_mask: Array, response_mask: Array,
                       key: Array | None = None) -> tuple[Array, Array, dict]:
     """(sum, mean (B,), aux) of ``log pi(response | prompt)`` from one forward pass of a decoder over
-    prompt + response (padding on either side; ``response_mask`` True on the response tokens)."""
+    prompt + response (padding on either side; ``response_mask`` True on the response tokens). A backbone
+    whose config sets ``loss_chunk`` (GPT-2) is read through its chunked output layer (no logits in aux)."""
+    chunk = getattr(model.config, "loss_chunk", 0)
+    if chunk:
+        _, aux = _backbone_call(model, tokens, None, attention_mask, key, logits=False)
+        token_lp = -kernels.linear_cross_entropy(aux["hidden"][:, :-1].astype(jnp.float32), model.output_weight,
+                                                 tokens[:, 1:], reduction="none", chunk=chunk)
+        return (*ops.response_sums(token_lp, response_mask), aux)
     logits, aux = _backbone_call(model, tokens, None, attention_mask, key)
     total, mean = ops.sequence_logprobs(logits, tokens, response_mask)
     return total, mean, {**aux, "logits": logits}

@@ -48,6 +48,7 @@ from nlp_jax.ops.preference import (
     bradley_terry_loss,
     dpo_loss,
     response_mask_targets,
+    response_sums,
     sequence_logprobs,
     token_logprobs,
 )
@@ -56,8 +57,8 @@ from nlp_jax.ops.sgns import cbow_update, sgns_loss, sgns_train, skipgram_update
 
 __all__ = [
     "DPO_LOSSES", "adaptive_kl_coef", "bradley_terry_loss", "dpo_loss", "entropy", "gae", "kl_estimators",
-    "last_token_mask", "per_token_rewards", "policy_loss", "response_mask_targets", "sequence_logprobs",
-    "token_logprobs", "value_loss", "whiten",
+    "last_token_mask", "per_token_rewards", "policy_loss", "response_mask_targets", "response_sums",
+    "sequence_logprobs", "token_logprobs", "value_loss", "whiten",
     "additive_score", "alias_table", "attention_context", "bilinear_score", "causal_mask", "cbow_update", "cooccurrence",
     "cross_attention", "cross_entropy", "dense", "dot_score", "draw_alias", "dropout", "gelu", "key_padding_mask",
     "layer_norm", "masked_mean", "masked_softmax", "merge_heads", "mlm_loss", "mlm_mask", "mlm_positions", "nll", "padding_mask",

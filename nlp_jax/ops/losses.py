@@ -50,7 +50,8 @@ def _pick(values: Array, labels: Array) -> Array:
 def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array) -> Array:
     """Per-token ``-log softmax(z)_y = logsumexp(z) - z_y``. logits (..., V), labels (...) -> (...)."""
     check_label_shapes(logits, labels)
-    return -_pick(jax.nn.log_softmax(_at_least_f32(logits), axis=-1), labels)
+    z = _at_least_f32(logits)
+    return jax.nn.logsumexp(z, axis=-1) - _pick(z, labels)
 
 
 def softmax_cross_entropy(logits: Array, targets: Array) -> Array:
@@ -129,8 +130,9 @@ def cross_entropy(logits: Array, targets: Array, *, mask: Array | None = None, i
     if jnp.issubdtype(targets.dtype, jnp.integer):
         per_token = softmax_cross_entropy_with_integer_labels(logits, _safe(targets, ignore_index))
         weights = label_weights(targets, mask, ignore_index)
-        if label_smoothing > 0.0:  # (1 - eps) H(onehot, p) + eps H(uniform, p), without forming one-hots
-            uniform = -jax.nn.log_softmax(_at_least_f32(logits), axis=-1).mean(-1)
+        if label_smoothing > 0.0:  # (1 - eps) H(onehot, p) + eps H(uniform, p), H(uniform, p) = lse - mean z
+            z = _at_least_f32(logits)
+            uniform = jax.nn.logsumexp(z, axis=-1) - z.mean(-1)
             per_token = (1.0 - label_smoothing) * per_token + label_smoothing * uniform
     else:
         if ignore_index is not None:

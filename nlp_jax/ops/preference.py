@@ -58,9 +58,13 @@ def sequence_logprobs(logits: Array, tokens: Array, response_mask: Array) -> tup
     ``sum = sum_t m_t log p(tokens[t] | tokens[<t])`` with m the response mask (prompt and padding are 0);
     ``mean = sum / sum_t m_t`` (the per-token average used by IPO and length-normalised DPO).
     An empty response is an error (see :func:`response_mask_targets`)."""
+    return response_sums(token_logprobs(logits, tokens), response_mask)
+
+
+def response_sums(token_lp: Array, response_mask: Array) -> tuple[Array, Array]:
+    """(sum, mean) of :func:`sequence_logprobs` from the token log-probs (B, T - 1) of ``token_logprobs``."""
     mask = response_mask_targets(response_mask)
-    lp = jnp.where(mask, token_logprobs(logits, tokens), 0.0)
-    total = lp.sum(-1)
+    total = jnp.where(mask, token_lp, 0.0).sum(-1)
     return total, total / jnp.maximum(mask.sum(-1), 1)
 
 

@@ -140,3 +140,20 @@ def test_a_padded_vocabulary_rounds_the_embedding_but_not_the_logits():
     np.testing.assert_allclose(logits, m.wte.attend(m(tokens())[1]["hidden"])[..., :37], atol=1e-6)
     loss, aux = lm_loss(m, {"inputs": tokens(), "targets": tokens()}, None)
     assert np.isfinite(float(loss)) and int(aux["tokens"]) == tokens().size
+
+
+def test_chunked_loss_equals_the_plain_loss_and_gradients():
+    """``loss_chunk`` (the output layer and softmax a few tokens at a time) changes no value: the loss and
+    every parameter's gradient, with a padded vocabulary and a mask, as the plain logits path."""
+    cfg = GPT2Config.tiny(vocab_multiple=64)
+    plain = GPT2(cfg, rngs=nnx.Rngs(3))
+    chunked = GPT2(dataclasses.replace(cfg, loss_chunk=7), rngs=nnx.Rngs(3))  # 20 tokens: a ragged last chunk
+    batch = {"inputs": tokens(), "targets": tokens(seed=1), "mask": tokens(seed=2) % 3 > 0}
+    grad = nnx.value_and_grad(lambda m: lm_loss(m, batch, None)[0])
+    (a, ga), (b, gb) = grad(plain), grad(chunked)
+    assert float(a) == pytest.approx(float(b), rel=1e-6)
+    for x, y in zip(jax.tree.leaves(nnx.state(ga)), jax.tree.leaves(nnx.state(gb))):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+    assert chunked(tokens(), logits=False)[0] is None
+    with pytest.raises(ValueError, match="loss_chunk must be >= 0"):
+        GPT2Config.tiny(loss_chunk=-1)

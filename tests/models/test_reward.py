@@ -87,3 +87,25 @@ def test_value_head_keeps_the_policys_logits_and_samples():
     b = sample(policy, prompt, max_new_tokens=6, key=jax.random.key(3))
     np.testing.assert_array_equal(a.tokens, b.tokens)
     np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_chunked_response_logprobs_equal_the_logits_path():
+    """A policy with ``loss_chunk`` gives DPO the same summed and mean response log-probs, and the same
+    gradients, as the plain logits path (left padding, a prompt, a response)."""
+    from nlp_jax.models.reward import response_logprobs
+
+    tokens, mask = _padded(2, 1)
+    response = mask & (jnp.arange(tokens.shape[1]) >= 4)[None]
+    plain = GPT2(GPT2Config.tiny(dropout=0.0), rngs=nnx.Rngs(4))
+    chunked = GPT2(GPT2Config.tiny(dropout=0.0, loss_chunk=3), rngs=nnx.Rngs(4))
+
+    def value(m):
+        total, mean, _ = response_logprobs(m, tokens, mask, response)
+        return total.sum() + mean.sum(), (total, mean)
+
+    (va, (ta, ma)), ga = nnx.value_and_grad(value, has_aux=True)(plain)
+    (vb, (tb, mb)), gb = nnx.value_and_grad(value, has_aux=True)(chunked)
+    np.testing.assert_allclose(ta, tb, rtol=1e-6)
+    np.testing.assert_allclose(ma, mb, rtol=1e-6)
+    for x, y in zip(jax.tree.leaves(nnx.state(ga)), jax.tree.leaves(nnx.state(gb))):
+        np.testing.assert_allclose(x, y, atol=1e-6)
