@@ -16,7 +16,7 @@ export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
         bert-pretrain bert-sst2 bert-tapt bert-embed rlhf-sentiment rlhf-sentiment-sweep translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
-        bench-bert bench-dpo gpu-check clean
+        bench-bert bench-dpo bench-attention-memory bench-loss-memory gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -103,7 +103,8 @@ bert-embed: $(STAMP) $(MINILM)  ## MiniLM sentence embeddings: SST-2 dev sentenc
 	cut -f2 $(or $(NLP_JAX_DATA),../shared/data)/sst2/dev.tsv | tail -n +2 > $(VENV)/sst2_dev.txt
 	$(PY) -m nlp_jax.sentences nearest minilm $(VENV)/sst2_dev.txt --query "$(BERT_QUERY)" -k 5
 
-bench: bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-bert bench-dpo bench-seq2seq  ## all benchmarks
+bench: bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-bert bench-dpo bench-seq2seq \
+       bench-attention-memory bench-loss-memory  ## all benchmarks
 
 bench-gpt: $(STAMP)  ## GPT train step, ours vs nanoGPT (set NANOGPT_DIR to a nanoGPT checkout)
 	$(PY) benchmarks/bench_gpt.py
@@ -128,6 +129,12 @@ bench-bert: $(STAMP) $(MINILM)  ## BERT (MiniLM size) SST-2 train step and infer
 
 bench-w2v: $(STAMP)  ## word2vec training words/s (skip-gram, CBOW), ours vs gensim
 	$(PY) benchmarks/bench_w2v.py
+
+bench-attention-memory: $(STAMP)  ## causal attention gradient: compiled peak memory and ms vs length 1k-16k, reference vs blockwise
+	$(PY) benchmarks/bench_memory.py attention
+
+bench-loss-memory: $(STAMP)  ## GPT-2 output layer + cross-entropy gradient: peak memory and ms, plain vs chunked
+	$(PY) benchmarks/bench_memory.py loss
 
 gpu-check:  ## on a GPU machine's own Python (no venv): tests on the GPU + the gpu config to the end, one table
 	PYTHONPATH=$(CURDIR) $(PYTHON) benchmarks/gpu_check.py

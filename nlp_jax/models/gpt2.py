@@ -38,7 +38,8 @@ class GPT2Config:
     activation: str = "gelu_tanh"  # 'gelu_tanh' (GPT-2's gelu_new) or 'gelu' (exact, nanoGPT)
     ln_eps: float = 1e-5  # LayerNorm epsilon
     compute_dtype: str = "float32"  # matmul dtype: 'float32' or 'bfloat16'; params stay float32
-    attention: str | None = None  # kernels.attention implementation: None/'auto', 'reference', 'xla', 'cudnn', 'cpu'
+    attention: str | None = None  # kernels.attention implementation: None/'auto', 'reference', 'xla', 'cudnn', 'cpu',
+    # 'blockwise' (memory linear in the length)
     vocab_multiple: int = 1  # pad the embedding rows to a multiple of this (64 on GPUs); logits keep vocab_size
     # > 0: lm_loss and the preference log-probs take the output layer and its softmax this many tokens at a
     # time (kernels.linear_cross_entropy), never forming the (tokens x vocabulary) logits; 0: plain logits
