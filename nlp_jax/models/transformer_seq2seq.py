@@ -42,11 +42,14 @@ class TransformerSeq2SeqConfig:
     shared_embeddings: bool = False  # one embedding for source and target (needs one joint vocabulary)
     activation: str = "relu"  # the feed-forward nonlinearity ('relu' as Vaswani et al., or 'gelu')
     attention: str | None = None  # kernels.attention implementation (None: by the platform)
+    compute_dtype: str = "float32"  # matmul and activation dtype: 'float32' or 'bfloat16'; params stay float32
 
     def __post_init__(self):
         check_fields(self, src_vocab=at_least(5), tgt_vocab=at_least(5), d_model=at_least(1), n_head=at_least(1),
                      enc_layers=at_least(1), dec_layers=at_least(1), d_ff=at_least(1), dropout=in_unit(),
                      max_len=at_least(2))
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
         if self.shared_embeddings and self.src_vocab != self.tgt_vocab:
@@ -62,7 +65,7 @@ class TransformerSeq2SeqConfig:
 def _layers(cfg: TransformerSeq2SeqConfig, rngs: nnx.Rngs, n: int, *, decoder: bool):
     proj_std = 0.02 / math.sqrt(2 * n)
     common = dict(bias=True, dropout=cfg.dropout, proj_std=proj_std, implementation=cfg.attention,
-                  dtype=jnp.float32, rngs=rngs)
+                  dtype=jnp.dtype(cfg.compute_dtype), rngs=rngs)
     return nnx.List([Block(cfg, common, decoder=decoder) for _ in range(n)])
 
 
@@ -125,14 +128,15 @@ class TransformerSeq2Seq(nnx.Module):
         keys = keys_for(key, cfg.enc_layers + 1)
         embed = self.tgt_embed if self.src_embed is None else self.src_embed
         x = embed(source) + self.src_pos(jnp.arange(source.shape[1]))  # (B, S, D)
-        x = ops.dropout(x, cfg.dropout, keys[-1])
+        x = ops.dropout(x, cfg.dropout, keys[-1]).astype(cfg.compute_dtype)
         mask = source_mask.astype(bool)
         for block, k in zip(self.encoder, keys):
             x, _, _ = block(x, mask=mask, key=k)
         h_enc = self.ln_enc(x)  # (B, S, D)
         shape = (source.shape[0], cfg.max_len, cfg.n_head, cfg.d_model // cfg.n_head)
         return {"cross": [blk.cross.encode(h_enc) for blk in self.decoder], "source_mask": mask,
-                "self": [{"k": jnp.zeros(shape), "v": jnp.zeros(shape)} for _ in range(cfg.dec_layers)],
+                "self": [{"k": jnp.zeros(shape, cfg.compute_dtype), "v": jnp.zeros(shape, cfg.compute_dtype)}
+                         for _ in range(cfg.dec_layers)],
                 "index": jnp.zeros((), jnp.int32)}
 
     def __call__(self, tokens: Array, *, positions: Array | None = None, attention_mask: Array | None = None,
@@ -154,13 +158,14 @@ class TransformerSeq2Seq(nnx.Module):
         if positions is None:
             positions = index + jnp.arange(t)
         x = ops.dropout(self.tgt_embed(tokens) + self.tgt_pos(positions), cfg.dropout, keys[-1])  # (B, T, D)
+        x = x.astype(cfg.compute_dtype)
         new_self = []
         for i, block in enumerate(self.decoder):
             x, c, cross_in = block(x, key=keys[i], cache=cache["self"][i] if decoding else None, index=index,
                                    cross_kv=cache["cross"][i], enc_mask=cache["source_mask"])
             new_self.append(c)
         h = self.ln_dec(x)
-        logits = self.tgt_embed.attend(h)  # (B, T, V): tied output layer
+        logits = self.tgt_embed.attend(h.astype(jnp.float32))  # (B, T, V): tied output layer, float32
         aux = {"cache": {**cache, "self": new_self, "index": index + t} if decoding else None}
         if attention_weights:
             aux["attention"] = self.decoder[-1].cross_weights(cross_in, cache["cross"][-1], cache["source_mask"])

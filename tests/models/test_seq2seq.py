@@ -161,3 +161,24 @@ def test_the_loss_masks_target_padding_and_learns_to_copy():
     exact = [(np.asarray(o)[:int(t.sum())] == tt[:int(t.sum())]).all()
              for o, tt, t in zip(out, test["target_out"], test["target_mask"])]
     assert np.mean(exact) > 0.8
+
+
+def test_transformer_bfloat16_compute_is_close_to_float32_and_decodes():
+    """compute_dtype='bfloat16': float32 parameters and logits, logits near the float32 model's, and the
+    bfloat16 KV cache gives the teacher-forced logits step by step."""
+    src_mask = SRC > 0
+    full = model("transformer")
+    half = model("transformer", compute_dtype="bfloat16")
+    a, _ = full(TGT, source=SRC, source_mask=src_mask)
+    b, _ = half(TGT, source=SRC, source_mask=src_mask)
+    assert b.dtype == jnp.float32
+    assert {x.dtype for x in jax.tree.leaves(nnx.state(half, nnx.Param))} == {jnp.dtype(jnp.float32)}
+    np.testing.assert_allclose(a, b, atol=0.05)
+    cache = half.start(SRC, src_mask)
+    assert cache["self"][0]["k"].dtype == jnp.bfloat16
+    for t in range(TGT.shape[1]):
+        step, aux = half(TGT[:, t:t + 1], cache=cache)
+        cache = aux["cache"]
+        np.testing.assert_allclose(step[:, 0], b[:, t], atol=0.05)
+    with pytest.raises(ValueError, match="compute_dtype"):
+        TransformerSeq2SeqConfig.tiny(compute_dtype="float16")
