@@ -102,12 +102,11 @@ def linear_cross_entropy(hidden: Array, weight: Array, targets: Array, *, mask: 
     if hidden.shape[:-1] != targets.shape or not jnp.issubdtype(targets.dtype, jnp.integer):
         raise ValueError(f"linear_cross_entropy: targets must be integer ids of shape hidden.shape[:-1] = "
                          f"{hidden.shape[:-1]}, got {targets.dtype} {targets.shape}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    ops.losses.check_label_smoothing(label_smoothing)
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1 token (or None for the default), got {chunk}")
     v = weight.shape[0]
-    safe = targets if ignore_index is None else jnp.where(targets == ignore_index, 0, targets)
+    safe = ops.losses.safe_labels(targets, ignore_index)
     flat, n = safe.reshape(-1), safe.size
     chunk = default_chunk(n, v) if chunk is None else min(chunk, max(n, 1))
     pad = -n % chunk

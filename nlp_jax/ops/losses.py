@@ -61,10 +61,14 @@ def softmax_cross_entropy(logits: Array, targets: Array) -> Array:
     return -(targets.astype(log_p.dtype) * log_p).sum(-1)
 
 
-def smooth_labels(targets: Array, eps: float) -> Array:
-    """Label smoothing (Szegedy et al. 2016): ``(1 - eps) q + eps / V`` for distributions q (..., V)."""
+def check_label_smoothing(eps: float) -> None:
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {eps}")
+
+
+def smooth_labels(targets: Array, eps: float) -> Array:
+    """Label smoothing (Szegedy et al. 2016): ``(1 - eps) q + eps / V`` for distributions q (..., V)."""
+    check_label_smoothing(eps)
     return (1.0 - eps) * targets + eps / targets.shape[-1]
 
 
@@ -91,7 +95,7 @@ def reduce(per_token: Array, weights: Array, reduction: str) -> Array:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def _safe(labels: Array, ignore_index: int | None) -> Array:
+def safe_labels(labels: Array, ignore_index: int | None) -> Array:
     """Labels with ``ignore_index`` replaced by 0 before any gather (those tokens get weight 0)."""
     return labels if ignore_index is None else jnp.where(labels == ignore_index, 0, labels)
 
@@ -108,7 +112,7 @@ def nll(log_probs: Array, labels: Array, *, mask: Array | None = None, ignore_in
       reduction: 'mean' over counted tokens, 'sum', or 'none' (per token, 0 where not counted).
     """
     check_label_shapes(log_probs, labels)
-    per_token = -_pick(_at_least_f32(log_probs), _safe(labels, ignore_index))
+    per_token = -_pick(_at_least_f32(log_probs), safe_labels(labels, ignore_index))
     return reduce(per_token, label_weights(labels, mask, ignore_index), reduction)
 
 
@@ -125,10 +129,9 @@ def cross_entropy(logits: Array, targets: Array, *, mask: Array | None = None, i
       mask, ignore_index, reduction: as in :func:`nll` (``ignore_index`` needs integer targets).
       label_smoothing: eps in [0, 1].
     """
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    check_label_smoothing(label_smoothing)
     if jnp.issubdtype(targets.dtype, jnp.integer):
-        per_token = softmax_cross_entropy_with_integer_labels(logits, _safe(targets, ignore_index))
+        per_token = softmax_cross_entropy_with_integer_labels(logits, safe_labels(targets, ignore_index))
         weights = label_weights(targets, mask, ignore_index)
         if label_smoothing > 0.0:  # (1 - eps) H(onehot, p) + eps H(uniform, p), H(uniform, p) = lse - mean z
             z = _at_least_f32(logits)

@@ -96,3 +96,16 @@ def test_bad_arguments_name_themselves():
         kernels.linear_cross_entropy(jnp.asarray(h), jnp.asarray(w), jnp.asarray(t), chunk=0)
     with pytest.raises(ValueError, match="label_smoothing"):
         kernels.linear_cross_entropy(jnp.asarray(h), jnp.asarray(w), jnp.asarray(t), label_smoothing=1.5)
+
+
+def test_the_default_chunk_keeps_2_to_the_24_logits_and_gives_the_same_loss():
+    from nlp_jax.kernels.chunked_xent import default_chunk
+
+    assert default_chunk(10, 50257) == 10  # fewer tokens than the budget: one chunk
+    assert default_chunk(10**6, 50257) == (1 << 24) // 50257 == 333
+    assert default_chunk(5, 1 << 25) == 1  # a vocabulary over the budget still takes a token at a time
+    r = np.random.default_rng(3)
+    h, w = r.normal(size=(700, 8)).astype(np.float32), r.normal(size=(30, 8)).astype(np.float32)
+    t = jnp.asarray(r.integers(0, 30, 700))
+    default = kernels.linear_cross_entropy(jnp.asarray(h), jnp.asarray(w), t)
+    np.testing.assert_allclose(default, ops.cross_entropy(jnp.asarray(h @ w.T), t), rtol=1e-5)
