@@ -136,8 +136,9 @@ bench-attention-memory: $(STAMP)  ## causal attention gradient: compiled peak me
 bench-loss-memory: $(STAMP)  ## GPT-2 output layer + cross-entropy gradient: peak memory and ms, plain vs chunked
 	$(PY) benchmarks/bench_memory.py loss
 
-gpu-check:  ## on a GPU machine's own Python (no venv): tests on the GPU + the gpu config to the end, one table
-	PYTHONPATH=$(CURDIR) $(PYTHON) benchmarks/gpu_check.py
+GPU_CHECK_ARGS ?=
+gpu-check:  ## on a GPU machine's own Python (no venv), <= 10 min: GPT fp32/bf16, attention, LSTM, chunked loss, nanoGPT, tests
+	PYTHONPATH=$(CURDIR) $(PYTHON) benchmarks/gpu_check.py $(if $(NANOGPT_DIR),--nanogpt $(NANOGPT_DIR)) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

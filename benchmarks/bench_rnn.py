@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-import jax
 import numpy as np
 from flax import nnx
 
@@ -25,9 +24,9 @@ SIZES = {"small": 200, "medium": 650}
 VOCAB, BATCH, BPTT = 10_000, 20, 35
 
 
-def ours(hidden: int, data: np.ndarray):
+def ours(hidden: int, data: np.ndarray, compute_dtype: str = "float32"):
     """``Trainer.step`` with the carried state, reading the loss back every step (as the torch loop does)."""
-    model = RNNLM(RNNLMConfig(vocab_size=VOCAB, hidden=hidden), rngs=nnx.Rngs(0))
+    model = RNNLM(RNNLMConfig(vocab_size=VOCAB, hidden=hidden, compute_dtype=compute_dtype), rngs=nnx.Rngs(0))
     optim = OptimConfig(name="sgd", lr=1.0, schedule="constant", warmup_steps=0, grad_clip=5.0)
     objective = Objective(bptt_loss, init_state=lambda: model.init_carry(BATCH))
     trainer = Trainer(model, objective, optim, 1000)
@@ -40,12 +39,14 @@ def ours(hidden: int, data: np.ndarray):
     return run
 
 
-def torch_lstm(hidden: int, data: np.ndarray):
+def torch_lstm(hidden: int, data: np.ndarray, device: str = "cpu"):
+    """The same step in PyTorch on ``device`` ('cuda': cuDNN's LSTM); ``loss.item()`` synchronises."""
     import torch
 
     torch.manual_seed(0)
     emb, lstm = torch.nn.Embedding(VOCAB, hidden), torch.nn.LSTM(hidden, hidden, num_layers=2, batch_first=True)
     out = torch.nn.Linear(hidden, VOCAB)
+    emb, lstm, out = (m.to(device) for m in (emb, lstm, out))
     params = [*emb.parameters(), *lstm.parameters(), *out.parameters()]
     opt = torch.optim.SGD(params, lr=1.0)
     source = SequentialBlocks(data, BATCH, BPTT)
@@ -54,7 +55,7 @@ def torch_lstm(hidden: int, data: np.ndarray):
     def run(n):
         for _ in range(n):
             batch = source(box["step"])
-            x, y = torch.from_numpy(batch["inputs"].astype(np.int64)), torch.from_numpy(batch["targets"].astype(np.int64))
+            x, y = (torch.from_numpy(batch[k].astype(np.int64)).to(device) for k in ("inputs", "targets"))
             h, state = lstm(emb(x), box["state"])
             loss = torch.nn.functional.cross_entropy(out(h).reshape(-1, VOCAB), y.reshape(-1)) * BPTT
             opt.zero_grad(set_to_none=True)

@@ -30,6 +30,13 @@ def optional(rule: tuple[Callable[[Any], bool], str]) -> tuple[Callable[[Any], b
     return (lambda v: v is None or ok(v)), f"{what} (or None)"
 
 
+def one_of(*choices) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in choices), "one of " + ", ".join(map(repr, choices))
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")  # a model's matmul dtype (parameters, optimizer state stay float32)
+
+
 def in_unit() -> tuple[Callable[[Any], bool], str]:
     """A probability that must leave something: dropout rates, Adam's betas."""
     return (lambda v: 0.0 <= v < 1.0), "in [0, 1)"

@@ -65,8 +65,7 @@ def lstm_layer(params: dict, xs: Array, init: tuple[Array, Array] | None = None,
     if impl == "cpu" and not applies:
         raise ValueError("lstm_layer: implementation='cpu' (the C++ kernel) needs float32 sequences of length >= 1, "
                          "no lengths, and a working C++ compiler")
-    b, hidden = xs.shape[0], params["U_f"].shape[0]
-    init = init if init is not None else (jnp.zeros((b, hidden), xs.dtype), jnp.zeros((b, hidden), xs.dtype))
+    init = init if init is not None else R.initial_state(xs, params["U_f"].shape[0])
 
     def reference(params, xs, init):
         return R.lstm_layer(params, xs, init, lengths)

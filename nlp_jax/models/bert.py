@@ -22,7 +22,7 @@ from flax import nnx
 from nlp_jax import kernels, ops
 from nlp_jax.nn import MLP, LayerNorm, Linear, SelfAttention, keys_for
 from nlp_jax.nn.layers import ACTIVATIONS, guard_ids
-from nlp_jax.validate import at_least, check_fields, in_unit
+from nlp_jax.validate import COMPUTE_DTYPES, at_least, check_fields, in_unit, one_of
 
 Array = jax.Array
 POOLINGS = ("cls", "mean")
@@ -48,7 +48,8 @@ class BertConfig:
     def __post_init__(self):
         check_fields(self, vocab_size=at_least(1), block_size=at_least(1), type_vocab_size=at_least(1),
                      n_layer=at_least(1), n_head=at_least(1), n_embd=at_least(1), n_inner=at_least(1),
-                     dropout=in_unit(), attn_dropout=((lambda v: v is None or 0.0 <= v < 1.0), "None or in [0, 1)"))
+                     dropout=in_unit(), attn_dropout=((lambda v: v is None or 0.0 <= v < 1.0), "None or in [0, 1)"),
+                     compute_dtype=one_of(*COMPUTE_DTYPES))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
 

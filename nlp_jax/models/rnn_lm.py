@@ -17,7 +17,7 @@ from flax import nnx
 from nlp_jax import kernels, ops
 from nlp_jax.nn.recurrent import RecurrentParams
 from nlp_jax.ops import recurrent as R
-from nlp_jax.validate import at_least, check_fields, in_unit
+from nlp_jax.validate import COMPUTE_DTYPES, at_least, check_fields, in_unit, one_of
 
 Array = jax.Array
 
@@ -30,10 +30,11 @@ class RNNLMConfig:
     layers: int = 2  # stacked recurrent layers
     dropout: float = 0.0  # on non-recurrent connections: embedding, between layers, before the output
     init_scale: float = 0.1  # parameters ~ U(-init_scale, init_scale)
+    compute_dtype: str = "float32"  # matmul dtype ('bfloat16': mixed precision); params, state, logits float32
 
     def __post_init__(self):
         check_fields(self, vocab_size=at_least(1), hidden=at_least(1), layers=at_least(1), dropout=in_unit(),
-                     init_scale=at_least(0.0))
+                     init_scale=at_least(0.0), compute_dtype=one_of(*COMPUTE_DTYPES))
         if self.cell not in ("lstm", "rnn"):
             raise ValueError(f"cell must be 'lstm' or 'rnn', got {self.cell!r}")
 
@@ -66,21 +67,22 @@ class RNNLM(nnx.Module):
         cfg = self.config
         carry = self.init_carry(tokens.shape[0]) if cache is None else cache
         keys = [None] * (cfg.layers + 1) if key is None else list(jax.random.split(key, cfg.layers + 1))
+        cast = lambda a: a.astype(cfg.compute_dtype)  # noqa: E731  (mixed precision: float32 state, cast weights)
         h = self.embedding[...][tokens]  # (B, T, H): e_t = E x_t
         new_carry = []
         for layer, state, k in zip(self.layers, carry, keys):
-            h = ops.dropout(h, cfg.dropout, k)
+            h, params = cast(ops.dropout(h, cfg.dropout, k)), jax.tree.map(cast, layer.params())
             if cfg.cell == "lstm":
-                h, state = kernels.lstm_layer(layer.params(), h, state)
+                h, state = kernels.lstm_layer(params, h, state)
             else:
-                h, state = R.scan_rnn(R.rnn_step, layer.params(), state, h)
+                h, state = R.scan_rnn(R.rnn_step, params, state, h)
             new_carry.append(state)
-        h = ops.dropout(h, cfg.dropout, keys[-1])
+        h = cast(ops.dropout(h, cfg.dropout, keys[-1]))
         if cfg.cell == "lstm":
-            logits = kernels.dense(h, self.out_w[...], self.out_b[...])
+            logits = kernels.dense(h, cast(self.out_w[...]), cast(self.out_b[...]))
         else:
-            logits = R.tied_output_logits(self.embedding[...], h)  # y_t = softmax(E^T h_t)
-        return logits, {"cache": new_carry}
+            logits = R.tied_output_logits(cast(self.embedding[...]), h)  # y_t = softmax(E^T h_t)
+        return logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), {"cache": new_carry}
 
 
 def bptt_loss(model: RNNLM, batch: dict, key: Array | None, carry: list, frozen=None) -> tuple[Array, dict, list]:

@@ -32,7 +32,7 @@ from flax import nnx
 from nlp_jax import ops
 from nlp_jax.nn.recurrent import RecurrentParams
 from nlp_jax.ops import recurrent as R
-from nlp_jax.validate import at_least, check_fields, in_unit
+from nlp_jax.validate import COMPUTE_DTYPES, at_least, check_fields, in_unit, one_of
 
 Array = jax.Array
 SCORES = ("none", "dot", "bilinear", "additive")
@@ -49,10 +49,13 @@ class Seq2SeqConfig:
     dropout: float = 0.3  # on embeddings and before the output layer
     init_scale: float = 0.08  # LSTM and projection parameters ~ U(-init_scale, init_scale)
     max_len: int = 64  # longest source or target in pieces (decoding's default limit)
+    # matmul dtype ('bfloat16': mixed precision); parameters, LSTM states, attention softmax, logits float32
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         check_fields(self, src_vocab=at_least(5), tgt_vocab=at_least(5), emb=at_least(1), hidden=at_least(1),
-                     attn_dim=at_least(1), dropout=in_unit(), init_scale=at_least(0.0), max_len=at_least(2))
+                     attn_dim=at_least(1), dropout=in_unit(), init_scale=at_least(0.0), max_len=at_least(2),
+                     compute_dtype=one_of(*COMPUTE_DTYPES))
         if self.attention not in SCORES:
             raise ValueError(f"attention must be one of {SCORES}, got {self.attention!r}")
 
@@ -88,6 +91,10 @@ class LSTMSeq2Seq(nnx.Module):
     def max_length(self) -> int:
         return self.config.max_len
 
+    def _w(self, name: str) -> Array:
+        """Parameter ``name`` in the compute dtype."""
+        return getattr(self, name)[...].astype(self.config.compute_dtype)
+
     # ---- encoder -------------------------------------------------------------------------------------
 
     def start(self, source: Array, source_mask: Array, *, key: Array | None = None) -> dict:
@@ -95,29 +102,34 @@ class LSTMSeq2Seq(nnx.Module):
         decoding cache: the states ``keys`` (B, S, 2H), their ``mask``, the ``context`` of the no-attention
         model, the decoder's first ``h`` and ``c`` and, for the additive score, the projected keys ``proj``."""
         cfg = self.config
-        lengths = source_mask.sum(axis=1)
-        x = ops.dropout(self.src_embed[...][source], cfg.dropout, key)  # (B, S, E)
-        run = lambda p, xs, n: R.lstm_layer(p.params(), xs, None, n)  # noqa: E731
+        cdt, lengths = cfg.compute_dtype, source_mask.sum(axis=1)
+        x = ops.dropout(self.src_embed[...][source], cfg.dropout, key).astype(cdt)  # (B, S, E)
+        run = lambda p, xs, n: R.lstm_layer(self._cast(p.params()), xs, None, n)  # noqa: E731
         states, ((h_f, _), (h_b, _)) = R.bidirectional(run, self.enc_f, self.enc_b, x, lengths)  # (B, S, 2H)
-        final = jnp.concatenate([h_f, h_b], axis=-1)  # (B, 2H): h^f_n (+) h^b_1
-        h0 = jnp.tanh(final @ self.init_w[...] + self.init_b[...])
-        memory = {"keys": states, "mask": source_mask.astype(bool), "context": final, "h": h0, "c": jnp.zeros_like(h0)}
+        final = jnp.concatenate([h_f, h_b], axis=-1)  # (B, 2H): h^f_n (+) h^b_1 (float32, as the states)
+        h0 = jnp.tanh(final.astype(cdt) @ self._w("init_w") + self._w("init_b")).astype(final.dtype)
+        memory = {"keys": states.astype(cdt), "mask": source_mask.astype(bool), "context": final, "h": h0,
+                  "c": jnp.zeros_like(h0)}
         if cfg.attention == "additive":
-            memory["proj"] = states @ self.w_k[...]  # (B, S, A): W_k h^e_j, the same at every step
+            memory["proj"] = memory["keys"] @ self._w("w_k")  # (B, S, A): W_k h^e_j, the same at every step
         return memory
+
+    def _cast(self, params: dict) -> dict:
+        return jax.tree.map(lambda p: p.astype(self.config.compute_dtype), params)
 
     def _attend(self, memory: dict, h: Array) -> tuple[Array, Array]:
         """(c_i (B, 2H), alpha_i (B, S)) for the previous decoder state h (B, 2H)."""
         att = self.config.attention
         if att == "none":
             return memory["context"], jnp.zeros(memory["mask"].shape, h.dtype)
+        q = h.astype(self.config.compute_dtype)
         if att == "dot":
-            scores = ops.dot_score(h, memory["keys"])
+            scores = ops.dot_score(q, memory["keys"])
         elif att == "bilinear":
-            scores = ops.bilinear_score(h, memory["keys"], self.w_s[...])
+            scores = ops.bilinear_score(q, memory["keys"], self._w("w_s"))
         else:
-            scores = ops.additive_score(h, memory["proj"], self.w_q[...], None, self.v[...])
-        return ops.attention_context(scores, memory["keys"], memory["mask"])
+            scores = ops.additive_score(q, memory["proj"], self._w("w_q"), None, self._w("v"))
+        return ops.attention_context(scores.astype(h.dtype), memory["keys"], memory["mask"])  # softmax in float32
 
     # ---- decoder -------------------------------------------------------------------------------------
 
@@ -134,23 +146,24 @@ class LSTMSeq2Seq(nnx.Module):
             if source is None or source_mask is None:
                 raise ValueError("LSTMSeq2Seq needs source and source_mask, or a cache from start()")
             cache = self.start(source, source_mask, key=keys[0])
-        e = ops.dropout(self.tgt_embed[...][tokens], cfg.dropout, keys[1])  # (B, T, E)
-        fused = R.fuse_lstm_params(self.dec.params())
+        cdt = cfg.compute_dtype
+        e = ops.dropout(self.tgt_embed[...][tokens], cfg.dropout, keys[1]).astype(cdt)  # (B, T, E)
+        fused = R.fuse_lstm_params(self._cast(self.dec.params()))
         w_e, w_c = fused["W"][:cfg.emb], fused["W"][cfg.emb:]
         e_proj = e @ w_e + fused["b"]  # (B, T, 8H): the embedding's share of every step's gates, hoisted
 
         def step(state, x_proj):
             h, c = state
             ctx, alpha = self._attend(cache, h)  # from h^d_{i-1}
-            h, c = R.lstm_fused_step(fused, (h, c), x_proj + ctx @ w_c)
+            h, c = R.lstm_fused_step(fused, (h, c), x_proj + ctx.astype(cdt) @ w_c)
             return (h, c), (h, ctx, alpha)
 
         (h, c), (hs, ctxs, alphas) = jax.lax.scan(step, (cache["h"], cache["c"]), jnp.swapaxes(e_proj, 0, 1))
         hs, ctxs, alphas = (jnp.swapaxes(a, 0, 1) for a in (hs, ctxs, alphas))  # (B, T, ...)
-        feats = ops.dropout(jnp.concatenate([hs, ctxs, e], axis=-1), cfg.dropout, keys[2])  # (B, T, 4H + E)
-        out = jnp.tanh(feats @ self.out_w[...] + self.out_b[...])  # (B, T, E)
-        logits = out @ self.tgt_embed[...].T + self.vocab_b[...]  # (B, T, V)
-        return logits, {"cache": {**cache, "h": h, "c": c}, "attention": alphas}
+        feats = jnp.concatenate([hs.astype(cdt), ctxs.astype(cdt), e], axis=-1)  # (B, T, 4H + E)
+        out = jnp.tanh(ops.dropout(feats, cfg.dropout, keys[2]) @ self._w("out_w") + self._w("out_b"))  # (B, T, E)
+        logits = out @ self._w("tgt_embed").T + self._w("vocab_b")  # (B, T, V)
+        return logits.astype(hs.dtype), {"cache": {**cache, "h": h, "c": c}, "attention": alphas}
 
 
 def seq2seq_loss(model, batch: dict, key: Array | None, frozen=None, *, label_smoothing: float = 0.0

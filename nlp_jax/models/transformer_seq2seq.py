@@ -23,7 +23,7 @@ from flax import nnx
 
 from nlp_jax import ops
 from nlp_jax.nn import MLP, CrossAttention, LayerNorm, SelfAttention, keys_for
-from nlp_jax.validate import at_least, check_fields, in_unit
+from nlp_jax.validate import COMPUTE_DTYPES, at_least, check_fields, in_unit, one_of
 
 Array = jax.Array
 
@@ -47,9 +47,7 @@ class TransformerSeq2SeqConfig:
     def __post_init__(self):
         check_fields(self, src_vocab=at_least(5), tgt_vocab=at_least(5), d_model=at_least(1), n_head=at_least(1),
                      enc_layers=at_least(1), dec_layers=at_least(1), d_ff=at_least(1), dropout=in_unit(),
-                     max_len=at_least(2))
-        if self.compute_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
+                     max_len=at_least(2), compute_dtype=one_of(*COMPUTE_DTYPES))
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
         if self.shared_embeddings and self.src_vocab != self.tgt_vocab:

@@ -35,8 +35,9 @@ GATES = ("f", "g", "i", "o")  # order of the stacked gates in the fused matrices
 
 
 def rnn_step(params: dict, h: Array, e: Array, activation: Callable = jnp.tanh) -> Array:
-    """``h_t = g(U h_{t-1} + W e_t (+ b))``. params: U (H, H), W (D, H), optional b (H,)."""
-    pre = h @ params["U"] + e @ params["W"]
+    """``h_t = g(U h_{t-1} + W e_t (+ b))``. params: U (H, H), W (D, H), optional b (H,). With bfloat16
+    weights and a float32 state (mixed precision) ``U h`` runs in bfloat16 and accumulates in float32."""
+    pre = _state_matmul(h, params["U"]) + e @ params["W"]
     return activation(pre + params["b"] if "b" in params else pre)
 
 
@@ -51,7 +52,7 @@ def lstm_step(params: dict, state: tuple[Array, Array], x: Array) -> tuple[Array
     h, c = state
 
     def gate(name, nonlinearity):
-        pre = h @ params[f"U_{name}"] + x @ params[f"W_{name}"]
+        pre = _state_matmul(h, params[f"U_{name}"]) + x @ params[f"W_{name}"]
         return nonlinearity(pre + params[f"b_{name}"] if f"b_{name}" in params else pre)
 
     f = gate("f", jax.nn.sigmoid)
@@ -64,6 +65,21 @@ def lstm_step(params: dict, state: tuple[Array, Array], x: Array) -> tuple[Array
     return o * jnp.tanh(c_new), c_new
 
 
+def _state_matmul(h: Array, u: Array) -> Array:
+    """``h U``; with half-precision U (bfloat16 compute) the product runs in U's dtype and accumulates in
+    h's, so the recurrent state keeps its precision. Otherwise the plain promoted product."""
+    if jnp.finfo(u.dtype).bits > 16:
+        return h @ u
+    return jnp.matmul(h.astype(u.dtype), u, preferred_element_type=jnp.promote_types(h.dtype, u.dtype))
+
+
+def initial_state(xs: Array, hidden: int) -> tuple[Array, Array]:
+    """The zero LSTM state (h, c) for inputs xs (B, T, D): in xs's dtype, but at least float32 (bfloat16
+    inputs keep a float32 state, the mixed-precision rule for the recurrence's accumulators)."""
+    z = jnp.zeros((xs.shape[0], hidden), jnp.promote_types(xs.dtype, jnp.float32))
+    return z, z
+
+
 def fuse_lstm_params(params: dict) -> dict:
     """Per-gate params -> {'U': (H, 4H), 'W': (D, 4H), 'b': (4H,)} in the order of ``GATES``."""
     hidden = params["U_f"].shape[0]
@@ -74,9 +90,10 @@ def fuse_lstm_params(params: dict) -> dict:
 
 
 def lstm_fused_step(fused: dict, state: tuple[Array, Array], x_proj: Array) -> tuple[Array, Array]:
-    """The same step with the gates stacked: ``x_proj = x W + b`` is precomputed, one (H, 4H) matmul."""
+    """The same step with the gates stacked: ``x_proj = x W + b`` is precomputed, one (H, 4H) matmul (in
+    U's dtype, accumulated in the state's, as in :func:`rnn_step`)."""
     h, c = state
-    f, g, i, o = jnp.split(x_proj + h @ fused["U"], 4, axis=-1)
+    f, g, i, o = jnp.split(x_proj + _state_matmul(h, fused["U"]), 4, axis=-1)
     c_new = jnp.tanh(g) * jax.nn.sigmoid(i) + c * jax.nn.sigmoid(f)  # j_t + k_t
     return jax.nn.sigmoid(o) * jnp.tanh(c_new), c_new
 
@@ -113,8 +130,7 @@ def lstm_layer(params: dict, xs: Array, init: tuple[Array, Array] | None = None,
                lengths: Array | None = None, *, fused: bool = True):
     """A whole LSTM layer over xs (B, T, D); fused=True hoists the input projection out of the scan.
     Returns (outputs (B, T, H), final (h, c))."""
-    b, hidden = xs.shape[0], params["U_f"].shape[0]
-    init = init if init is not None else (jnp.zeros((b, hidden), xs.dtype), jnp.zeros((b, hidden), xs.dtype))
+    init = init if init is not None else initial_state(xs, params["U_f"].shape[0])
     if not fused:
         return scan_rnn(lstm_step, params, init, xs, lengths)
     f = fuse_lstm_params(params)

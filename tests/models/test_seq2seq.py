@@ -163,22 +163,28 @@ def test_the_loss_masks_target_padding_and_learns_to_copy():
     assert np.mean(exact) > 0.8
 
 
-def test_transformer_bfloat16_compute_is_close_to_float32_and_decodes():
-    """compute_dtype='bfloat16': float32 parameters and logits, logits near the float32 model's, and the
-    bfloat16 KV cache gives the teacher-forced logits step by step."""
+@pytest.mark.parametrize("kind", KINDS)
+def test_bfloat16_compute_is_close_to_float32_and_decodes(kind):
+    """compute_dtype='bfloat16': float32 parameters and logits, logits near the float32 model's, and
+    step-by-step decoding from the bfloat16 cache (the transformer's KV cache, the LSTM's encoder states;
+    the LSTM's decoder state stays float32) gives the teacher-forced logits."""
     src_mask = SRC > 0
-    full = model("transformer")
-    half = model("transformer", compute_dtype="bfloat16")
+    full = model(kind)
+    half = model(kind, compute_dtype="bfloat16")
     a, _ = full(TGT, source=SRC, source_mask=src_mask)
     b, _ = half(TGT, source=SRC, source_mask=src_mask)
     assert b.dtype == jnp.float32
     assert {x.dtype for x in jax.tree.leaves(nnx.state(half, nnx.Param))} == {jnp.dtype(jnp.float32)}
     np.testing.assert_allclose(a, b, atol=0.05)
     cache = half.start(SRC, src_mask)
-    assert cache["self"][0]["k"].dtype == jnp.bfloat16
+    if kind == "transformer":
+        assert cache["self"][0]["k"].dtype == jnp.bfloat16
+    else:
+        assert cache["keys"].dtype == jnp.bfloat16 and cache["h"].dtype == cache["c"].dtype == jnp.float32
     for t in range(TGT.shape[1]):
         step, aux = half(TGT[:, t:t + 1], cache=cache)
         cache = aux["cache"]
         np.testing.assert_allclose(step[:, 0], b[:, t], atol=0.05)
-    with pytest.raises(ValueError, match="compute_dtype"):
-        TransformerSeq2SeqConfig.tiny(compute_dtype="float16")
+    config = TransformerSeq2SeqConfig if kind == "transformer" else Seq2SeqConfig
+    with pytest.raises(ValueError, match="compute_dtype must be one of 'float32', 'bfloat16'"):
+        config.tiny(compute_dtype="float16")
