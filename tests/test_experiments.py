@@ -211,8 +211,14 @@ def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_pat
     from nlp_jax.translate import load_export, main as translate_main
 
     exp = Path(__file__).resolve().parents[1] / "experiments" / "translate.py"
-    summary = main([f"{exp}:{config}", "--set", f"workdir={tmp_path}"])
-    assert summary["status"] == "finished" and summary["steps"] == 2 and summary["best_step"] in (1, 2)
+    averaging = ["--set", "average_last=2"] if config == "smoke_transformer" else []  # both final-model choices
+    summary = main([f"{exp}:{config}", "--set", f"workdir={tmp_path}", *averaging])
+    assert summary["status"] == "finished" and summary["steps"] == 2
+    assert summary["averaged_steps"] == [1, 2] if averaging else summary["best_step"] in (1, 2)
+    if averaging:  # more checkpoints averaged than kept: refused before any work, naming the fix
+        with pytest.raises(SystemExit):
+            main([f"{exp}:{config}", "--set", f"workdir={tmp_path / 'x'}", "--set", "average_last=3"])
+        assert "set train.keep_last >= 3" in capsys.readouterr().err
     for name in ("greedy", "beam2"):
         assert 0 <= summary[name]["bleu"] <= 100 and "case:mixed" in summary[name]["signature"]
         assert sum(r["sentences"] for r in summary[name]["by_length"]) == 1014

@@ -138,15 +138,24 @@ class Checkpointer:
                 continue
         return None
 
-    def restore(self, abstract_state: nnx.State, *, objective_state=None, best: bool = False):
+    def last_steps(self) -> list[int]:
+        """The steps held in ``last/``, oldest first."""
+        return sorted(self.last.all_steps())
+
+    def restore(self, abstract_state: nnx.State, *, objective_state=None, best: bool = False,
+                step: int | None = None):
         """Restore onto the structure of ``abstract_state`` (e.g. from ``nnx.eval_shape``) and of the
         ``objective_state`` template (None if the objective has none); returns ``(state, meta,
-        objective_state)`` of the newest intact checkpoint (module docstring)."""
+        objective_state)`` of the newest intact checkpoint (module docstring), or of ``step`` exactly."""
         manager = self.best if best else self.last
         where = self.directory / ("best" if best else "last")
         steps = sorted(manager.all_steps(), reverse=True)
         if not steps:
             raise FileNotFoundError(f"no checkpoint in {where}")
+        if step is not None:
+            if step not in steps:
+                raise FileNotFoundError(f"no checkpoint of step {step} in {where} (it holds {sorted(steps)})")
+            steps = [step]
         for step in steps:
             try:
                 return self._restore_step(manager, step, abstract_state, objective_state)

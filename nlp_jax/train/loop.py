@@ -132,6 +132,30 @@ def load_trained(model: nnx.Module, objective: Objective | Callable, optim_cfg: 
         ckpt.close()
 
 
+def load_averaged(model: nnx.Module, objective: Objective | Callable, optim_cfg: OptimConfig,
+                  workdir: str | Path, *, last: int) -> tuple[nnx.Module, dict]:
+    """(the model of the run in ``workdir`` with every parameter the mean over its ``last`` newest checkpoints,
+    and ``{'steps': those steps}``), as :func:`load_trained` loads one. Vaswani et al. (2017) average the last
+    5 checkpoints of a run: nearby points of one trajectory, averaged, usually beat each of them. The run
+    must keep that many (``train.keep_last >= last``)."""
+    ckpt = Checkpointer(Path(workdir) / "checkpoints")
+    try:
+        steps = ckpt.last_steps()[-last:]
+        if last < 1 or len(steps) < last:
+            raise ValueError(f"averaging the last {last} checkpoints needs {last} in {ckpt.directory / 'last'}, which "
+                             f"holds {len(steps)} ({steps}); train with train.keep_last >= {last}")
+        trainer, total = Trainer(model, objective, optim_cfg, 1), None
+        for step in steps:
+            trainer.restore(ckpt, step=step)
+            params = nnx.state(trainer.model, nnx.Param)
+            total = params if total is None else jax.tree.map(lambda a, b: a + b, total, params)
+        averaged = trainer.model
+        nnx.update(averaged, jax.tree.map(lambda x: x / len(steps), total))
+        return averaged, {"steps": steps}
+    finally:
+        ckpt.close()
+
+
 def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, best_metric, best_mode, config,
            frozen, wrt):
     trainer = Trainer(model, objective, optim_cfg, train_cfg.steps, wrt=wrt, frozen=frozen, seed=train_cfg.seed,

@@ -146,9 +146,11 @@ class Trainer:
         """Model, optimizer and objective state at ``self.step_count``, plus ``meta``."""
         ckpt.save(self.state, {**meta, "step": self.step_count}, objective_state=self.objective_state, best=best)
 
-    def restore(self, ckpt: Checkpointer, *, best: bool = False) -> dict:
-        """Load the latest (or the best) checkpoint of ``ckpt`` into this trainer; returns its metadata."""
-        state, meta, obj_state = ckpt.restore(self.state, objective_state=self.objective.init_state(), best=best)
+    def restore(self, ckpt: Checkpointer, *, best: bool = False, step: int | None = None) -> dict:
+        """Load the latest (or the best, or ``step``'s) checkpoint of ``ckpt`` into this trainer; returns its
+        metadata."""
+        state, meta, obj_state = ckpt.restore(self.state, objective_state=self.objective.init_state(), best=best,
+                                              step=step)
         self.leaves = jax.tree.leaves(state)
         if self.mesh is not None:  # onto this trainer's layout, whatever mesh the checkpoint was saved from
             self.leaves = jax.device_put(self.leaves, self.leaf_shardings)

@@ -15,7 +15,7 @@ from nlp_jax.data.corpus import RandomBlocks
 from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import Objective, Trainer, TrainingDiverged, load_trained, train
+from nlp_jax.train.loop import Objective, Trainer, TrainingDiverged, load_averaged, load_trained, train
 from nlp_jax.train.optim import learning_rate_schedule
 
 CFG = GPT2Config.tiny(dropout=0.1)  # dropout on: resume must also reproduce the RNG stream
@@ -75,6 +75,26 @@ def test_train_step_compiles_once_and_keeps_last_n(tmp_path):
     assert len(result.losses) == 5
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints" / "last").iterdir() if p.name.isdigit())
     assert steps == [4, 5]
+
+
+def test_averaging_the_last_checkpoints_is_the_mean_of_their_parameters(tmp_path):
+    run(tmp_path, steps=5, ckpt_every=1, keep_last=3)
+    singles = []
+    ckpt = Checkpointer(tmp_path / "checkpoints")
+    for step in (3, 4, 5):
+        trainer = Trainer(GPT2(CFG, rngs=nnx.Rngs(1)), lm_loss, OPTIM, 1)
+        assert trainer.restore(ckpt, step=step)["step"] == step
+        singles.append(nnx.state(trainer.model, nnx.Param))
+    ckpt.close()
+    averaged, meta = load_averaged(GPT2(CFG, rngs=nnx.Rngs(1)), lm_loss, OPTIM, tmp_path, last=3)
+    assert meta["steps"] == [3, 4, 5]
+    expected = jax.tree.map(lambda *xs: sum(np.asarray(x, np.float64) for x in xs) / 3, *singles)
+    chex.assert_trees_all_close(nnx.state(averaged, nnx.Param), expected, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(singles[0]["wte"]["embedding"][...], singles[2]["wte"]["embedding"][...])  # they differ
+    with pytest.raises(ValueError, match="train.keep_last >= 4"):
+        load_averaged(GPT2(CFG, rngs=nnx.Rngs(1)), lm_loss, OPTIM, tmp_path, last=4)
+    with pytest.raises(FileNotFoundError, match="no checkpoint of step 1 .* holds \\[3, 4, 5\\]"):
+        Trainer(GPT2(CFG, rngs=nnx.Rngs(1)), lm_loss, OPTIM, 1).restore(Checkpointer(tmp_path / "checkpoints"), step=1)
 
 
 def test_best_checkpoint_and_eval_records(tmp_path):
