@@ -5,6 +5,8 @@ CUDA GPU, torch missing) gives a row that says so instead of failing the whole c
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import shutil
 import statistics
@@ -123,12 +125,17 @@ def run_nanogpt(checkout: Path, text_file: Path, iters: int, timeout: float, out
     if not (checkout / "train.py").is_file() or not (checkout / "config" / "train_shakespeare_char.py").is_file():
         raise FileNotFoundError(f"--nanogpt {checkout}: not a nanoGPT checkout (no train.py and "
                                 "config/train_shakespeare_char.py); clone github.com/karpathy/nanoGPT there")
-    data = checkout / "data" / "shakespeare_char"
+    data, env = checkout / "data" / "shakespeare_char", dict(os.environ)
     shutil.copyfile(text_file, data / "input.txt")
-    subprocess.run([sys.executable, "prepare.py"], cwd=data, check=True, capture_output=True, timeout=120)
+    if importlib.util.find_spec("requests") is None:  # prepare.py imports it only to download the text we copied
+        shim = Path(out_dir, "shim")
+        shim.mkdir(parents=True, exist_ok=True)
+        (shim / "requests.py").write_text("")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim), env.get("PYTHONPATH")]))
+    subprocess.run([sys.executable, "prepare.py"], cwd=data, check=True, capture_output=True, timeout=120, env=env)
     cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", f"--max_iters={iters}",
            f"--lr_decay_iters={iters}", f"--out_dir={out_dir}"]
-    out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True, timeout=timeout, env=env)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     Path(out_dir, "train.log").write_text(out.stdout + out.stderr)
     if out.returncode:

@@ -136,8 +136,8 @@ def load_averaged(model: nnx.Module, objective: Objective | Callable, optim_cfg:
                   workdir: str | Path, *, last: int) -> tuple[nnx.Module, dict]:
     """(the model of the run in ``workdir`` with every parameter the mean over its ``last`` newest checkpoints,
     and ``{'steps': those steps}``), as :func:`load_trained` loads one. Vaswani et al. (2017) average the last
-    5 checkpoints of a run: nearby points of one trajectory, averaged, usually beat each of them. The run
-    must keep that many (``train.keep_last >= last``)."""
+    5 checkpoints of a run (points of one trajectory, 10 minutes apart) for their base models. The run must
+    keep that many (``train.keep_last >= last``)."""
     ckpt = Checkpointer(Path(workdir) / "checkpoints")
     try:
         steps = ckpt.last_steps()[-last:]
