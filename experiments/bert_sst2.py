@@ -29,7 +29,7 @@ from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import BertClassifier, classification_loss
 from nlp_jax.models.bert_hf import init_hf_bert, load_hf_bert, minilm_dir, save_hf_bert
 from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
-from nlp_jax.sentences import batched, embed
+from nlp_jax.sentences import batched, classifier_logits, embed
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
 from nlp_jax.train.records import write_summary
@@ -103,7 +103,8 @@ def _model(cfg: Config) -> BertClassifier:
 
 
 def accuracy(model, tok: WordPieceTokenizer, texts: list[str], labels: np.ndarray, max_length: int) -> float:
-    preds = batched(model, tok, texts, lambda out, b: jnp.argmax(out[0], -1), max_length=max_length)
+    preds = batched(model, tok, texts, lambda logits, b: jnp.argmax(logits, -1), max_length=max_length,
+                    forward=classifier_logits)
     return float((preds == labels).mean())
 
 

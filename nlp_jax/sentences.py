@@ -31,17 +31,25 @@ def _forward(model, batch):
     return model(batch["input_ids"], segments=batch["token_type_ids"], attention_mask=batch["attention_mask"])
 
 
+@nnx.jit
+def classifier_logits(model, batch):
+    """A ``BertClassifier``'s logits (B, C) alone (with [CLS] pooling its last block computes [CLS] only)."""
+    return model(batch["input_ids"], segments=batch["token_type_ids"], attention_mask=batch["attention_mask"],
+                 all_hidden=False)[0]
+
+
 def batched(model, tokenizer: WordPieceTokenizer, texts: list[str], fn, batch_size: int = 128,
-            max_length: int | None = None) -> np.ndarray:
-    """``fn(outputs, batch) -> (B, ...)`` over ``texts`` in length-sorted batches, returned in input order
-    (a progress bar on stderr past 8 batches)."""
+            max_length: int | None = None, forward=_forward) -> np.ndarray:
+    """``fn(forward(model, batch), batch) -> (B, ...)`` over ``texts`` in length-sorted batches, returned in
+    input order (a progress bar on stderr past 8 batches); ``forward`` defaults to the model's
+    ``(outputs, aux)``."""
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = [None] * len(texts)
     starts = range(0, len(texts), batch_size)
     for start in tqdm(starts, desc="sentences", unit="batch", leave=False, disable=len(starts) <= 8):
         idx = order[start:start + batch_size]
         batch = {k: jnp.asarray(v) for k, v in tokenizer.encode([texts[i] for i in idx], max_length=max_length).items()}
-        values = np.asarray(fn(_forward(model, batch), batch))
+        values = np.asarray(fn(forward(model, batch), batch))
         for i, v in zip(idx, values):
             out[i] = v
     return np.stack(out) if out else np.zeros((0,))
@@ -60,7 +68,8 @@ class SentenceClassifier:
         self.labels = [config.get("id2label", {}).get(str(i), str(i)) for i in range(self.model.head.kernel.shape[1])]
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        return batched(self.model, self.tokenizer, texts, lambda out, b: jax.nn.softmax(out[0], -1))
+        return batched(self.model, self.tokenizer, texts, lambda logits, b: jax.nn.softmax(logits, -1),
+                       forward=classifier_logits)
 
 
 def classify(directory: str | Path, texts: list[str]) -> tuple[list[str], np.ndarray]:

@@ -47,11 +47,20 @@ class SelfAttention(nnx.Module):
         return allowed if key_mask is None else jnp.logical_and(allowed, key_mask), False
 
     def __call__(self, x: Array, *, mask: Array | None = None, key: Array | None = None, cache: dict | None = None,
-                 index: Array | int = 0) -> tuple[Array, dict | None]:
+                 index: Array | int = 0, rows: Array | None = None) -> tuple[Array, dict | None]:
         """x (B, T, D); mask (B, S) bool key mask; cache {'k', 'v'} (B, S, H, Dh) written at [index, index + T).
-        Returns (y (B, T, D), the updated cache or None)."""
+        ``rows`` (B, K) int (bidirectional attention without a cache only): only the queries of these
+        positions are computed, over the keys and values of all T, and y is (B, K, D), equal to those rows
+        of the full y. Returns (y (B, T, D), the updated cache or None)."""
         attn_key, resid_key = keys_for(key, 2)
-        q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)  # 3 x (B, T, D)
+        if rows is None:
+            q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)  # 3 x (B, T, D)
+        else:
+            if self.causal or cache is not None:
+                raise ValueError("SelfAttention: rows= is for bidirectional attention without a cache")
+            d = x.shape[-1]
+            q = self.c_attn(jnp.take_along_axis(x, rows[..., None], axis=1), columns=slice(0, d))  # (B, K, D)
+            k, v = jnp.split(self.c_attn(x, columns=slice(d, None)), 2, axis=-1)
         q, k, v = (ops.split_heads(z, self.num_heads) for z in (q, k, v))  # (B, T, H, Dh)
         if cache is not None:
             k = jax.lax.dynamic_update_slice_in_dim(cache["k"], k.astype(cache["k"].dtype), index, axis=1)

@@ -21,9 +21,10 @@ class Linear(nnx.Module):
         self.kernel = nnx.Param(jax.random.normal(rngs.params(), (d_in, d_out), jnp.float32) * std)
         self.bias = nnx.Param(jnp.zeros((d_out,), jnp.float32)) if bias else None
 
-    def __call__(self, x: Array) -> Array:
-        b = None if self.bias is None else self.bias[...].astype(self.dtype)
-        return kernels.dense(x.astype(self.dtype), self.kernel[...].astype(self.dtype), b)
+    def __call__(self, x: Array, *, columns: slice = slice(None)) -> Array:
+        """``x W + b``, or only the output ``columns`` of it (a slice of W's columns and b)."""
+        b = None if self.bias is None else self.bias[columns].astype(self.dtype)
+        return kernels.dense(x.astype(self.dtype), self.kernel[:, columns].astype(self.dtype), b)
 
 
 class LayerNorm(nnx.Module):

@@ -11,6 +11,7 @@ from flax import nnx
 from nlp_jax import ops
 from nlp_jax.models.bert import (BertClassifier, BertConfig, BertEncoder, BertForPreTraining, classification_loss,
                                  mean_pool, pretraining_loss)
+from nlp_jax.nn import SelfAttention
 
 CFG = BertConfig.tiny(dropout=0.0)
 
@@ -69,6 +70,26 @@ def test_classifier_pools_cls_or_the_masked_mean():
     batch = {"input_ids": tokens, "token_type_ids": segments, "attention_mask": mask, "labels": jnp.array([0, 2, 1])}
     loss, aux = classification_loss(model, batch, None)
     assert np.isfinite(float(loss)) and int(aux["tokens"]) == int(mask.sum())
+
+
+def test_the_last_block_at_chosen_rows_equals_those_rows_of_the_full_encoder_and_keeps_the_gradient():
+    tokens, segments, mask = _batch()
+    enc = BertEncoder(CFG, rngs=nnx.Rngs(3))
+    rows = jnp.array([[0, 4], [1, 0], [2, 2]])
+    full, _ = run(enc, tokens, segments, mask)
+    part, aux = nnx.jit(lambda m: m(tokens, segments=segments, attention_mask=mask, last_rows=rows))(enc)
+    np.testing.assert_allclose(part, np.take_along_axis(np.asarray(full), np.asarray(rows)[..., None], 1), atol=1e-6)
+    assert aux["hidden_states"][-1].shape == (3, 2, 16) and aux["hidden_states"][-2].shape == (3, 10, 16)
+    model = BertClassifier(CFG, num_labels=3, rngs=nnx.Rngs(4))
+    batch = {"input_ids": tokens, "token_type_ids": segments, "attention_mask": mask, "labels": jnp.array([0, 2, 1])}
+    grads = [nnx.grad(lambda m: classification_loss(m, batch, None, all_hidden=a)[0])(model) for a in (False, True)]
+    leaves = [jax.tree.leaves(g) for g in grads]
+    assert max(float(jnp.max(jnp.abs(a))) for a in leaves[1]) > 0
+    for a, b in zip(*leaves):  # [CLS]-only last block: the same loss gradient for every parameter
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="rows= is for bidirectional attention"):
+        SelfAttention(16, 2, causal=True, bias=True, dropout=0.0, proj_std=0.02, implementation=None,
+                      dtype=jnp.float32, rngs=nnx.Rngs(0))(jnp.zeros((1, 4, 16)), rows=jnp.zeros((1, 1), jnp.int32))
 
 
 def test_pretraining_loss_equals_a_float64_reference_of_its_two_heads():
