@@ -80,7 +80,7 @@ rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT,
 	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle
 	$(RUN) experiments/rlhf_sentiment.py
 
-rlhf-sentiment-sweep: rlhf-sentiment  ## four more DPO runs (learning rate, epochs) on rlhf-sentiment's pairs
+rlhf-sentiment-sweep: rlhf-sentiment  ## six more DPO runs: learning rate and epochs on rlhf-sentiment's pairs, iterative DPO
 	$(RUN) experiments/rlhf_sentiment.py:sweep
 
 translate-lstm: $(STAMP)  ## Multi30k en->de: the LSTM encoder-decoder without attention, then with dot, bilinear, additive

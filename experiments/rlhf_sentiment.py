@@ -17,7 +17,8 @@ method alone, and a stored result measured with other settings is measured again
 3. **Best-of-N** from SFT, N = 1, 4, 16, 64, on the held-out prompts: prefixes of 2-8 pieces of SST-2's dev
    sentences after [CLS] (the first N of 64 samples per prompt; KL is the analytic log N - (N - 1) / N).
 4. **Pairs**: 4 samples per training prefix from SFT, all 6 pairs of each, the oracle's higher score chosen.
-5. **DPO** at each beta, **IPO** and **cDPO**, from SFT with SFT as the reference (log-probs cached).
+5. **DPO** at each beta, **IPO** and **cDPO**, from SFT with SFT as the reference (log-probs cached);
+   iterative DPO (``Method.rounds``) continues for further rounds on pairs of its own samples.
 6. **PPO**: a reward model (the SFT backbone + a scalar head, Bradley-Terry on 90% of the pairs, its
    held-out pair accuracy reported; scores normalised over the SFT samples), PPO on it at each KL
    coefficient, and PPO on the oracle itself; rollouts from the training prefixes. Preference training
@@ -71,9 +72,13 @@ class Method:
     label_smoothing: float = 0.0
     lr: float | None = None  # peak; the schedule decays to a tenth
     epochs: int | None = None
+    # > 1: iterative (online) DPO: each further round draws new pairs from the policy so far, on fresh
+    # training prefixes, labels them by the oracle and trains on them from that policy; the reference stays SFT
+    rounds: int = 1
 
     def __post_init__(self):
-        check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)))
+        check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)),
+                     rounds=at_least(1))
 
 
 DPO_METHODS = (Method(name="dpo_b0.05", beta=0.05), Method(name="dpo_b0.1", beta=0.1),
@@ -82,15 +87,18 @@ DPO_METHODS = (Method(name="dpo_b0.05", beta=0.05), Method(name="dpo_b0.1", beta
                Method(name="cdpo_b0.1", beta=0.1, loss_type="cdpo", label_smoothing=0.1))
 
 
-# More DPO points on the same pairs (config ``sweep``: only these are trained when the default run is there):
-# a lower learning rate, more epochs, both, and more epochs at beta 0.5, to trace DPO's frontier.
+# More DPO points (config ``sweep``: only these are trained when the default run is there): on the same
+# pairs, a lower learning rate, more epochs, both, and more epochs at beta 0.5; then iterative DPO, whose
+# second and third rounds train on pairs drawn from the policy of the round before
 DPO_SWEEP = (Method(name="dpo_b0.1_lr5e-5", beta=0.1, lr=5e-5),
              Method(name="dpo_b0.1_lr1e-4_e2", beta=0.1, lr=1e-4, epochs=2),
              Method(name="dpo_b0.1_e3", beta=0.1, epochs=3),
-             Method(name="dpo_b0.5_e3", beta=0.5, epochs=3))
+             Method(name="dpo_b0.5_e3", beta=0.5, epochs=3),
+             Method(name="dpo_b0.1_iter3", beta=0.1, rounds=3), Method(name="dpo_b0.5_iter3", beta=0.5, rounds=3))
 
 
-METHOD_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as the table and plot name it
+METHOD_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO",  # a loss_type as the table and plot name it
+                "sigmoid_iterative": "DPO, iterative"}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -135,7 +143,8 @@ def get_config(arg: str | None = None) -> Config:
         quick = TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)
         return Config(vocab_size=300, model=GPT2Config.tiny(vocab_size=300, block_size=40), sft_train=quick,
                       batch_size=4, eval_prompts=8, train_prompts=4, max_new_tokens=6, best_of=(1, 2),
-                      methods=DPO_METHODS[:1], dpo_batch=4, max_train=400, workdir="runs/rlhf_sentiment_smoke",
+                      methods=(DPO_METHODS[0], Method(name="dpo_iter2", beta=0.1, rounds=2)), dpo_batch=4,
+                      max_train=400, workdir="runs/rlhf_sentiment_smoke",
                       ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,
                       ppo_kl_coefs=(0.05,))
     raise ValueError(f"unknown config {arg!r}; choose cpu, sweep or smoke")
@@ -233,36 +242,53 @@ def best_of_n(s: Setup) -> dict:
     return out
 
 
-def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    """``samples_per_prompt`` SFT samples per training prefix, all their pairs labelled by the oracle
-    (kept in ``<workdir>/pairs.npz``)."""
-    path, settings = Path(s.cfg.workdir, "pairs.npz"), fingerprint(pairs_settings(s.cfg))
+def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray, *, policy=None, path: Path | None = None,
+                     settings: dict | None = None, seed: int = 11) -> dict[str, np.ndarray]:
+    """``samples_per_prompt`` samples of ``policy`` (default SFT) per training prefix, all their pairs
+    labelled by the oracle (kept in ``path``, default ``<workdir>/pairs.npz``, with ``settings``)."""
+    path = path or Path(s.cfg.workdir, "pairs.npz")
+    settings = fingerprint(settings or pairs_settings(s.cfg))
     if path.exists():
         with np.load(path) as stored:
             if str(stored["settings"]) == settings:
                 return {k: v for k, v in stored.items() if k != "settings"}
         print(f"{path}: drawn with other settings; drawing the pairs again")
     n = s.cfg.samples_per_prompt
-    drawn = draw(s.sft, prompts, mask, n=n, key=jax.random.key(11), **s.sample_kw())
+    drawn = draw(policy or s.sft, prompts, mask, n=n, key=jax.random.key(seed), **s.sample_kw())
     pairs = pairs_from_samples(drawn, s.judges["oracle"](drawn["tokens"], drawn["mask"]), n)
+    path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, settings=settings, **pairs)
     return pairs
 
 
-def train_dpo(s: Setup, method: Method, pairs: dict) -> GPT2:
-    cfg, settings = s.cfg, dpo_settings(s.cfg, method)
-    refs = reference_logprobs(s.sft, pairs, Path(cfg.workdir, "reference_logprobs.npz"))
-    source = ShuffledBatches({**pairs, **refs}, cfg.dpo_batch, seed=3, trim_by=("chosen_mask", "rejected_mask"),
-                             multiple=8)
-    train_cfg = TrainConfig(steps=settings["epochs"] * source.steps_per_epoch, log_every=25, eval_every=0,
-                            ckpt_every=100, progress=cfg.sft_train.progress)
-    objective = dpo_objective(beta=method.beta, loss_type=method.loss_type, label_smoothing=method.label_smoothing)
-    model, result = train(without_dropout(s.sft), objective, source, train_cfg=train_cfg,
-                          optim_cfg=settings["optim"], workdir=Path(cfg.workdir, method.name), config=settings)
-    if result.interrupted:
-        raise Interrupted(method.name, result)
-    export_policy(model, s.tok, Path(cfg.workdir, method.name, "export"))
-    return model
+def train_dpo(s: Setup, method: Method, pairs: dict, prefixes: tuple[np.ndarray, np.ndarray]) -> GPT2:
+    """DPO from SFT on ``pairs``; with ``method.rounds`` > 1, each further round on pairs of the policy so
+    far, drawn on the next ``train_prompts`` of ``prefixes`` (round r in ``<method>/round<r>``)."""
+    cfg, settings, n = s.cfg, dpo_settings(s.cfg, method), s.cfg.train_prompts
+    if method.rounds * n > len(prefixes[0]):
+        raise ValueError(f"{method.name}: rounds={method.rounds} needs {method.rounds * n} training prefixes "
+                         f"(train_prompts={n} a round), only {len(prefixes[0])} exist")
+    policy, refs_path = without_dropout(s.sft), Path(cfg.workdir, "reference_logprobs.npz")
+    for r in range(method.rounds):
+        workdir = Path(cfg.workdir, method.name, *([f"round{r + 1}"] if r else []))
+        if r:
+            pairs = preference_pairs(s, prefixes[0][r * n:(r + 1) * n], prefixes[1][r * n:(r + 1) * n],
+                                     policy=policy, path=workdir / "pairs.npz", seed=11 + r,
+                                     settings={**settings, "round": r})
+            refs_path = workdir / "reference_logprobs.npz"
+        refs = reference_logprobs(s.sft, pairs, refs_path)
+        source = ShuffledBatches({**pairs, **refs}, cfg.dpo_batch, seed=3 + r,
+                                 trim_by=("chosen_mask", "rejected_mask"), multiple=8)
+        train_cfg = TrainConfig(steps=settings["epochs"] * source.steps_per_epoch, log_every=25, eval_every=0,
+                                ckpt_every=100, progress=cfg.sft_train.progress)
+        objective = dpo_objective(beta=method.beta, loss_type=method.loss_type,
+                                  label_smoothing=method.label_smoothing)
+        policy, result = train(policy, objective, source, train_cfg=train_cfg, optim_cfg=settings["optim"],
+                               workdir=workdir, config={**settings, "round": r})
+        if result.interrupted:
+            raise Interrupted(method.name, result)
+    export_policy(policy, s.tok, Path(cfg.workdir, method.name, "export"))
+    return policy
 
 
 def rm_settings(cfg: Config) -> dict:
@@ -367,7 +393,8 @@ def run_stages(cfg: Config) -> dict:
         results.put("pairs", {"count": len(pairs["chosen"]), "seconds": round(time.perf_counter() - t1, 1)},
                     pairs_settings(cfg))
     for m in cfg.methods:
-        results.get(m.name, lambda m=m: {"method": m.loss_type, "param": m.beta, **s.evaluate(train_dpo(s, m, pairs))},
+        results.get(m.name, lambda m=m: {"method": m.loss_type if m.rounds == 1 else f"{m.loss_type}_iterative",
+                                          "param": m.beta, **s.evaluate(train_dpo(s, m, pairs, train_prefixes))},
                     dpo_settings(cfg, m))
     run_ppo(s, results, pairs, train_prefixes[0], train_prefixes[1])
     report(cfg, results.data)
