@@ -15,7 +15,7 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
-        bert-pretrain bert-sst2 bert-tapt bert-embed rlhf-sentiment rlhf-sentiment-sweep translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
+        bert-pretrain bert-sst2 bert-tapt bert-embed rlhf-sentiment rlhf-sentiment-sweep rlhf-sentiment-iterative translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
         bench-bert bench-dpo bench-attention-memory bench-loss-memory gpu-check clean
 
 $(STAMP): pyproject.toml
@@ -80,8 +80,11 @@ rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT,
 	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle
 	$(RUN) experiments/rlhf_sentiment.py
 
-rlhf-sentiment-sweep: rlhf-sentiment  ## six more DPO runs: learning rate and epochs on rlhf-sentiment's pairs, iterative DPO
+rlhf-sentiment-sweep: rlhf-sentiment  ## more DPO runs: learning rate and epochs on rlhf-sentiment's pairs, iterative DPO
 	$(RUN) experiments/rlhf_sentiment.py:sweep
+
+rlhf-sentiment-iterative: rlhf-sentiment  ## iterative DPO alone (4 rounds at beta 0.5 and 1, each round judged)
+	$(RUN) experiments/rlhf_sentiment.py:iterative
 
 translate-lstm: $(STAMP)  ## Multi30k en->de: the LSTM encoder-decoder without attention, then with dot, bilinear, additive
 	$(RUN) experiments/translate.py:lstm_none

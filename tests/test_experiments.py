@@ -161,9 +161,14 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     assert summary["sft"]["kl"] == pytest.approx(0.0, abs=1e-5)
     assert (tmp_path / "rlhf" / "frontier.png").stat().st_size > 0
     assert "| dpo_b0.05 | DPO |" in (tmp_path / "rlhf" / "results.md").read_text()
-    assert "| dpo_iter2 | DPO, iterative |" in (tmp_path / "rlhf" / "results.md").read_text()
+    assert "| dpo_iter2 | DPO, iterative, beta 0.05 |" in (tmp_path / "rlhf" / "results.md").read_text()
     assert 0.0 <= summary["dpo_iter2"]["reward/oracle"] <= 1.0  # round 2 trained on its own samples' pairs:
     assert (tmp_path / "rlhf" / "dpo_iter2" / "round2" / "pairs.npz").exists()
+    first = summary["dpo_iter2_round1"]  # round 1 is judged too, and is the one-round run of the same beta
+    assert first["method"] == summary["dpo_iter2"]["method"]
+    measured = ("reward/oracle", "reward/tfidf_lr", "kl")
+    assert {k: first[k] for k in measured} == {k: summary["dpo_b0.05"][k] for k in measured}
+    assert first["kl"] != summary["dpo_iter2"]["kl"]  # round 2 moved the policy on from round 1's
     assert 0.0 <= summary["reward_model"]["heldout_pair_accuracy"] <= 1.0
     again = main(args)  # every stage is read back, nothing is measured twice
     assert again["sft"]["seconds"] == summary["sft"]["seconds"]
