@@ -407,6 +407,7 @@ def run_stages(cfg: Config) -> dict:
     if not results.has("pairs", pairs_settings(cfg)):  # (pairs read back from pairs.npz are not timed again)
         results.put("pairs", {"count": len(pairs["chosen"]), "seconds": round(time.perf_counter() - t1, 1)},
                     pairs_settings(cfg))
+
     def judged(m: Method, policy) -> dict:
         return {"method": method_label(m), "param": m.beta, **s.evaluate(policy)}
 

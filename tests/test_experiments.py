@@ -168,7 +168,7 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     assert first["method"] == summary["dpo_iter2"]["method"]
     measured = ("reward/oracle", "reward/tfidf_lr", "kl")
     assert {k: first[k] for k in measured} == {k: summary["dpo_b0.05"][k] for k in measured}
-    assert first["kl"] != summary["dpo_iter2"]["kl"]  # round 2 moved the policy on from round 1's
+    assert first["kl"] != summary["dpo_iter2"]["kl"]  # round 2 trained on: its policy is not round 1's
     assert 0.0 <= summary["reward_model"]["heldout_pair_accuracy"] <= 1.0
     again = main(args)  # every stage is read back, nothing is measured twice
     assert again["sft"]["seconds"] == summary["sft"]["seconds"]
