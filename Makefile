@@ -83,7 +83,7 @@ rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT,
 rlhf-sentiment-sweep: rlhf-sentiment  ## more DPO runs: learning rate and epochs on rlhf-sentiment's pairs, iterative DPO
 	$(RUN) experiments/rlhf_sentiment.py:sweep
 
-rlhf-sentiment-iterative: rlhf-sentiment  ## iterative DPO alone (4 rounds at beta 0.5 and 1, each round judged)
+rlhf-sentiment-iterative: rlhf-sentiment  ## iterative DPO alone (beta 0.5 and 1 for 4 rounds, pairs of oracle gap > 0.3 for 6, lr 5e-5 for 16; soft labels; each round judged)
 	$(RUN) experiments/rlhf_sentiment.py:iterative
 
 translate-lstm: $(STAMP)  ## Multi30k en->de: the LSTM encoder-decoder without attention, then with dot, bilinear, additive

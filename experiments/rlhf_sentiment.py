@@ -5,7 +5,8 @@ Launch:  python -m nlp_jax.run experiments/rlhf_sentiment.py     (or: make rlhf-
 
 Measured 2026-12-03 on the 2-core AVX2 AMD EPYC, ``:iterative`` in 79 minutes after the oracle: SFT 0.548
 oracle reward; DPO beta 0.1 0.760 at 5.93 nats; iterative DPO beta 0.5 0.900 at 6.05 nats after 4 rounds
-(0.841 at 4.59 after 3); PPO on the reward model (KL coefficient 0.2) 0.842 at 8.23 (README.md, "Results").
+(0.841 at 4.59 after 3); at learning rate 5e-5, 0.818 at 2.21 nats after 10 rounds (of 16: stopped on
+2026-12-04); PPO on the reward model (KL coefficient 0.2) 0.842 at 8.23 (README.md, "Results").
 
 Stages, each kept in ``<workdir>`` so a rerun (or a crash) resumes where it stopped. Each stage records
 only the settings it depends on (``*_settings`` below), so changing one method's settings retrains that
@@ -23,7 +24,8 @@ method alone, and a stored result measured with other settings is measured again
    sentences after [CLS] (the first N of 64 samples per prompt; KL is the analytic log N - (N - 1) / N).
 4. **Pairs**: 4 samples per training prefix from SFT, all 6 pairs of each, the oracle's higher score chosen.
 5. **DPO** at each beta, **IPO** and **cDPO**, from SFT with SFT as the reference (log-probs cached);
-   iterative DPO (``Method.rounds``) continues for further rounds on pairs of its own samples.
+   iterative DPO (``Method.rounds``) continues for further rounds on pairs of its own samples; a method may
+   keep only pairs of distinct oracle scores (``min_gap``) or learn soft labels from them (``soft_labels``).
 6. **PPO**: a reward model (the SFT backbone + a scalar head, Bradley-Terry on 90% of the pairs, its
    held-out pair accuracy reported; scores normalised over the SFT samples), PPO on it at each KL
    coefficient, and PPO on the oracle itself; rollouts from the training prefixes. Preference training
@@ -80,10 +82,20 @@ class Method:
     # > 1: iterative (online) DPO: each further round draws new pairs from the policy so far, on fresh
     # training prefixes, labels them by the oracle and trains on them from that policy; the reference stays SFT
     rounds: int = 1
+    # > 0: train only on pairs whose oracle scores differ by more; most pairs of like samples differ by < 0.1
+    min_gap: float = 0.0
+    # tau > 0: soft labels, each pair's sigma((s_w - s_l) / tau) of its oracle scores (dpo_objective)
+    soft_labels: float = 0.0
 
     def __post_init__(self):
         check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)),
-                     rounds=at_least(1))
+                     rounds=at_least(1), min_gap=at_least(0.0), soft_labels=at_least(0.0))
+
+    @property
+    def own_pairs(self) -> bool:
+        """Whether round 1 draws its own pairs (seed 11: the shared pairs' SFT samples, re-scored), which the
+        shared ``pairs.npz`` cannot serve: it keeps every pair and, from before soft labels, no scores."""
+        return bool(self.min_gap or self.soft_labels)
 
 
 DPO_METHODS = (Method(name="dpo_b0.05", beta=0.05), Method(name="dpo_b0.1", beta=0.1),
@@ -100,16 +112,23 @@ DPO_SWEEP = (Method(name="dpo_b0.1_lr5e-5", beta=0.1, lr=5e-5),
              Method(name="dpo_b0.1_lr1e-4_e2", beta=0.1, lr=1e-4, epochs=2),
              Method(name="dpo_b0.1_e3", beta=0.1, epochs=3),
              Method(name="dpo_b0.5_e3", beta=0.5, epochs=3))
-DPO_ITERATIVE = (Method(name="dpo_b0.5_iter4", beta=0.5, rounds=4), Method(name="dpo_b1_iter4", beta=1.0, rounds=4))
+DPO_ITERATIVE = (Method(name="dpo_b0.5_iter4", beta=0.5, rounds=4), Method(name="dpo_b1_iter4", beta=1.0, rounds=4),
+                 Method(name="dpo_b0.5_gap0.3_iter6", beta=0.5, rounds=6, min_gap=0.3),
+                 Method(name="dpo_b1_soft0.1", beta=1.0, soft_labels=0.1),
+                 Method(name="dpo_b0.5_lr5e-5_iter16", beta=0.5, lr=5e-5, rounds=16))
 
 
 METHOD_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as the table and plot name it
 
 
 def method_label(m: Method) -> str:
-    """The method as results.json records it: the loss type, or for iterative DPO a curve of its own per
-    beta (its points are the rounds)."""
-    return m.loss_type if m.rounds == 1 else f"{METHOD_NAMES.get(m.loss_type, m.loss_type)}, iterative, beta {m.beta:g}"
+    """The method as the table and plot name it: the loss type, or for iterative DPO (or a method with pairs
+    of its own) a curve of its own per beta and setting (its points are the rounds)."""
+    if m.rounds == 1 and not m.own_pairs:
+        return m.loss_type
+    return (f"{METHOD_NAMES.get(m.loss_type, m.loss_type)}{', iterative' * (m.rounds > 1)}, beta {m.beta:g}"
+            + (f", lr {m.lr:g}" if m.lr else "") + (f", oracle gap > {m.min_gap:g}" if m.min_gap else "")
+            + (f", soft labels tau {m.soft_labels:g}" if m.soft_labels else ""))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -154,7 +173,8 @@ def get_config(arg: str | None = None) -> Config:
         quick = TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)
         return Config(vocab_size=300, model=GPT2Config.tiny(vocab_size=300, block_size=40), sft_train=quick,
                       batch_size=4, eval_prompts=8, train_prompts=4, max_new_tokens=6, best_of=(1, 2),
-                      methods=(DPO_METHODS[0], Method(name="dpo_iter2", beta=0.05, rounds=2)), dpo_batch=4,
+                      methods=(DPO_METHODS[0], Method(name="dpo_iter2", beta=0.05, rounds=2),
+                               Method(name="dpo_gap_soft", beta=0.05, min_gap=1e-7, soft_labels=0.1)), dpo_batch=4,
                       max_train=400, workdir="runs/rlhf_sentiment_smoke",
                       ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,
                       ppo_kl_coefs=(0.05,))
@@ -201,7 +221,9 @@ def pairs_settings(cfg: Config) -> dict:
 def dpo_settings(cfg: Config, method: Method) -> dict:
     optim = cfg.dpo_optim if method.lr is None else dataclasses.replace(cfg.dpo_optim, lr=method.lr,
                                                                          min_lr=method.lr / 10)
-    return {"method": method, "optim": optim, "epochs": method.epochs or cfg.dpo_epochs, "batch": cfg.dpo_batch,
+    # (min_gap and soft_labels came later: left out at 0, so the runs from before them stay resumable)
+    recorded = {k: v for k, v in dataclasses.asdict(method).items() if k not in ("min_gap", "soft_labels") or v}
+    return {"method": recorded, "optim": optim, "epochs": method.epochs or cfg.dpo_epochs, "batch": cfg.dpo_batch,
             "pairs": pairs_settings(cfg)}
 
 
@@ -254,9 +276,10 @@ def best_of_n(s: Setup) -> dict:
 
 
 def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray, *, policy=None, path: Path | None = None,
-                     settings: dict | None = None, seed: int = 11) -> dict[str, np.ndarray]:
+                     settings: dict | None = None, seed: int = 11, min_gap: float = 0.0) -> dict[str, np.ndarray]:
     """``samples_per_prompt`` samples of ``policy`` (default SFT) per training prefix, all their pairs
-    labelled by the oracle (kept in ``path``, default ``<workdir>/pairs.npz``, with ``settings``)."""
+    (or those whose scores differ by more than ``min_gap``) labelled by the oracle (kept in ``path``,
+    default ``<workdir>/pairs.npz``, with ``settings``)."""
     path = path or Path(s.cfg.workdir, "pairs.npz")
     settings = fingerprint(settings or pairs_settings(s.cfg))
     if path.exists():
@@ -266,7 +289,11 @@ def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray, *, policy=
         print(f"{path}: drawn with other settings; drawing the pairs again")
     n = s.cfg.samples_per_prompt
     drawn = draw(policy or s.sft, prompts, mask, n=n, key=jax.random.key(seed), **s.sample_kw())
-    pairs = pairs_from_samples(drawn, s.judges["oracle"](drawn["tokens"], drawn["mask"]), n)
+    pairs = pairs_from_samples(drawn, s.judges["oracle"](drawn["tokens"], drawn["mask"]), n, min_gap)
+    if not len(pairs["chosen"]):
+        raise ValueError(f"{path}: no two samples of the {len(prompts):,} prefixes have oracle scores more than "
+                         f"min_gap={min_gap:g} apart: lower the method's min_gap")
+    print(f"{path}: {len(pairs['chosen']):,} pairs from {len(prompts):,} prefixes")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, settings=settings, **pairs)
     return pairs
@@ -284,10 +311,10 @@ def train_dpo(s: Setup, method: Method, pairs: dict, prefixes: tuple[np.ndarray,
     policy, refs_path = without_dropout(s.sft), Path(cfg.workdir, "reference_logprobs.npz")
     for r in range(method.rounds):
         workdir = Path(cfg.workdir, method.name, *([f"round{r + 1}"] if r else []))
-        if r:
+        if r or method.own_pairs:
             pairs = preference_pairs(s, prefixes[0][r * n:(r + 1) * n], prefixes[1][r * n:(r + 1) * n],
                                      policy=policy, path=workdir / "pairs.npz", seed=11 + r,
-                                     settings={**settings, "round": r})
+                                     settings={**settings, "round": r}, min_gap=method.min_gap)
             refs_path = workdir / "reference_logprobs.npz"
         refs = reference_logprobs(s.sft, pairs, refs_path)
         source = ShuffledBatches({**pairs, **refs}, cfg.dpo_batch, seed=3 + r,
@@ -295,7 +322,7 @@ def train_dpo(s: Setup, method: Method, pairs: dict, prefixes: tuple[np.ndarray,
         train_cfg = TrainConfig(steps=settings["epochs"] * source.steps_per_epoch, log_every=25, eval_every=0,
                                 ckpt_every=100, progress=cfg.sft_train.progress)
         objective = dpo_objective(beta=method.beta, loss_type=method.loss_type,
-                                  label_smoothing=method.label_smoothing)
+                                  label_smoothing=method.label_smoothing, soft_labels=method.soft_labels)
         policy, result = train(policy, objective, source, train_cfg=train_cfg, optim_cfg=settings["optim"],
                                workdir=workdir, config={**settings, "round": r})
         if result.interrupted:
@@ -400,7 +427,9 @@ def run_stages(cfg: Config) -> dict:
         t1 = time.perf_counter()
         for name, row in best_of_n(s).items():  # one draw serves every N: the stage's time is on each row
             results.put(name, {**row, "seconds": round(time.perf_counter() - t1, 1)})
-    train_prefixes = prompt_prefixes(tok.pieces(train_set[0][:20 * cfg.train_prompts]), bos_id=tok.cls_id,
+    # (the first 40 x train_prompts phrases, about 23 rounds' worth; the prefixes of a shorter slice of the
+    # phrases are the first ones of a longer slice, so raising the 40 keeps earlier rounds' pairs valid)
+    train_prefixes = prompt_prefixes(tok.pieces(train_set[0][:40 * cfg.train_prompts]), bos_id=tok.cls_id,
                                      pad_id=tok.pad_id, seed=2, min_rest=3)
     t1 = time.perf_counter()
     pairs = preference_pairs(s, train_prefixes[0][:cfg.train_prompts], train_prefixes[1][:cfg.train_prompts])
@@ -416,15 +445,22 @@ def run_stages(cfg: Config) -> dict:
             results.get(f"{m.name}_round{r}", lambda: judged(m, policy), {**dpo_settings(cfg, m), "round": r})
         results.get(m.name, lambda m=m, on_round=judge_round: judged(m, train_dpo(s, m, pairs, train_prefixes,
                                                                                   on_round)), dpo_settings(cfg, m))
-    run_ppo(s, results, pairs, train_prefixes[0], train_prefixes[1])
+    pool = train_prefixes[2] < 20 * cfg.train_prompts  # PPO's prompts: those of the first 20 x train_prompts phrases
+    run_ppo(s, results, pairs, train_prefixes[0][pool], train_prefixes[1][pool])
     report(cfg, results.data)
     return write_summary(cfg.workdir, {"status": "finished", "wall_seconds": round(time.perf_counter() - t0, 1),
                                        **{k: v for k, v in results.data.items() if isinstance(v, dict)}}, echo=False)
 
 
 def report(cfg: Config, data: dict) -> None:
-    """``results.md`` (the table) and ``frontier.png`` (oracle reward against KL, one curve per method)."""
-    rows = {k: {**v, "method": METHOD_NAMES.get(v["method"], v["method"])} for k, v in data.items()
-            if isinstance(v, dict) and "kl" in v}
+    """``results.md`` (the table) and ``frontier.png`` (oracle reward against KL, one curve per method; a
+    configured method's rows, its rounds' too, labelled as :func:`method_label` names it now)."""
+    labels = {m.name: method_label(m) for m in cfg.methods}
+
+    def label(name: str, row: dict) -> str:
+        method = labels.get(name.split("_round")[0], row["method"])
+        return METHOD_NAMES.get(method, method)
+
+    rows = {k: {**v, "method": label(k, v)} for k, v in data.items() if isinstance(v, dict) and "kl" in v}
     Path(cfg.workdir, "results.md").write_text(frontier_table(rows))
     plot_frontier(rows, Path(cfg.workdir, "frontier.png"), title="SST-2 controlled sentiment: reward vs KL")

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nlp_jax.run import main
@@ -169,6 +170,11 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     measured = ("reward/oracle", "reward/tfidf_lr", "kl")
     assert {k: first[k] for k in measured} == {k: summary["dpo_b0.05"][k] for k in measured}
     assert first["kl"] != summary["dpo_iter2"]["kl"]  # round 2 trained on: its policy is not round 1's
+    # min_gap (with soft labels): its round 1 redraws the shared pairs' SFT samples and keeps those pairs apart by more
+    shared, strong = ({(tuple(c), tuple(r)) for c, r in zip(p["chosen"], p["rejected"])}
+                      for p in (np.load(tmp_path / "rlhf" / d / "pairs.npz") for d in (".", "dpo_gap_soft")))
+    assert 0 < len(strong) <= len(shared) and strong <= shared  # (the untrained oracle: scores ~1e-6 apart)
+    assert summary["dpo_gap_soft"]["method"] == "DPO, beta 0.05, oracle gap > 1e-07, soft labels tau 0.1"
     assert 0.0 <= summary["reward_model"]["heldout_pair_accuracy"] <= 1.0
     again = main(args)  # every stage is read back, nothing is measured twice
     assert again["sft"]["seconds"] == summary["sft"]["seconds"]

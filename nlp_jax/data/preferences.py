@@ -97,19 +97,24 @@ def prompt_prefixes(sentences: Sequence[Sequence[int]], *, min_len: int = 2, max
     return *left_pad(rows, pad_id, width), np.array(kept, np.int64)
 
 
-def pairs_from_samples(drawn: dict[str, np.ndarray], scores: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """Preference pairs in :func:`encode_pairs`' format from ``n`` scored samples per prompt (rows
-    prompt-major with ``tokens``, ``mask`` and ``response``, as ``eval.rewards.draw`` returns them): every
-    one of the n (n - 1) / 2 pairs of a prompt's samples, the higher score chosen; a pair with equal
-    scores or identical responses is dropped (it states no preference)."""
+def pairs_from_samples(drawn: dict[str, np.ndarray], scores: np.ndarray, n: int,
+                       min_gap: float = 0.0) -> dict[str, np.ndarray]:
+    """Preference pairs in :func:`encode_pairs`' format, plus each side's score (``chosen_score``,
+    ``rejected_score``), from ``n`` scored samples per prompt (rows prompt-major with ``tokens``, ``mask``
+    and ``response``, as ``eval.rewards.draw`` returns them): every one of the n (n - 1) / 2 pairs of a
+    prompt's samples, the higher score chosen; a pair with identical responses, or whose scores differ by
+    ``min_gap`` or less (by default: are equal), is dropped (it states no preference, or one too slight to
+    trust)."""
     rows = len(drawn["tokens"])
     if rows % n or len(scores) != rows:
         raise ValueError(f"{rows} drawn rows and {len(scores)} scores do not make whole groups of n={n}")
+    if not min_gap >= 0:
+        raise ValueError(f"min_gap must be >= 0, got {min_gap}")
     first, second = np.triu_indices(n, k=1)
     a = (np.arange(0, rows, n)[:, None] + first).ravel()
     b = (np.arange(0, rows, n)[:, None] + second).ravel()
     same = (drawn["tokens"][a] == drawn["tokens"][b]).all(1)
-    keep = (scores[a] != scores[b]) & ~same
+    keep = (np.abs(scores[a] - scores[b]) > min_gap) & ~same
     a, b = a[keep], b[keep]
     win = scores[a] > scores[b]
     chosen, rejected = np.where(win, a, b), np.where(win, b, a)
@@ -117,4 +122,5 @@ def pairs_from_samples(drawn: dict[str, np.ndarray], scores: np.ndarray, n: int)
     for side, idx in (("chosen", chosen), ("rejected", rejected)):
         out[side], out[f"{side}_mask"] = drawn["tokens"][idx], drawn["mask"][idx]
         out[f"{side}_response"] = drawn["response"][idx]
+        out[f"{side}_score"] = np.asarray(scores[idx], np.float32)
     return out

@@ -134,22 +134,27 @@ def frontier_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_frontier(rows: dict[str, dict], png: str | Path, *, judge: str = "reward/oracle", title: str = "") -> Path:
-    """Reward (``judge``) against KL per sequence, one curve per method (its points sorted by KL)."""
+def plot_frontier(rows: dict[str, dict], png: str | Path, *, judge: str = "reward/oracle", title: str = "",
+                  zoom: float = 10.0) -> Path:
+    """Reward (``judge``) against KL per sequence, one curve per method (its points sorted by KL; colour and
+    marker together tell up to 60 methods apart); left all of it, right KL <= ``zoom`` nats."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in sorted({r["method"] for r in rows.values()}):
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for i, method in enumerate(sorted({r["method"] for r in rows.values()})):
         points = sorted((r["kl"], r[judge]) for r in rows.values() if r["method"] == method)
-        ax.plot(*zip(*points), marker="o", label=method)
-    ax.set_xlabel("KL(pi || pi_ref) per sequence (nats)")
-    ax.set_ylabel(f"mean {judge.removeprefix('reward/')} reward")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+        for ax in axes:
+            ax.plot(*zip(*points), marker="osD^vP"[i // 10 % 6], color=plt.cm.tab10(i % 10), label=method)
+    axes[1].set_xlim(-0.2, zoom)
+    for ax, name in zip(axes, (title, f"KL <= {zoom:g} nats")):
+        ax.set_xlabel("KL(pi || pi_ref) per sequence (nats)")
+        ax.set_ylabel(f"mean {judge.removeprefix('reward/')} reward")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)

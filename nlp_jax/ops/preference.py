@@ -86,7 +86,9 @@ def bradley_terry_loss(r_chosen: Array, r_rejected: Array, margin: Array | None 
     return loss, {"accuracy": accuracy, "margin": diff.mean()}
 
 
-def _check_dpo(loss_type: str, beta: float, label_smoothing: float, gamma: float, lengths) -> None:
+def _check_dpo(loss_type: str, beta: float, label_smoothing: float, gamma: float, lengths, soft: bool) -> None:
+    if soft and loss_type != "sigmoid":
+        raise ValueError(f"preference (soft labels) applies to loss_type 'sigmoid', not {loss_type!r}")
     if loss_type not in DPO_LOSSES:
         raise ValueError(f"loss_type must be one of {DPO_LOSSES}, got {loss_type!r}")
     if not beta > 0:
@@ -105,12 +107,16 @@ def _check_dpo(loss_type: str, beta: float, label_smoothing: float, gamma: float
 def dpo_loss(policy_chosen: Array, policy_rejected: Array, ref_chosen: Array, ref_rejected: Array, *,
              beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0, gamma: float = 0.0,
              chosen_lengths: Array | None = None, rejected_lengths: Array | None = None,
-             reference_free: bool = False) -> tuple[Array, dict]:
+             reference_free: bool = False, preference: Array | None = None) -> tuple[Array, dict]:
     """The DPO family's loss on summed response log-probs (B,) of the policy and the frozen reference.
 
     With ``h = (pi_w - ref_w) - (pi_l - ref_l)`` (``ref`` = 0 when ``reference_free``):
 
-    - ``sigmoid``: ``-log sigma(beta h)`` (Rafailov et al. 2023, eq. 7).
+    - ``sigmoid``: ``-log sigma(beta h)`` (Rafailov et al. 2023, eq. 7). With ``preference`` q (B,), the
+      probability that y_w is preferred (a soft label, e.g. Bradley-Terry's sigma(r_w - r_l) of a known
+      reward), the cross-entropy ``-q log sigma(beta h) - (1 - q) log sigma(-beta h)``: its minimum is at
+      beta h = logit(q), where the hard label's lies at infinity, so with q = sigma(r_w - r_l) the optimum is
+      the KL-regularised one, pi ~ pi_ref exp(r / beta) (the derivation DPO starts from).
     - ``cdpo``: ``-(1 - eps) log sigma(beta h) - eps log sigma(-beta h)``: labels flipped with probability
       eps = ``label_smoothing`` (Mitchell 2023, conservative DPO).
     - ``robust``: ``(-(1 - eps) log sigma(beta h) + eps log sigma(-beta h)) / (1 - 2 eps)``, unbiased under
@@ -128,7 +134,9 @@ def dpo_loss(policy_chosen: Array, policy_rejected: Array, ref_chosen: Array, re
     """
     chex.assert_rank(policy_chosen, 1)
     chex.assert_equal_shape([policy_chosen, policy_rejected, ref_chosen, ref_rejected])
-    _check_dpo(loss_type, beta, label_smoothing, gamma, (chosen_lengths, rejected_lengths))
+    _check_dpo(loss_type, beta, label_smoothing, gamma, (chosen_lengths, rejected_lengths), preference is not None)
+    if preference is not None:
+        chex.assert_equal_shape([policy_chosen, preference])
     pw, pl, rw, rl = policy_chosen, policy_rejected, ref_chosen, ref_rejected
     if reference_free or loss_type == "simpo":
         rw, rl = jnp.zeros_like(rw), jnp.zeros_like(rl)
@@ -137,8 +145,10 @@ def dpo_loss(policy_chosen: Array, policy_rejected: Array, ref_chosen: Array, re
         pw, pl, rw, rl = pw / nw, pl / nl, rw / nw, rl / nl
     h = (pw - rw) - (pl - rl)
     eps = label_smoothing
+    q = preference
     losses = {
-        "sigmoid": lambda: -jax.nn.log_sigmoid(beta * h),
+        "sigmoid": lambda: -jax.nn.log_sigmoid(beta * h) if q is None
+        else -q * jax.nn.log_sigmoid(beta * h) - (1 - q) * jax.nn.log_sigmoid(-beta * h),
         "sigmoid_norm": lambda: -jax.nn.log_sigmoid(beta * h),
         "cdpo": lambda: -(1 - eps) * jax.nn.log_sigmoid(beta * h) - eps * jax.nn.log_sigmoid(-beta * h),
         "robust": lambda: (-(1 - eps) * jax.nn.log_sigmoid(beta * h) + eps * jax.nn.log_sigmoid(-beta * h))

@@ -29,12 +29,17 @@ REF_KEYS = ("ref_chosen", "ref_rejected")
 
 
 def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0, gamma: float = 0.0,
-                  reference_free: bool = False) -> Objective:
+                  reference_free: bool = False, soft_labels: float = 0.0) -> Objective:
     """An :class:`Objective` whose loss is ``ops.dpo_loss`` of the policy being trained against the
-    reference; aux: the ``rewards/*`` and ``logps/*`` metrics and ``tokens``. Arguments are checked here."""
+    reference; aux: the ``rewards/*`` and ``logps/*`` metrics and ``tokens``. Arguments are checked here.
+    ``soft_labels`` tau > 0: each pair's label is Bradley-Terry's sigma((s_w - s_l) / tau) of the scores
+    ``chosen_score`` / ``rejected_score`` in the batch (the optimum: pi ~ pi_ref exp(s / (beta tau)))."""
     one = jnp.zeros(1)
+    if not soft_labels >= 0:
+        raise ValueError(f"soft_labels (the temperature on the score difference) must be >= 0, got {soft_labels}")
     ops.dpo_loss(one, one, one, one, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing,
-                 gamma=gamma, chosen_lengths=one + 1, rejected_lengths=one + 1, reference_free=reference_free)
+                 gamma=gamma, chosen_lengths=one + 1, rejected_lengths=one + 1, reference_free=reference_free,
+                 preference=one + 1 if soft_labels else None)
     free = reference_free or loss_type == "simpo"
 
     def loss(model, batch, key, state, frozen):
@@ -52,10 +57,21 @@ def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: f
         lengths = response[:, 1:].sum(-1)
         (pw, pl), (rw, rl), (nw, nl) = (jnp.split(x, 2) for x in (total, ref, lengths))
         value, metrics = ops.dpo_loss(pw, pl, rw, rl, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing,
-                                      gamma=gamma, chosen_lengths=nw, rejected_lengths=nl, reference_free=reference_free)
+                                      gamma=gamma, chosen_lengths=nw, rejected_lengths=nl,
+                                      reference_free=reference_free, preference=soft_label(batch, soft_labels))
         return value, {**metrics, "tokens": jnp.sum(mask)}, state
 
     return Objective(loss=loss)
+
+
+def soft_label(batch: dict, tau: float) -> jax.Array | None:
+    """sigma((s_w - s_l) / tau) of the batch's pair scores; None for hard labels (tau = 0)."""
+    if not tau:
+        return None
+    if not {"chosen_score", "rejected_score"} <= set(batch):
+        raise ValueError("soft_labels needs each pair's scores: put chosen_score and rejected_score in the batch "
+                         "(data.preferences.pairs_from_samples returns them)")
+    return jax.nn.sigmoid((batch["chosen_score"] - batch["rejected_score"]) / tau)
 
 
 def _fingerprint(model: nnx.Module, pairs: dict[str, np.ndarray]) -> str:

@@ -105,3 +105,9 @@ def test_pairs_from_samples_take_every_pair_with_the_higher_score_chosen():
     assert all(lookup[tuple(c)] > lookup[tuple(r)] for c, r in zip(pairs["chosen"], pairs["rejected"]))
     with pytest.raises(ValueError, match="whole groups of n=3"):
         pairs_from_samples(drawn, scores, 3)
+    # min_gap keeps only pairs whose scores differ by more: prompt 0's (0.9, 0.1), prompt 1's three with 0.8
+    strong = pairs_from_samples(drawn, scores, 4, min_gap=0.45)
+    gaps = [lookup[tuple(c)] - lookup[tuple(r)] for c, r in zip(strong["chosen"], strong["rejected"])]
+    assert len(gaps) == 4 and min(gaps) > 0.45
+    with pytest.raises(ValueError, match="min_gap must be >= 0"):
+        pairs_from_samples(drawn, scores, 4, min_gap=-0.1)

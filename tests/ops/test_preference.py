@@ -119,6 +119,23 @@ def test_dpo_with_the_policy_equal_to_the_reference_is_log2_and_its_gradient_pre
     assert (gw < 0).all() and (gl > 0).all()  # descent raises log pi(y_w) and lowers log pi(y_l)
 
 
+def test_soft_labels_are_the_cross_entropy_minimised_at_beta_h_equal_logit_q():
+    (pw, pl, rw, rl), _ = _logps()
+    q = np.linspace(0.3, 0.95, len(pw))
+    loss, _ = ops.dpo_loss(pw, pl, rw, rl, beta=0.3, preference=jnp.asarray(q, jnp.float32))
+    h = (pw - rw) - (pl - rl)
+    ref = np.mean(-q * _logsig(0.3 * h) - (1 - q) * _logsig(-0.3 * h))  # float64
+    assert abs(float(loss) - ref) < 1e-5 * max(1.0, abs(ref))
+    hard, _ = ops.dpo_loss(pw, pl, rw, rl, beta=0.3)
+    assert float(ops.dpo_loss(pw, pl, rw, rl, beta=0.3, preference=jnp.ones(len(pw)))[0]) == pytest.approx(float(hard))
+    beta, zero = 0.5, jnp.zeros(1)
+    one_pair = lambda h: ops.dpo_loss(jnp.array([h]), zero, zero, zero, beta=beta,  # noqa: E731
+                                      preference=jnp.array([0.8]))[0]
+    h_star = float(np.log(0.8 / 0.2)) / beta  # the hard label's minimum is at h = infinity
+    assert abs(float(jax.grad(one_pair)(h_star))) < 1e-6
+    assert float(one_pair(h_star + 0.2)) > float(one_pair(h_star)) < float(one_pair(h_star - 0.2))
+
+
 def test_ipo_is_minimised_at_h_equal_one_over_two_beta():
     beta, n = 0.25, np.ones(1)
     loss = lambda h: ops.dpo_loss(jnp.array([h]), jnp.zeros(1), jnp.zeros(1), jnp.zeros(1), beta=beta,  # noqa: E731
@@ -148,6 +165,7 @@ def test_dpo_metrics_are_the_implicit_rewards():
     (dict(beta=0.1, label_smoothing=0.1), "label_smoothing applies to loss_type 'cdpo' and 'robust'"),
     (dict(beta=0.1, gamma=1.0), "gamma .* applies to loss_type 'simpo'"),
     (dict(beta=0.1, loss_type="ipo"), "pass chosen_lengths and rejected_lengths"),
+    (dict(beta=0.1, loss_type="cdpo", preference=jnp.full(4, 0.7)), r"preference \(soft labels\) applies to"),
 ])
 def test_bad_dpo_arguments_are_refused_by_name(kwargs, message):
     (pw, pl, rw, rl), _ = _logps()

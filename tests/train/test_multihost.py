@@ -30,11 +30,26 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
-    workdir, port = tmp_path_factory.mktemp("multihost") / "run", free_port()
+    root = tmp_path_factory.mktemp("multihost")
+    workdir, port = root / "run", free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(port), str(i), str(workdir)], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    # output to files, not pipes: a pipe read only after the other process finishes can fill (the runtime
+    # logs more while waiting under load), block its writer mid-collective and so hang both processes
+    logs = [(root / f"out{i}.txt", root / f"err{i}.txt") for i in range(2)]
+    procs = []
+    for i, (out, err) in enumerate(logs):
+        with open(out, "w") as o, open(err, "w") as e:
+            procs.append(subprocess.Popen([sys.executable, str(WORKER), str(port), str(i), str(workdir)], env=env,
+                                          stdout=o, stderr=e))
+    try:
+        for p in procs:
+            p.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail("the two processes did not finish in 600 s; their stderr ends:\n"
+                    + "\n".join(err.read_text()[-2000:] for _, err in logs))
+    outs = [(out.read_text(), err.read_text()) for out, err in logs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     return workdir, [json.loads(out.strip().splitlines()[-1]) for out, _ in outs], [err for _, err in outs]

@@ -10,7 +10,7 @@ from flax import nnx
 from nlp_jax.data.corpus import ShuffledBatches
 from nlp_jax.data.preferences import encode_pairs
 from nlp_jax.models.gpt2 import GPT2, GPT2Config
-from nlp_jax.models.reward import RewardModel, reward_loss
+from nlp_jax.models.reward import RewardModel, pair_batch, reward_loss
 from nlp_jax.train.config import OptimConfig
 from nlp_jax.train.preference import dpo_objective, reference_logprobs
 from nlp_jax.train.trainer import Objective, Trainer
@@ -58,6 +58,25 @@ def test_the_reference_receives_no_gradient():
     policy, reference = _policy(0), _policy(1)
     grads = nnx.grad(lambda ref: objective.loss(policy, batch, None, None, {"reference": ref})[0])(reference)
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+
+
+def test_soft_labels_come_from_the_batch_scores():
+    from nlp_jax import ops
+    from nlp_jax.models.reward import response_logprobs
+
+    batch = {k: jnp.asarray(v[:4]) for k, v in _pairs().items()}
+    scores = {"chosen_score": jnp.array([0.9, 0.6, 0.5, 0.99]), "rejected_score": jnp.array([0.1, 0.55, 0.5, 0.0])}
+    policy, reference = _policy(0), _policy(1)
+    soft, _, _ = dpo_objective(beta=0.5, soft_labels=0.2).loss(policy, {**batch, **scores}, None, None,
+                                                              {"reference": reference})
+    total = [response_logprobs(m, *pair_batch(batch))[0] for m in (policy, reference)]
+    (pw, pl), (rw, rl) = (jnp.split(t, 2) for t in total)
+    q = jax.nn.sigmoid((scores["chosen_score"] - scores["rejected_score"]) / 0.2)
+    assert float(soft) == pytest.approx(float(ops.dpo_loss(pw, pl, rw, rl, beta=0.5, preference=q)[0]), rel=1e-5)
+    with pytest.raises(ValueError, match="soft_labels needs each pair's scores: put chosen_score"):
+        dpo_objective(beta=0.5, soft_labels=0.2).loss(policy, batch, None, None, {"reference": reference})
+    with pytest.raises(ValueError, match="preference \\(soft labels\\) applies to loss_type 'sigmoid'"):
+        dpo_objective(beta=0.5, loss_type="ipo", soft_labels=0.2)
 
 
 def test_cached_reference_logprobs_equal_the_frozen_model_and_are_reused_only_while_valid(tmp_path, capsys):
