@@ -15,7 +15,8 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
-        bert-pretrain bert-sst2 bert-tapt bert-embed rlhf-sentiment rlhf-sentiment-sweep rlhf-sentiment-iterative translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
+        bert-pretrain bert-sst2 bert-tapt bert-pretrain-corpus bert-embed \
+        rlhf-sentiment rlhf-sentiment-sweep rlhf-sentiment-iterative translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
         bench-bert bench-dpo bench-attention-memory bench-loss-memory gpu-check clean
 
 $(STAMP): pyproject.toml
@@ -76,6 +77,11 @@ bert-tapt: $(STAMP) bert-pretrain  ## task-adaptive BERT pretraining (bert-pretr
 	$(RUN) experiments/bert_pretrain.py:tapt
 	$(RUN) experiments/bert_sst2.py:ours_tapt
 
+bert-pretrain-corpus: $(STAMP)  ## BERT-Mini pretrained on en_corpus + SST-2's text (no dropout), then SST-2 from it and from scratch (its vocabulary)
+	$(RUN) experiments/bert_pretrain.py:corpus
+	$(RUN) experiments/bert_sst2.py:ours_corpus
+	$(RUN) experiments/bert_sst2.py:scratch_corpus
+
 rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT, best-of-N, DPO/IPO/cDPO; frontier plot
 	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle
 	$(RUN) experiments/rlhf_sentiment.py
@@ -83,7 +89,7 @@ rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT,
 rlhf-sentiment-sweep: rlhf-sentiment  ## more DPO runs: learning rate and epochs on rlhf-sentiment's pairs, iterative DPO
 	$(RUN) experiments/rlhf_sentiment.py:sweep
 
-rlhf-sentiment-iterative: rlhf-sentiment  ## iterative DPO alone (beta 0.5 and 1 for 4 rounds, pairs of oracle gap > 0.3 for 6, lr 5e-5 for 16; soft labels; each round judged)
+rlhf-sentiment-iterative: rlhf-sentiment  ## iterative DPO alone (beta 0.5 and 1 for 4 rounds, pairs of oracle gap > 0.3 for 6, lr 5e-5 for 16, then continued to 26; soft labels; each round judged)
 	$(RUN) experiments/rlhf_sentiment.py:iterative
 
 translate-lstm: $(STAMP)  ## Multi30k en->de: the LSTM encoder-decoder without attention, then with dot, bilinear, additive

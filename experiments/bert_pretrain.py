@@ -6,11 +6,16 @@ PTB's training text is one sentence a line in reading order, so consecutive line
 pairs; the validation split is the held-out text. A WordPiece vocabulary (8,192) is trained on the training
 text (``<unk>`` is read as [UNK]) and kept in ``<workdir>/tokenizer``; the model is BERT-Mini's shape (4
 layers, 256 wide, 4 heads, MLP 1024) with sequence pairs up to 64 pieces, 15% masked (80/10/10), the MLM
-head on at most 16 positions a row. The ``tapt`` config (task-adaptive pretraining, Gururangan et al.
-2020) continues from the default run's export (its weights, heads and vocabulary) with three quarters of
-each batch SST-2's training sentences, unlabelled, for the MLM loss only (``sst2_rate`` without
-``init_dir`` instead trains from scratch with a vocabulary of both texts). Reports held-out MLM and NSP accuracy (on PTB); exports the model with its
-tokenizer in Hugging Face format to ``<workdir>/export`` (what ``experiments/bert_sst2.py:ours`` reads).
+head on at most 16 positions a row. The ``corpus`` config pretrains the same model on en_corpus instead
+(6.6M words of mixed English, a fifth of it movie reviews, without punctuation or sentence boundaries:
+each document is cut into chunks of 20 words, and a true next chunk never crosses a document; every 100th
+document is held out), with a quarter of each batch SST-2's unlabelled training sentences, a vocabulary of
+both texts and no dropout (the model underfits). The ``tapt`` config (task-adaptive pretraining, Gururangan
+et al. 2020) continues from the default run's export (its weights, heads and vocabulary) with three quarters
+of each batch SST-2's training sentences, unlabelled, for the MLM loss only (``sst2_rate`` without
+``init_dir`` instead trains from scratch with a vocabulary of both texts). Reports held-out MLM and NSP
+accuracy; exports the model with its tokenizer in Hugging Face format to ``<workdir>/export`` (what
+``experiments/bert_sst2.py:ours`` and ``:ours_corpus`` read).
 Measured results: README.md, section "Results".
 """
 
@@ -24,7 +29,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from nlp_jax.data.pretraining import PretrainingBatches
+from nlp_jax.data.pretraining import PretrainingBatches, document_chunks
 from nlp_jax.data.root import read_text
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
@@ -50,13 +55,17 @@ class Config:
     eval_batches: int = 16  # held-out batches of batch_size pairs, the same ones at every evaluation
     max_sentences: int = 0  # 0: all training sentences; else the first ones (smoke)
     sst2_rate: float = 0.0  # > 0: this share of each batch is SST-2 training sentences, unlabelled, MLM only
+    corpus: str = "ptb"  # 'ptb' (sentences in order) or 'en_corpus' (documents cut into chunks of chunk_words)
+    chunk_words: int = 20  # en_corpus: words per chunk (a "sentence" of an NSP pair)
+    held_out_every: int = 100  # en_corpus: every this-many-th document is held out
     init_dir: str = ""  # '' = from scratch; else continue from this HF export (weights, heads, its tokenizer)
     workdir: str = "runs/bert_pretrain"
 
     def __post_init__(self):
         check_fields(self, batch_size=at_least(1), max_length=at_least(8), max_predictions=at_least(1),
                      eval_batches=at_least(1), max_sentences=at_least(0),
-                     sst2_rate=((lambda v: 0.0 <= v < 1.0), "in [0, 1)"))
+                     sst2_rate=((lambda v: 0.0 <= v < 1.0), "in [0, 1)"), chunk_words=at_least(1),
+                     held_out_every=at_least(2), corpus=((lambda v: v in ("ptb", "en_corpus")), "'ptb' or 'en_corpus'"))
 
 
 def get_config(arg: str | None = None) -> Config:
@@ -66,18 +75,29 @@ def get_config(arg: str | None = None) -> Config:
         return Config(sst2_rate=0.75, init_dir="runs/bert_pretrain/export", workdir="runs/bert_pretrain_tapt",
                       optim=OptimConfig(lr=5e-4, min_lr=5e-5, warmup_steps=100, weight_decay=0.01, beta2=0.98),
                       train=TrainConfig(steps=1500, log_every=50, eval_every=500, ckpt_every=250))
+    if arg == "corpus":  # en_corpus (6.6M words, a fifth movie reviews) + SST-2's text, no dropout (underfit)
+        return Config(model=BertConfig(vocab_size=8192, dropout=0.0, **MINI), corpus="en_corpus", sst2_rate=0.25,
+                      workdir="runs/bert_pretrain_corpus")
     if arg == "smoke":
         return Config(model=BertConfig.tiny(vocab_size=200, block_size=32), batch_size=8, max_length=32,
                       eval_batches=2, max_sentences=300, workdir="runs/bert_pretrain_smoke",
                       train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False))
-    raise ValueError(f"unknown config {arg!r}; choose cpu, tapt or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose cpu, corpus, tapt or smoke")
 
 
-def sentences(split: str, limit: int = 0) -> list[str]:
-    """PTB lines in order, ``<unk>`` as BERT's [UNK]."""
-    lines = [line.strip().replace("<unk>", "[UNK]") for line in read_text(f"ptb/ptb.{split}.txt").splitlines()]
-    lines = [line for line in lines if line]
-    return lines[:limit] if limit else lines
+def sentences(cfg: Config, split: str) -> tuple[list[str], np.ndarray | None]:
+    """(sentences in reading order, the indices whose next sentence is a true next one or None for all):
+    PTB's lines with ``<unk>`` as BERT's [UNK], or en_corpus's documents ('train': all but every
+    ``held_out_every``-th) cut into chunks of ``chunk_words``. ``max_sentences`` keeps the first ones."""
+    limit = cfg.max_sentences or None
+    if cfg.corpus == "ptb":
+        lines = [line.strip().replace("<unk>", "[UNK]") for line in read_text(f"ptb/ptb.{split}.txt").splitlines()]
+        return [line for line in lines if line][:limit], None
+    docs = read_text("en_corpus/en_corpus_a-z.txt").splitlines()
+    docs = [d for i, d in enumerate(docs) if (i % cfg.held_out_every == 0) == (split != "train")]
+    chunks, firsts = document_chunks(docs[:limit], cfg.chunk_words)
+    chunks = chunks[:limit]
+    return chunks, firsts[firsts < len(chunks) - 1]
 
 
 def tokenizer_for(cfg: Config, texts: list[str]) -> WordPieceTokenizer:
@@ -105,7 +125,7 @@ def _model(cfg: Config) -> BertForPreTraining:
 
 
 def run(cfg: Config) -> dict:
-    train_text, held_out = sentences("train", cfg.max_sentences), sentences("valid", cfg.max_sentences)
+    (train_text, train_firsts), (held_out, held_firsts) = sentences(cfg, "train"), sentences(cfg, "valid")
     singles = []
     if cfg.sst2_rate:  # SST-2's training phrases, without their labels (never the dev sentences)
         singles = read_sst2("train")[0][:cfg.max_sentences or None]
@@ -117,8 +137,8 @@ def run(cfg: Config) -> dict:
     loss_fn = functools.partial(pretraining_loss, mask_id=tok.mask_id, special_ids=tok.special_ids,
                                 max_predictions=cfg.max_predictions)
     source = PretrainingBatches(train_text, tok, cfg.batch_size, cfg.max_length, seed=cfg.train.seed,
-                                singles=singles, single_rate=cfg.sst2_rate)
-    held = PretrainingBatches(held_out, tok, cfg.batch_size, cfg.max_length, seed=12345)
+                                singles=singles, single_rate=cfg.sst2_rate, firsts=train_firsts)
+    held = PretrainingBatches(held_out, tok, cfg.batch_size, cfg.max_length, seed=12345, firsts=held_firsts)
     held_batches = [held(i) for i in range(cfg.eval_batches)]
     evaluate = nnx.jit(lambda m, b: loss_fn(m, b, None)[1])
 
@@ -138,6 +158,7 @@ def run(cfg: Config) -> dict:
         export = save_hf_bert(model, Path(cfg.workdir, "export"))
         tok.save(export)
         plot_losses(Path(cfg.workdir, "metrics.jsonl"), Path(cfg.workdir, "pretrain_losses.png"),
-                    title="BERT pretraining on PTB", keys=("mlm_loss", "nsp_loss", "val_mlm_loss", "val_nsp_loss"))
+                    title=f"BERT pretraining on {cfg.corpus}",
+                    keys=("mlm_loss", "nsp_loss", "val_mlm_loss", "val_nsp_loss"))
         print(f"exported to {export}")
     return write_summary(cfg.workdir, summary)

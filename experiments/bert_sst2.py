@@ -5,7 +5,8 @@ Launch:  python -m nlp_jax.run experiments/bert_sst2.py:<config>     (or: make b
 Configs: ``minilm`` (all-MiniLM-L6-v2's encoder, pooler [CLS]), ``minilm_mean`` (the same, masked-mean
 pooling), ``ours`` (the encoder of ``make bert-pretrain``, from ``runs/bert_pretrain/export``), ``scratch``
 (the same shape and vocabulary, random weights: no pretraining), ``ours_tapt`` (from ``bert_pretrain.py:tapt``,
-which continues ``ours``'s pretraining on SST-2's unlabelled text; its baseline is ``scratch``), and ``frozen`` (MiniLM's frozen sentence
+which continues ``ours``'s pretraining on SST-2's unlabelled text; its baseline is ``scratch``), ``ours_corpus`` and
+``scratch_corpus`` (the same pair for ``bert_pretrain.py:corpus``), and ``frozen`` (MiniLM's frozen sentence
 embeddings + logistic regression: the baseline). One epoch over the 67,349 training phrases, batch 32,
 AdamW with warmup and cosine decay; accuracy on the 872 dev sentences. The classifier is exported with its
 tokenizer to ``<workdir>/export`` (``python -m nlp_jax.sentences classify <workdir>/export file.txt``).
@@ -76,6 +77,10 @@ def get_config(arg: str | None = None) -> Config:
         "scratch": Config(init="scratch", workdir="runs/bert_sst2_scratch", **small),
         "ours_tapt": Config(init="ours", init_dir="runs/bert_pretrain_tapt/export",
                             workdir="runs/bert_sst2_ours_tapt", **small),
+        "ours_corpus": Config(init="ours", init_dir="runs/bert_pretrain_corpus/export",
+                              workdir="runs/bert_sst2_ours_corpus", **small),
+        "scratch_corpus": Config(init="scratch", init_dir="runs/bert_pretrain_corpus/export",
+                                 workdir="runs/bert_sst2_scratch_corpus", **small),
         "frozen": Config(init="frozen", workdir="runs/bert_sst2_frozen"),
         "smoke": Config(max_train=64, max_dev=16, batch_size=8, workdir="runs/bert_sst2_smoke",
                         train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)),
@@ -90,14 +95,14 @@ def get_config(arg: str | None = None) -> Config:
 def _model(cfg: Config) -> BertClassifier:
     d = cfg.source_dir
     if not (d / "config.json").exists():
-        hint = (" (run the pretraining that exports it first: `make bert-pretrain`, then `make bert-tapt` for "
-                "ours_tapt)" if cfg.init in ("ours", "scratch") else "")
+        hint = (" (run the pretraining that exports it first: `make bert-pretrain`, `make bert-tapt` for ours_tapt, "
+                "`make bert-pretrain-corpus` for *_corpus)" if cfg.init in ("ours", "scratch") else "")
         raise FileNotFoundError(f"no BERT checkpoint in {d}{hint}")
     if cfg.init == "scratch":
         return init_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,
-                            dropout=cfg.dropout)
+                            dropout=cfg.dropout, attn_dropout=None)
     model = load_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,
-                         dropout=cfg.dropout)
+                         dropout=cfg.dropout, attn_dropout=None)  # None: cfg.dropout on attention too
     print(f"initialised from {d}; fresh (untrained) heads: {', '.join(model.fresh_heads) or 'none'}")
     return model
 

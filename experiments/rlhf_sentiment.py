@@ -24,8 +24,9 @@ method alone, and a stored result measured with other settings is measured again
    sentences after [CLS] (the first N of 64 samples per prompt; KL is the analytic log N - (N - 1) / N).
 4. **Pairs**: 4 samples per training prefix from SFT, all 6 pairs of each, the oracle's higher score chosen.
 5. **DPO** at each beta, **IPO** and **cDPO**, from SFT with SFT as the reference (log-probs cached);
-   iterative DPO (``Method.rounds``) continues for further rounds on pairs of its own samples; a method may
-   keep only pairs of distinct oracle scores (``min_gap``) or learn soft labels from them (``soft_labels``).
+   iterative DPO (``Method.rounds``) continues for further rounds on pairs of its own samples (and a finished
+   one is extended by a method that ``continues`` it); a method may keep only pairs of distinct oracle
+   scores (``min_gap``) or learn soft labels from them (``soft_labels``).
 6. **PPO**: a reward model (the SFT backbone + a scalar head, Bradley-Terry on 90% of the pairs, its
    held-out pair accuracy reported; scores normalised over the SFT samples), PPO on it at each KL
    coefficient, and PPO on the oracle itself; rollouts from the training prefixes. Preference training
@@ -55,7 +56,7 @@ from nlp_jax.eval.perplexity import perplexity
 from nlp_jax.eval.rewards import (best_of_n_kl, draw, evaluate, frontier_table, pairwise_accuracy, plot_frontier,
                                   reward_scores)
 from nlp_jax.models.gpt2 import GPT2, GPT2Config, without_dropout
-from nlp_jax.models.gpt2_hf import save_hf_gpt2
+from nlp_jax.models.gpt2_hf import load_hf_gpt2, save_hf_gpt2
 from nlp_jax.models.reward import PolicyWithValue, RewardModel, reward_loss
 from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
 from nlp_jax.models.tfidf import Tfidf, TfidfConfig
@@ -86,6 +87,9 @@ class Method:
     min_gap: float = 0.0
     # tau > 0: soft labels, each pair's sigma((s_w - s_l) / tau) of its oracle scores (dpo_objective)
     soft_labels: float = 0.0
+    # the name of an iterative method listed earlier with the same settings, to extend it by more rounds: this
+    # one starts from its last policy at round <its rounds> + 1 (its rounds are this curve's first points)
+    continues: str = ""
 
     def __post_init__(self):
         check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)),
@@ -115,7 +119,8 @@ DPO_SWEEP = (Method(name="dpo_b0.1_lr5e-5", beta=0.1, lr=5e-5),
 DPO_ITERATIVE = (Method(name="dpo_b0.5_iter4", beta=0.5, rounds=4), Method(name="dpo_b1_iter4", beta=1.0, rounds=4),
                  Method(name="dpo_b0.5_gap0.3_iter6", beta=0.5, rounds=6, min_gap=0.3),
                  Method(name="dpo_b1_soft0.1", beta=1.0, soft_labels=0.1),
-                 Method(name="dpo_b0.5_lr5e-5_iter16", beta=0.5, lr=5e-5, rounds=16))
+                 Method(name="dpo_b0.5_lr5e-5_iter16", beta=0.5, lr=5e-5, rounds=16),
+                 Method(name="dpo_b0.5_lr5e-5_iter26", beta=0.5, lr=5e-5, rounds=26, continues="dpo_b0.5_lr5e-5_iter16"))
 
 
 METHOD_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as the table and plot name it
@@ -162,6 +167,15 @@ class Config:
                      train_prompts=at_least(1), samples_per_prompt=at_least(2), max_new_tokens=at_least(1),
                      dpo_epochs=at_least(1), dpo_batch=at_least(1), max_train=at_least(0),
                      ppo_rollouts=at_least(1))
+        for i, m in enumerate(self.methods):
+            earlier = {e.name: e for e in self.methods[:i]}.get(m.continues) if m.continues else None
+            if m.continues and (earlier is None or m.rounds <= earlier.rounds or dataclasses.replace(
+                    m, name=earlier.name, rounds=earlier.rounds, continues=earlier.continues) != earlier):
+                raise ValueError(f"methods: {m.name} continues={m.continues!r} must name a method listed before it "
+                                 f"with fewer rounds and otherwise the same settings")
+
+    def method(self, name: str) -> Method:
+        return next(m for m in self.methods if m.name == name)
 
 
 def get_config(arg: str | None = None) -> Config:
@@ -174,6 +188,7 @@ def get_config(arg: str | None = None) -> Config:
         return Config(vocab_size=300, model=GPT2Config.tiny(vocab_size=300, block_size=40), sft_train=quick,
                       batch_size=4, eval_prompts=8, train_prompts=4, max_new_tokens=6, best_of=(1, 2),
                       methods=(DPO_METHODS[0], Method(name="dpo_iter2", beta=0.05, rounds=2),
+                               Method(name="dpo_iter3", beta=0.05, rounds=3, continues="dpo_iter2"),
                                Method(name="dpo_gap_soft", beta=0.05, min_gap=1e-7, soft_labels=0.1)), dpo_batch=4,
                       max_train=400, workdir="runs/rlhf_sentiment_smoke",
                       ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,
@@ -221,8 +236,9 @@ def pairs_settings(cfg: Config) -> dict:
 def dpo_settings(cfg: Config, method: Method) -> dict:
     optim = cfg.dpo_optim if method.lr is None else dataclasses.replace(cfg.dpo_optim, lr=method.lr,
                                                                          min_lr=method.lr / 10)
-    # (min_gap and soft_labels came later: left out at 0, so the runs from before them stay resumable)
-    recorded = {k: v for k, v in dataclasses.asdict(method).items() if k not in ("min_gap", "soft_labels") or v}
+    # (min_gap, soft_labels and continues came later: left out unset, so the runs from before them stay resumable)
+    recorded = {k: v for k, v in dataclasses.asdict(method).items()
+                if k not in ("min_gap", "soft_labels", "continues") or v}
     return {"method": recorded, "optim": optim, "epochs": method.epochs or cfg.dpo_epochs, "batch": cfg.dpo_batch,
             "pairs": pairs_settings(cfg)}
 
@@ -303,13 +319,17 @@ def train_dpo(s: Setup, method: Method, pairs: dict, prefixes: tuple[np.ndarray,
               on_round=None) -> GPT2:
     """DPO from SFT on ``pairs``; with ``method.rounds`` > 1, each further round on pairs of the policy so
     far, drawn on the next ``train_prompts`` of ``prefixes`` (round r in ``<method>/round<r>``), and
-    ``on_round(r, policy)`` called after each round but the last (r from 1)."""
+    ``on_round(r, policy)`` called after each round but the last (r from 1). A method that ``continues``
+    another starts from that one's exported last policy, at the round after its last."""
     cfg, settings, n = s.cfg, dpo_settings(s.cfg, method), s.cfg.train_prompts
     if method.rounds * n > len(prefixes[0]):
         raise ValueError(f"{method.name}: rounds={method.rounds} needs {method.rounds * n} training prefixes "
                          f"(train_prompts={n} a round), only {len(prefixes[0])} exist")
-    policy, refs_path = without_dropout(s.sft), Path(cfg.workdir, "reference_logprobs.npz")
-    for r in range(method.rounds):
+    first, policy, refs_path = 0, without_dropout(s.sft), Path(cfg.workdir, "reference_logprobs.npz")
+    if method.continues:  # (Config checked that it is listed earlier, so its run has finished and is exported)
+        first = cfg.method(method.continues).rounds
+        nnx.update(policy, nnx.state(load_hf_gpt2(Path(cfg.workdir, method.continues, "export")), nnx.Param))
+    for r in range(first, method.rounds):
         workdir = Path(cfg.workdir, method.name, *([f"round{r + 1}"] if r else []))
         if r or method.own_pairs:
             pairs = preference_pairs(s, prefixes[0][r * n:(r + 1) * n], prefixes[1][r * n:(r + 1) * n],
@@ -427,10 +447,10 @@ def run_stages(cfg: Config) -> dict:
         t1 = time.perf_counter()
         for name, row in best_of_n(s).items():  # one draw serves every N: the stage's time is on each row
             results.put(name, {**row, "seconds": round(time.perf_counter() - t1, 1)})
-    # (the first 40 x train_prompts phrases, about 23 rounds' worth; the prefixes of a shorter slice of the
-    # phrases are the first ones of a longer slice, so raising the 40 keeps earlier rounds' pairs valid)
-    train_prefixes = prompt_prefixes(tok.pieces(train_set[0][:40 * cfg.train_prompts]), bos_id=tok.cls_id,
-                                     pad_id=tok.pad_id, seed=2, min_rest=3)
+    # (all the phrases: 26 rounds' worth; the prefixes of a slice of the phrases are the first ones of the
+    # whole, so the earlier runs' slice of the first 40 x train_prompts phrases gave the same pairs)
+    train_prefixes = prompt_prefixes(tok.pieces(train_set[0]), bos_id=tok.cls_id, pad_id=tok.pad_id, seed=2,
+                                     min_rest=3)
     t1 = time.perf_counter()
     pairs = preference_pairs(s, train_prefixes[0][:cfg.train_prompts], train_prefixes[1][:cfg.train_prompts])
     if not results.has("pairs", pairs_settings(cfg)):  # (pairs read back from pairs.npz are not timed again)

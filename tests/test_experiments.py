@@ -1,12 +1,13 @@
 """Every experiment runs end to end for 2 steps with its ``:smoke`` config, through the real launcher."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nlp_jax.run import main
+from nlp_jax.run import load_experiment, main
 
 OWN_TESTS = {"rlhf_sentiment", "preferences_hh", "translate"}  # tested below (rlhf_sentiment's builds its oracle)
 EXPERIMENTS = sorted(p for p in Path(__file__).resolve().parents[1].glob("experiments/*.py")
@@ -126,6 +127,19 @@ def test_task_adaptive_pretraining_mixes_sst2_sentences_into_the_batches(tmp_pat
     assert {",", "?", ";"} <= vocab  # SST-2's punctuation: PTB's text has none, so the vocabulary saw SST-2
 
 
+def test_pretraining_on_en_corpus_holds_out_whole_documents(tmp_path):
+    pretrain = Path(__file__).resolve().parents[1] / "experiments" / "bert_pretrain.py"
+    summary = main([f"{pretrain}:smoke", "--set", f"workdir={tmp_path}", "--set", "corpus=en_corpus",
+                    "--set", "chunk_words=12"])
+    assert summary["status"] == "finished" and np.isfinite(summary["val_mlm_loss"])
+    module, _ = load_experiment(str(pretrain))
+    cfg = dataclasses.replace(module.get_config("smoke"), corpus="en_corpus", chunk_words=12, max_sentences=0)
+    (train, firsts), (held, held_firsts) = module.sentences(cfg, "train"), module.sentences(cfg, "valid")
+    assert 0.005 < len(held) / len(train) < 0.02 and max(len(c.split()) for c in train) == 12
+    assert len(set(train) & set(held)) < 0.01 * len(held)  # different documents (a few chunks recur verbatim)
+    assert len(firsts) < len(train) - 1 and held_firsts.max() < len(held) - 1
+
+
 def test_task_adaptive_pretraining_continues_from_an_export(tmp_path):
     pretrain = Path(__file__).resolve().parents[1] / "experiments" / "bert_pretrain.py"
     first = tmp_path / "first"
@@ -170,6 +184,12 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     measured = ("reward/oracle", "reward/tfidf_lr", "kl")
     assert {k: first[k] for k in measured} == {k: summary["dpo_b0.05"][k] for k in measured}
     assert first["kl"] != summary["dpo_iter2"]["kl"]  # round 2 trained on: its policy is not round 1's
+    # dpo_iter3 continues dpo_iter2: only its round 3 is trained here, from dpo_iter2's last policy
+    extended = tmp_path / "rlhf" / "dpo_iter3"
+    assert (extended / "round3" / "pairs.npz").exists() and not (extended / "round2").exists()
+    assert not (extended / "checkpoints").exists() and "dpo_iter3_round2" not in summary
+    assert summary["dpo_iter3"]["method"] == summary["dpo_iter2"]["method"]  # one curve
+    assert summary["dpo_iter3"]["kl"] != summary["dpo_iter2"]["kl"]
     # min_gap (with soft labels): its round 1 redraws the shared pairs' SFT samples and keeps those pairs apart by more
     shared, strong = ({(tuple(c), tuple(r)) for c, r in zip(p["chosen"], p["rejected"])}
                       for p in (np.load(tmp_path / "rlhf" / d / "pairs.npz") for d in (".", "dpo_gap_soft")))
@@ -181,6 +201,12 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     longer = main(args + ["--set", "ppo_rollouts=3"])  # one stage's change: its runs resume, the rest is kept
     assert longer["ppo_rm_b0.05"]["seconds"] != summary["ppo_rm_b0.05"]["seconds"]
     assert all(longer[k] == summary[k] for k in ("sft", "bon_2", "dpo_b0.05", "reward_model"))
+    module, _ = load_experiment(str(rlhf))
+    smoke = module.get_config("smoke")
+    for bad in (dict(continues="dpo_iter9"), dict(beta=0.1), dict(rounds=2)):
+        wrong = dataclasses.replace(smoke.method("dpo_iter3"), **bad)
+        with pytest.raises(ValueError, match="dpo_iter3 continues=.* must name a method listed before it"):
+            dataclasses.replace(smoke, methods=(*smoke.methods[:2], wrong))
     with pytest.raises(ValueError, match=r"dpo_b0.05 holds a run trained with other settings \(batch: 4 -> 2\)"):
         main(args + ["--set", "dpo_batch=2"])  # DPO's weights were trained otherwise (SFT still resumed)
 

@@ -29,6 +29,21 @@ def nsp_pairs(n_sentences: int, first: np.ndarray, rng: np.random.Generator) -> 
     return np.where(labels == 0, first + 1, other), labels
 
 
+def document_chunks(documents: list[str], words: int) -> tuple[list[str], np.ndarray]:
+    """Split documents (one a string) into consecutive chunks of ``words`` words (a document's last chunk
+    may be shorter), for NSP on text without sentence boundaries. Returns (chunks, firsts): ``firsts`` are the
+    indices of the chunks followed by another of the same document, the only valid true-next pairs."""
+    if words < 1:
+        raise ValueError(f"words must be >= 1, got {words}")
+    chunks, firsts = [], []
+    for doc in documents:
+        w = doc.split()
+        start = len(chunks)
+        chunks.extend(" ".join(w[i:i + words]) for i in range(0, len(w), words))
+        firsts.extend(range(start, len(chunks) - 1))
+    return chunks, np.asarray(firsts, np.int64)
+
+
 class PretrainingBatches:
     """``source(step)``: ``batch_size`` NSP pairs drawn with a generator seeded by (seed, step), tokenised
     (``[CLS] A [SEP] B [SEP]``, truncated longest-first to ``max_length``, padded to a multiple of 8),
@@ -36,10 +51,13 @@ class PretrainingBatches:
 
     With ``singles`` (texts without an order, e.g. a task's unlabelled sentences for task-adaptive
     pretraining), the first ``round(single_rate * batch_size)`` rows of each batch are single texts
-    (``[CLS] A [SEP]``) for the MLM loss only: their ``nsp_weight`` is 0."""
+    (``[CLS] A [SEP]``) for the MLM loss only: their ``nsp_weight`` is 0. ``firsts`` restricts the first
+    sentences to these indices (e.g. ``document_chunks``'s, so a true pair never crosses a document
+    boundary); by default any sentence but the last."""
 
     def __init__(self, sentences: list[str], tokenizer: WordPieceTokenizer, batch_size: int, max_length: int,
-                 seed: int = 0, singles: list[str] | None = None, single_rate: float = 0.0):
+                 seed: int = 0, singles: list[str] | None = None, single_rate: float = 0.0,
+                 firsts: np.ndarray | None = None):
         if len(sentences) < 3:
             raise ValueError(f"pretraining needs at least 3 sentences in order, got {len(sentences)}")
         if not 0.0 <= single_rate < 1.0 or (single_rate > 0 and not singles):
@@ -48,11 +66,19 @@ class PretrainingBatches:
         self.sentences, self.tokenizer, self.singles = sentences, tokenizer, singles or []
         self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
         self.n_single = round(single_rate * batch_size)
+        self.firsts = None if firsts is None else np.asarray(firsts)
+        if self.firsts is not None and (not self.firsts.size or self.firsts.min() < 0
+                                        or self.firsts.max() >= len(sentences) - 1):
+            raise ValueError(f"firsts must be non-empty indices in [0, {len(sentences) - 1}) (each needs a next "
+                             f"sentence)")
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, step])
         n_pairs = self.batch_size - self.n_single
-        first = rng.integers(0, len(self.sentences) - 1, n_pairs)
+        if self.firsts is None:
+            first = rng.integers(0, len(self.sentences) - 1, n_pairs)
+        else:
+            first = self.firsts[rng.integers(0, len(self.firsts), n_pairs)]
         second, labels = nsp_pairs(len(self.sentences), first, rng)
         parts = [self.tokenizer.encode([self.sentences[i] for i in first], [self.sentences[j] for j in second],
                                        max_length=self.max_length)]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nlp_jax.data.pretraining import PretrainingBatches, SentenceBatches, nsp_pairs
+from nlp_jax.data.pretraining import PretrainingBatches, SentenceBatches, document_chunks, nsp_pairs
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import SPECIALS, WordPieceTokenizer
 
@@ -91,6 +91,22 @@ def test_single_texts_fill_their_share_of_a_batch_for_the_mlm_loss_only(trained)
     assert batch["input_ids"].shape[1] % 8 == 0 and batch["attention_mask"][:2].sum() > 0
     with pytest.raises(ValueError, match="needs singles"):
         PretrainingBatches(TEXT, trained, batch_size=8, max_length=32, single_rate=0.5)
+
+
+def test_document_chunks_pair_true_next_sentences_only_within_a_document(trained):
+    docs = ["a b c d e f g", "h i", "j k l m"]
+    chunks, firsts = document_chunks(docs, 3)
+    assert chunks == ["a b c", "d e f", "g", "h i", "j k l", "m"]
+    np.testing.assert_array_equal(firsts, [0, 1, 4])  # never 2 -> 3 ("g" then "h i") or 3 -> 4
+    with pytest.raises(ValueError, match="words must be >= 1"):
+        document_chunks(docs, 0)
+    source = PretrainingBatches(TEXT, trained, batch_size=64, max_length=32, seed=2, firsts=np.array([5, 40]))
+    rows = source(0)["input_ids"]
+    firsts_seen = {tuple(row[:list(row).index(trained.sep_id) + 1]) for row in rows}
+    expected = {tuple(ids[ids > 0]) for ids in trained.encode([TEXT[5], TEXT[40]])["input_ids"]}
+    assert firsts_seen == expected
+    with pytest.raises(ValueError, match="firsts must be non-empty indices"):
+        PretrainingBatches(TEXT, trained, batch_size=8, max_length=32, firsts=np.array([len(TEXT) - 1]))
 
 
 def test_sentence_batches_visit_each_example_once_per_epoch(trained):
