@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from nlp_jax.data.corpus import ShuffledBatches, delimited_stream
+from nlp_jax.data.corpus import delimited_stream
 from nlp_jax.data.hh_rlhf import hh_split
 from nlp_jax.data.preferences import encode_pairs
 from nlp_jax.data.wordpiece import WordPieceTokenizer
@@ -48,9 +48,8 @@ from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
 from nlp_jax.models.reward import RewardModel, reward_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.lm import train_on_stream
-from nlp_jax.train.loop import train
-from nlp_jax.train.preference import dpo_objective, reference_logprobs
-from nlp_jax.train.records import Interrupted, StageResults, run_resumable, markdown_table, write_summary
+from nlp_jax.train.preference import dpo_objective, reference_logprobs, train_on_pairs
+from nlp_jax.train.records import StageResults, run_resumable, markdown_table, write_summary
 from nlp_jax.validate import at_least, check_fields, positive
 
 
@@ -156,15 +155,10 @@ def linear_reward(cfg: Config, fit: dict, held: dict, n: int) -> tuple[np.ndarra
 
 
 def fine_tuned_reward(cfg: Config, fit: dict, held: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = {k: v[:n] for k, v in fit.items()}
-    source = ShuffledBatches(rows, min(cfg.rm_batch, n), seed=1, trim_by=("chosen_mask", "rejected_mask"), multiple=16)
-    train_cfg = TrainConfig(steps=cfg.rm_epochs * source.steps_per_epoch, log_every=10, eval_every=0, ckpt_every=50,
-                            progress=cfg.sft_train.progress)
-    rm = RewardModel(load_hf_bert(minilm_dir()), pooling="mean", rngs=nnx.Rngs(2))
-    rm, result = train(rm, reward_loss, source, train_cfg=train_cfg, optim_cfg=cfg.rm_optim,
-                       workdir=Path(cfg.workdir, f"reward_model_{n}"), config=cfg)
-    if result.interrupted:
-        raise Interrupted(f"reward_model_{n}", result)
+    rm = train_on_pairs(RewardModel(load_hf_bert(minilm_dir()), pooling="mean", rngs=nnx.Rngs(2)), reward_loss,
+                        {k: v[:n] for k, v in fit.items()}, epochs=cfg.rm_epochs, batch_size=cfg.rm_batch,
+                        optim_cfg=cfg.rm_optim, workdir=Path(cfg.workdir, f"reward_model_{n}"), config=cfg, seed=1,
+                        multiple=16, log_every=10, ckpt_every=50, progress=cfg.sft_train.progress)
     return tuple(reward_scores(rm, held[s], held[f"{s}_mask"], batch_size=32) for s in ("chosen", "rejected"))
 
 
@@ -207,13 +201,10 @@ def dpo_reward(cfg: Config, sft: GPT2, fit: dict, held: dict, n: int) -> tuple[n
     on the first n training pairs."""
     refs = reference_logprobs(sft, fit, Path(cfg.workdir, "reference_logprobs.npz"))
     rows = {**{k: v[:n] for k, v in fit.items()}, **{k: v[:n] for k, v in refs.items()}}
-    source = ShuffledBatches(rows, min(cfg.dpo_batch, n), seed=3, trim_by=("chosen_mask", "rejected_mask"), multiple=16)
-    train_cfg = TrainConfig(steps=cfg.dpo_epochs * source.steps_per_epoch, log_every=10, eval_every=0,
-                            ckpt_every=50, progress=cfg.sft_train.progress)
-    policy, result = train(without_dropout(sft), dpo_objective(beta=cfg.dpo_beta), source, train_cfg=train_cfg,
-                           optim_cfg=cfg.dpo_optim, workdir=Path(cfg.workdir, f"dpo_{n}"), config=cfg)
-    if result.interrupted:
-        raise Interrupted(f"dpo_{n}", result)
+    policy = train_on_pairs(without_dropout(sft), dpo_objective(beta=cfg.dpo_beta), rows, epochs=cfg.dpo_epochs,
+                            batch_size=cfg.dpo_batch, optim_cfg=cfg.dpo_optim, workdir=Path(cfg.workdir, f"dpo_{n}"),
+                            config=cfg, seed=3, multiple=16, log_every=10, ckpt_every=50,
+                            progress=cfg.sft_train.progress)
     ref_held = reference_logprobs(sft, held, Path(cfg.workdir, "reference_logprobs_held.npz"))
     now = reference_logprobs(policy, held)
     return tuple(cfg.dpo_beta * (now[k] - ref_held[k]) for k in ("ref_chosen", "ref_rejected"))

@@ -24,9 +24,10 @@ method alone, and a stored result measured with other settings is measured again
    sentences after [CLS] (the first N of 64 samples per prompt; KL is the analytic log N - (N - 1) / N).
 4. **Pairs**: 4 samples per training prefix from SFT, all 6 pairs of each, the oracle's higher score chosen.
 5. **DPO** at each beta, **IPO** and **cDPO**, from SFT with SFT as the reference (log-probs cached);
-   iterative DPO (``Method.rounds``) continues for further rounds on pairs of its own samples (and a finished
-   one is extended by a method that ``continues`` it); a method may keep only pairs of distinct oracle
-   scores (``min_gap``) or learn soft labels from them (``soft_labels``).
+   iterative DPO (``DPOMethod.rounds``, ``nlp_jax.train.dpo_methods``) continues for further rounds on
+   pairs of its own samples (and a finished one is extended by a method that ``continues`` it); a method
+   may keep only pairs of distinct oracle scores (``min_gap``), learn soft labels from them
+   (``soft_labels``), or draw more samples a prefix and keep only its best against its worst (``extremes``).
 6. **PPO**: a reward model (the SFT backbone + a scalar head, Bradley-Terry on 90% of the pairs, its
    held-out pair accuracy reported; scores normalised over the SFT samples), PPO on it at each KL
    coefficient, and PPO on the oracle itself; rollouts from the training prefixes. Preference training
@@ -48,7 +49,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from nlp_jax.data.corpus import ShuffledBatches, delimited_stream
+from nlp_jax.data.corpus import delimited_stream
 from nlp_jax.data.preferences import pairs_from_samples, prompt_prefixes
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
@@ -62,78 +63,37 @@ from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
 from nlp_jax.models.tfidf import Tfidf, TfidfConfig
 from nlp_jax.sentences import SentenceClassifier
 from nlp_jax.train.config import OptimConfig, TrainConfig
+from nlp_jax.train.dpo_methods import LOSS_NAMES, DPOMethod, check_continuations, find_method
 from nlp_jax.train.lm import train_on_stream
 from nlp_jax.train.loop import train
 from nlp_jax.train.ppo import PPOConfig, PPORollouts, ppo_objective
-from nlp_jax.train.preference import dpo_objective, reference_logprobs
+from nlp_jax.train.preference import dpo_objective, reference_logprobs, train_on_pairs
 from nlp_jax.train.records import Interrupted, StageResults, fingerprint, run_resumable, write_summary
-from nlp_jax.validate import at_least, check_fields, optional, positive
+from nlp_jax.validate import at_least, check_fields
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Method:
-    """One preference-optimised policy: its loss and, where set, its own learning rate and epochs over the
-    pairs (else the config's ``dpo_optim`` / ``dpo_epochs``)."""
-    name: str
-    beta: float
-    loss_type: str = "sigmoid"
-    label_smoothing: float = 0.0
-    lr: float | None = None  # peak; the schedule decays to a tenth
-    epochs: int | None = None
-    # > 1: iterative (online) DPO: each further round draws new pairs from the policy so far, on fresh
-    # training prefixes, labels them by the oracle and trains on them from that policy; the reference stays SFT
-    rounds: int = 1
-    # > 0: train only on pairs whose oracle scores differ by more; most pairs of like samples differ by < 0.1
-    min_gap: float = 0.0
-    # tau > 0: soft labels, each pair's sigma((s_w - s_l) / tau) of its oracle scores (dpo_objective)
-    soft_labels: float = 0.0
-    # the name of an iterative method listed earlier with the same settings, to extend it by more rounds: this
-    # one starts from its last policy at round <its rounds> + 1 (its rounds are this curve's first points)
-    continues: str = ""
-
-    def __post_init__(self):
-        check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)),
-                     rounds=at_least(1), min_gap=at_least(0.0), soft_labels=at_least(0.0))
-
-    @property
-    def own_pairs(self) -> bool:
-        """Whether round 1 draws its own pairs (seed 11: the shared pairs' SFT samples, re-scored), which the
-        shared ``pairs.npz`` cannot serve: it keeps every pair and, from before soft labels, no scores."""
-        return bool(self.min_gap or self.soft_labels)
-
-
-DPO_METHODS = (Method(name="dpo_b0.05", beta=0.05), Method(name="dpo_b0.1", beta=0.1),
-               Method(name="dpo_b0.5", beta=0.5), Method(name="dpo_b1", beta=1.0),
-               Method(name="ipo_b0.1", beta=0.1, loss_type="ipo"),
-               Method(name="cdpo_b0.1", beta=0.1, loss_type="cdpo", label_smoothing=0.1))
+DPO_METHODS = (DPOMethod(name="dpo_b0.05", beta=0.05), DPOMethod(name="dpo_b0.1", beta=0.1),
+               DPOMethod(name="dpo_b0.5", beta=0.5), DPOMethod(name="dpo_b1", beta=1.0),
+               DPOMethod(name="ipo_b0.1", beta=0.1, loss_type="ipo"),
+               DPOMethod(name="cdpo_b0.1", beta=0.1, loss_type="cdpo", label_smoothing=0.1))
 
 
 # More DPO points (config ``sweep``: only these are trained when the default run is there): on the same
 # pairs, a lower learning rate, more epochs, both, and more epochs at beta 0.5; then iterative DPO
 # (config ``iterative``: only it), whose later rounds train on pairs drawn from the policy of the round
 # before; every round's policy is judged (rows ``<name>_round<r>``), so each beta traces a curve
-DPO_SWEEP = (Method(name="dpo_b0.1_lr5e-5", beta=0.1, lr=5e-5),
-             Method(name="dpo_b0.1_lr1e-4_e2", beta=0.1, lr=1e-4, epochs=2),
-             Method(name="dpo_b0.1_e3", beta=0.1, epochs=3),
-             Method(name="dpo_b0.5_e3", beta=0.5, epochs=3))
-DPO_ITERATIVE = (Method(name="dpo_b0.5_iter4", beta=0.5, rounds=4), Method(name="dpo_b1_iter4", beta=1.0, rounds=4),
-                 Method(name="dpo_b0.5_gap0.3_iter6", beta=0.5, rounds=6, min_gap=0.3),
-                 Method(name="dpo_b1_soft0.1", beta=1.0, soft_labels=0.1),
-                 Method(name="dpo_b0.5_lr5e-5_iter16", beta=0.5, lr=5e-5, rounds=16),
-                 Method(name="dpo_b0.5_lr5e-5_iter26", beta=0.5, lr=5e-5, rounds=26, continues="dpo_b0.5_lr5e-5_iter16"))
-
-
-METHOD_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as the table and plot name it
-
-
-def method_label(m: Method) -> str:
-    """The method as the table and plot name it: the loss type, or for iterative DPO (or a method with pairs
-    of its own) a curve of its own per beta and setting (its points are the rounds)."""
-    if m.rounds == 1 and not m.own_pairs:
-        return m.loss_type
-    return (f"{METHOD_NAMES.get(m.loss_type, m.loss_type)}{', iterative' * (m.rounds > 1)}, beta {m.beta:g}"
-            + (f", lr {m.lr:g}" if m.lr else "") + (f", oracle gap > {m.min_gap:g}" if m.min_gap else "")
-            + (f", soft labels tau {m.soft_labels:g}" if m.soft_labels else ""))
+DPO_SWEEP = (DPOMethod(name="dpo_b0.1_lr5e-5", beta=0.1, lr=5e-5),
+             DPOMethod(name="dpo_b0.1_lr1e-4_e2", beta=0.1, lr=1e-4, epochs=2),
+             DPOMethod(name="dpo_b0.1_e3", beta=0.1, epochs=3),
+             DPOMethod(name="dpo_b0.5_e3", beta=0.5, epochs=3))
+DPO_ITERATIVE = (DPOMethod(name="dpo_b0.5_iter4", beta=0.5, rounds=4),
+                 DPOMethod(name="dpo_b1_iter4", beta=1.0, rounds=4),
+                 DPOMethod(name="dpo_b0.5_gap0.3_iter6", beta=0.5, rounds=6, min_gap=0.3),
+                 DPOMethod(name="dpo_b1_soft0.1", beta=1.0, soft_labels=0.1),
+                 DPOMethod(name="dpo_b0.5_lr5e-5_iter16", beta=0.5, lr=5e-5, rounds=16),
+                 DPOMethod(name="dpo_b0.5_lr5e-5_iter26", beta=0.5, lr=5e-5, rounds=26,
+                           continues="dpo_b0.5_lr5e-5_iter16"),
+                 DPOMethod(name="dpo_b0.5_bw8_iter12", beta=0.5, rounds=12, samples=8, extremes=True))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -149,7 +109,7 @@ class Config:
     samples_per_prompt: int = 4
     max_new_tokens: int = 24
     best_of: tuple[int, ...] = (1, 4, 16, 64)
-    methods: tuple[Method, ...] = DPO_METHODS
+    methods: tuple[DPOMethod, ...] = DPO_METHODS
     dpo_optim: OptimConfig = OptimConfig(lr=2e-4, min_lr=2e-5, warmup_steps=20, weight_decay=0.0)
     dpo_epochs: int = 1
     dpo_batch: int = 32  # pairs per step (DPO and the reward model)
@@ -167,15 +127,10 @@ class Config:
                      train_prompts=at_least(1), samples_per_prompt=at_least(2), max_new_tokens=at_least(1),
                      dpo_epochs=at_least(1), dpo_batch=at_least(1), max_train=at_least(0),
                      ppo_rollouts=at_least(1))
-        for i, m in enumerate(self.methods):
-            earlier = {e.name: e for e in self.methods[:i]}.get(m.continues) if m.continues else None
-            if m.continues and (earlier is None or m.rounds <= earlier.rounds or dataclasses.replace(
-                    m, name=earlier.name, rounds=earlier.rounds, continues=earlier.continues) != earlier):
-                raise ValueError(f"methods: {m.name} continues={m.continues!r} must name a method listed before it "
-                                 f"with fewer rounds and otherwise the same settings")
+        check_continuations(self.methods)
 
-    def method(self, name: str) -> Method:
-        return next(m for m in self.methods if m.name == name)
+    def method(self, name: str) -> DPOMethod:
+        return find_method(self.methods, name)
 
 
 def get_config(arg: str | None = None) -> Config:
@@ -187,9 +142,11 @@ def get_config(arg: str | None = None) -> Config:
         quick = TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)
         return Config(vocab_size=300, model=GPT2Config.tiny(vocab_size=300, block_size=40), sft_train=quick,
                       batch_size=4, eval_prompts=8, train_prompts=4, max_new_tokens=6, best_of=(1, 2),
-                      methods=(DPO_METHODS[0], Method(name="dpo_iter2", beta=0.05, rounds=2),
-                               Method(name="dpo_iter3", beta=0.05, rounds=3, continues="dpo_iter2"),
-                               Method(name="dpo_gap_soft", beta=0.05, min_gap=1e-7, soft_labels=0.1)), dpo_batch=4,
+                      methods=(DPO_METHODS[0], DPOMethod(name="dpo_iter2", beta=0.05, rounds=2),
+                               DPOMethod(name="dpo_iter3", beta=0.05, rounds=3, continues="dpo_iter2"),
+                               DPOMethod(name="dpo_gap_soft", beta=0.05, min_gap=1e-7, soft_labels=0.1),
+                               DPOMethod(name="dpo_bw3_iter2", beta=0.05, rounds=2, samples=3, extremes=True)),
+                      dpo_batch=4,
                       max_train=400, workdir="runs/rlhf_sentiment_smoke",
                       ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,
                       ppo_kl_coefs=(0.05,))
@@ -233,13 +190,10 @@ def pairs_settings(cfg: Config) -> dict:
             "samples_per_prompt": cfg.samples_per_prompt, "max_new_tokens": cfg.max_new_tokens}
 
 
-def dpo_settings(cfg: Config, method: Method) -> dict:
+def dpo_settings(cfg: Config, method: DPOMethod) -> dict:
     optim = cfg.dpo_optim if method.lr is None else dataclasses.replace(cfg.dpo_optim, lr=method.lr,
                                                                          min_lr=method.lr / 10)
-    # (min_gap, soft_labels and continues came later: left out unset, so the runs from before them stay resumable)
-    recorded = {k: v for k, v in dataclasses.asdict(method).items()
-                if k not in ("min_gap", "soft_labels", "continues") or v}
-    return {"method": recorded, "optim": optim, "epochs": method.epochs or cfg.dpo_epochs, "batch": cfg.dpo_batch,
+    return {"method": method.recorded(), "optim": optim, "epochs": method.epochs or cfg.dpo_epochs, "batch": cfg.dpo_batch,
             "pairs": pairs_settings(cfg)}
 
 
@@ -292,10 +246,12 @@ def best_of_n(s: Setup) -> dict:
 
 
 def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray, *, policy=None, path: Path | None = None,
-                     settings: dict | None = None, seed: int = 11, min_gap: float = 0.0) -> dict[str, np.ndarray]:
-    """``samples_per_prompt`` samples of ``policy`` (default SFT) per training prefix, all their pairs
-    (or those whose scores differ by more than ``min_gap``) labelled by the oracle (kept in ``path``,
-    default ``<workdir>/pairs.npz``, with ``settings``)."""
+                     settings: dict | None = None, seed: int = 11, min_gap: float = 0.0, samples: int | None = None,
+                     extremes: bool = False) -> dict[str, np.ndarray]:
+    """``samples`` (default ``samples_per_prompt``) samples of ``policy`` (default SFT) per training prefix,
+    all their pairs (or only each prefix's best against its worst: ``extremes``; and only those whose scores
+    differ by more than ``min_gap``) labelled by the oracle (kept in ``path``, default ``<workdir>/pairs.npz``,
+    with ``settings``)."""
     path = path or Path(s.cfg.workdir, "pairs.npz")
     settings = fingerprint(settings or pairs_settings(s.cfg))
     if path.exists():
@@ -303,9 +259,9 @@ def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray, *, policy=
             if str(stored["settings"]) == settings:
                 return {k: v for k, v in stored.items() if k != "settings"}
         print(f"{path}: drawn with other settings; drawing the pairs again")
-    n = s.cfg.samples_per_prompt
+    n = samples or s.cfg.samples_per_prompt
     drawn = draw(policy or s.sft, prompts, mask, n=n, key=jax.random.key(seed), **s.sample_kw())
-    pairs = pairs_from_samples(drawn, s.judges["oracle"](drawn["tokens"], drawn["mask"]), n, min_gap)
+    pairs = pairs_from_samples(drawn, s.judges["oracle"](drawn["tokens"], drawn["mask"]), n, min_gap, extremes)
     if not len(pairs["chosen"]):
         raise ValueError(f"{path}: no two samples of the {len(prompts):,} prefixes have oracle scores more than "
                          f"min_gap={min_gap:g} apart: lower the method's min_gap")
@@ -315,7 +271,18 @@ def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray, *, policy=
     return pairs
 
 
-def train_dpo(s: Setup, method: Method, pairs: dict, prefixes: tuple[np.ndarray, np.ndarray],
+def start_policy(cfg: Config, sft: GPT2, method: DPOMethod) -> tuple[int, GPT2]:
+    """(rounds already trained, the policy to train on): SFT without dropout at round 0, or for a method that
+    ``continues`` another (Config checked it is listed earlier, so its run has finished and is exported) that
+    one's exported last policy after its rounds."""
+    policy = without_dropout(sft)
+    if not method.continues:
+        return 0, policy
+    nnx.update(policy, nnx.state(load_hf_gpt2(Path(cfg.workdir, method.continues, "export")), nnx.Param))
+    return cfg.method(method.continues).rounds, policy
+
+
+def train_dpo(s: Setup, method: DPOMethod, pairs: dict, prefixes: tuple[np.ndarray, np.ndarray],
               on_round=None) -> GPT2:
     """DPO from SFT on ``pairs``; with ``method.rounds`` > 1, each further round on pairs of the policy so
     far, drawn on the next ``train_prompts`` of ``prefixes`` (round r in ``<method>/round<r>``), and
@@ -325,28 +292,22 @@ def train_dpo(s: Setup, method: Method, pairs: dict, prefixes: tuple[np.ndarray,
     if method.rounds * n > len(prefixes[0]):
         raise ValueError(f"{method.name}: rounds={method.rounds} needs {method.rounds * n} training prefixes "
                          f"(train_prompts={n} a round), only {len(prefixes[0])} exist")
-    first, policy, refs_path = 0, without_dropout(s.sft), Path(cfg.workdir, "reference_logprobs.npz")
-    if method.continues:  # (Config checked that it is listed earlier, so its run has finished and is exported)
-        first = cfg.method(method.continues).rounds
-        nnx.update(policy, nnx.state(load_hf_gpt2(Path(cfg.workdir, method.continues, "export")), nnx.Param))
+    (first, policy), refs_path = start_policy(cfg, s.sft, method), Path(cfg.workdir, "reference_logprobs.npz")
     for r in range(first, method.rounds):
         workdir = Path(cfg.workdir, method.name, *([f"round{r + 1}"] if r else []))
         if r or method.own_pairs:
             pairs = preference_pairs(s, prefixes[0][r * n:(r + 1) * n], prefixes[1][r * n:(r + 1) * n],
                                      policy=policy, path=workdir / "pairs.npz", seed=11 + r,
-                                     settings={**settings, "round": r}, min_gap=method.min_gap)
+                                     settings={**settings, "round": r}, min_gap=method.min_gap,
+                                     samples=method.samples, extremes=method.extremes)
             refs_path = workdir / "reference_logprobs.npz"
         refs = reference_logprobs(s.sft, pairs, refs_path)
-        source = ShuffledBatches({**pairs, **refs}, cfg.dpo_batch, seed=3 + r,
-                                 trim_by=("chosen_mask", "rejected_mask"), multiple=8)
-        train_cfg = TrainConfig(steps=settings["epochs"] * source.steps_per_epoch, log_every=25, eval_every=0,
-                                ckpt_every=100, progress=cfg.sft_train.progress)
         objective = dpo_objective(beta=method.beta, loss_type=method.loss_type,
                                   label_smoothing=method.label_smoothing, soft_labels=method.soft_labels)
-        policy, result = train(policy, objective, source, train_cfg=train_cfg, optim_cfg=settings["optim"],
-                               workdir=workdir, config={**settings, "round": r})
-        if result.interrupted:
-            raise Interrupted(method.name, result)
+        policy = train_on_pairs(policy, objective, {**pairs, **refs}, epochs=settings["epochs"],
+                                batch_size=cfg.dpo_batch, optim_cfg=settings["optim"], workdir=workdir,
+                                config={**settings, "round": r}, seed=3 + r, progress=cfg.sft_train.progress,
+                                stage=method.name)
         if on_round and r + 1 < method.rounds:
             on_round(r + 1, policy)
     export_policy(policy, s.tok, Path(cfg.workdir, method.name, "export"))
@@ -371,15 +332,10 @@ def train_reward_model(s: Setup, pairs: dict) -> tuple[callable, dict]:
     cfg, n = s.cfg, len(pairs["chosen"])
     split = np.random.default_rng(0).permutation(n)
     held, fit = split[:max(1, n // 10)], split[max(1, n // 10):]
-    source = ShuffledBatches({k: v[fit] for k, v in pairs.items()}, min(cfg.dpo_batch, len(fit)), seed=5,
-                             trim_by=("chosen_mask", "rejected_mask"), multiple=8)
-    train_cfg = TrainConfig(steps=cfg.dpo_epochs * source.steps_per_epoch, log_every=25, eval_every=0,
-                            ckpt_every=100, progress=cfg.sft_train.progress)
-    rm = RewardModel(without_dropout(s.sft), rngs=nnx.Rngs(4))
-    rm, result = train(rm, reward_loss, source, train_cfg=train_cfg, optim_cfg=cfg.rm_optim,
-                       workdir=Path(cfg.workdir, "reward_model"), config=rm_settings(cfg))
-    if result.interrupted:
-        raise Interrupted("reward_model", result)
+    rm = train_on_pairs(RewardModel(without_dropout(s.sft), rngs=nnx.Rngs(4)), reward_loss,
+                        {k: v[fit] for k, v in pairs.items()}, epochs=cfg.dpo_epochs, batch_size=cfg.dpo_batch,
+                        optim_cfg=cfg.rm_optim, workdir=Path(cfg.workdir, "reward_model"), config=rm_settings(cfg),
+                        seed=5, progress=cfg.sft_train.progress)
     both = {k: np.concatenate([pairs[f"chosen{k}"], pairs[f"rejected{k}"]]) for k in ("", "_mask")}
     r = reward_scores(rm, both[""], both["_mask"])
     mu, sd = float(r.mean()), float(r.std() + 1e-6)
@@ -457,8 +413,8 @@ def run_stages(cfg: Config) -> dict:
         results.put("pairs", {"count": len(pairs["chosen"]), "seconds": round(time.perf_counter() - t1, 1)},
                     pairs_settings(cfg))
 
-    def judged(m: Method, policy) -> dict:
-        return {"method": method_label(m), "param": m.beta, **s.evaluate(policy)}
+    def judged(m: DPOMethod, policy) -> dict:
+        return {"method": m.label, "param": m.beta, **s.evaluate(policy)}
 
     for m in cfg.methods:
         def judge_round(r, policy, m=m):  # an iterative method's earlier rounds: the points of its curve
@@ -474,12 +430,12 @@ def run_stages(cfg: Config) -> dict:
 
 def report(cfg: Config, data: dict) -> None:
     """``results.md`` (the table) and ``frontier.png`` (oracle reward against KL, one curve per method; a
-    configured method's rows, its rounds' too, labelled as :func:`method_label` names it now)."""
-    labels = {m.name: method_label(m) for m in cfg.methods}
+    configured method's rows, its rounds' too, labelled as ``DPOMethod.label`` names it now)."""
+    labels = {m.name: m.label for m in cfg.methods}
 
     def label(name: str, row: dict) -> str:
         method = labels.get(name.split("_round")[0], row["method"])
-        return METHOD_NAMES.get(method, method)
+        return LOSS_NAMES.get(method, method)
 
     rows = {k: {**v, "method": label(k, v)} for k, v in data.items() if isinstance(v, dict) and "kl" in v}
     Path(cfg.workdir, "results.md").write_text(frontier_table(rows))

@@ -155,6 +155,7 @@ def test_task_adaptive_pretraining_continues_from_an_export(tmp_path):
 
 
 def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
+    import jax
     from flax import nnx
 
     from nlp_jax.data.sst2 import read_sst2
@@ -190,6 +191,11 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     assert not (extended / "checkpoints").exists() and "dpo_iter3_round2" not in summary
     assert summary["dpo_iter3"]["method"] == summary["dpo_iter2"]["method"]  # one curve
     assert summary["dpo_iter3"]["kl"] != summary["dpo_iter2"]["kl"]
+    # dpo_bw3_iter2: 3 samples a prefix, only the best against the worst, in both rounds: one pair a prefix at most
+    for r in (".", "round2"):
+        bw = np.load(tmp_path / "rlhf" / "dpo_bw3_iter2" / r / "pairs.npz")
+        assert 0 < len(bw["chosen"]) <= 4 and (bw["chosen_score"] > bw["rejected_score"]).all()
+    assert summary["dpo_bw3_iter2"]["method"] == "DPO, iterative, beta 0.05, best vs worst of 3 samples"
     # min_gap (with soft labels): its round 1 redraws the shared pairs' SFT samples and keeps those pairs apart by more
     shared, strong = ({(tuple(c), tuple(r)) for c, r in zip(p["chosen"], p["rejected"])}
                       for p in (np.load(tmp_path / "rlhf" / d / "pairs.npz") for d in (".", "dpo_gap_soft")))
@@ -207,6 +213,17 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
         wrong = dataclasses.replace(smoke.method("dpo_iter3"), **bad)
         with pytest.raises(ValueError, match="dpo_iter3 continues=.* must name a method listed before it"):
             dataclasses.replace(smoke, methods=(*smoke.methods[:2], wrong))
+    with pytest.raises(KeyError, match="no method named 'dpo_iter9'; the methods are dpo_b0.05, dpo_iter2"):
+        smoke.method("dpo_iter9")
+    # a continuing method starts from the exported last policy of the one it continues, after its rounds
+    from nlp_jax.models.gpt2_hf import load_hf_gpt2
+
+    cfg, sft = dataclasses.replace(smoke, workdir=str(tmp_path / "rlhf")), load_hf_gpt2(tmp_path / "rlhf/sft/export")
+    assert module.start_policy(cfg, sft, cfg.method("dpo_iter2"))[0] == 0
+    first_round, start = module.start_policy(cfg, sft, cfg.method("dpo_iter3"))
+    last = nnx.state(load_hf_gpt2(tmp_path / "rlhf" / "dpo_iter2" / "export"), nnx.Param)
+    assert first_round == 2 and all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(nnx.state(start, nnx.Param)), jax.tree.leaves(last), strict=True))
     with pytest.raises(ValueError, match=r"dpo_b0.05 holds a run trained with other settings \(batch: 4 -> 2\)"):
         main(args + ["--set", "dpo_batch=2"])  # DPO's weights were trained otherwise (SFT still resumed)
 

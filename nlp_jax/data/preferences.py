@@ -97,22 +97,26 @@ def prompt_prefixes(sentences: Sequence[Sequence[int]], *, min_len: int = 2, max
     return *left_pad(rows, pad_id, width), np.array(kept, np.int64)
 
 
-def pairs_from_samples(drawn: dict[str, np.ndarray], scores: np.ndarray, n: int,
-                       min_gap: float = 0.0) -> dict[str, np.ndarray]:
+def pairs_from_samples(drawn: dict[str, np.ndarray], scores: np.ndarray, n: int, min_gap: float = 0.0,
+                       extremes: bool = False) -> dict[str, np.ndarray]:
     """Preference pairs in :func:`encode_pairs`' format, plus each side's score (``chosen_score``,
     ``rejected_score``), from ``n`` scored samples per prompt (rows prompt-major with ``tokens``, ``mask``
     and ``response``, as ``eval.rewards.draw`` returns them): every one of the n (n - 1) / 2 pairs of a
-    prompt's samples, the higher score chosen; a pair with identical responses, or whose scores differ by
-    ``min_gap`` or less (by default: are equal), is dropped (it states no preference, or one too slight to
-    trust)."""
+    prompt's samples, or with ``extremes`` only its best against its worst (the first of tied ones), the
+    higher score chosen; a pair with identical responses, or whose scores differ by ``min_gap`` or less
+    (by default: are equal), is dropped (it states no preference, or one too slight to trust)."""
     rows = len(drawn["tokens"])
     if rows % n or len(scores) != rows:
         raise ValueError(f"{rows} drawn rows and {len(scores)} scores do not make whole groups of n={n}")
     if not min_gap >= 0:
         raise ValueError(f"min_gap must be >= 0, got {min_gap}")
-    first, second = np.triu_indices(n, k=1)
-    a = (np.arange(0, rows, n)[:, None] + first).ravel()
-    b = (np.arange(0, rows, n)[:, None] + second).ravel()
+    starts = np.arange(0, rows, n)
+    if extremes:
+        grouped = np.asarray(scores).reshape(-1, n)
+        a, b = starts + grouped.argmax(1), starts + grouped.argmin(1)
+    else:
+        first, second = np.triu_indices(n, k=1)
+        a, b = (starts[:, None] + first).ravel(), (starts[:, None] + second).ravel()
     same = (drawn["tokens"][a] == drawn["tokens"][b]).all(1)
     keep = (np.abs(scores[a] - scores[b]) > min_gap) & ~same
     a, b = a[keep], b[keep]

@@ -4,6 +4,7 @@
   the batch (``ref_chosen`` / ``ref_rejected``, computed once by :func:`reference_logprobs` and cached on
   disk) or, when absent, computed in the step from a frozen reference model (``frozen['reference']``).
 - the reward model's Bradley-Terry objective is ``models.reward.reward_loss`` (stateless).
+- :func:`train_on_pairs`: either objective for whole epochs over a set of pairs, by the one loop.
 
 A batch holds ``chosen``/``rejected`` (B, T) ids with their ``*_mask`` and ``*_response`` masks
 (``data.preferences.encode_pairs``).
@@ -22,7 +23,11 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from nlp_jax import ops
+from nlp_jax.data.corpus import ShuffledBatches
 from nlp_jax.models.reward import pair_batch, response_logprobs
+from nlp_jax.train.config import OptimConfig, TrainConfig
+from nlp_jax.train.loop import train
+from nlp_jax.train.records import Interrupted
 from nlp_jax.train.trainer import Objective
 
 REF_KEYS = ("ref_chosen", "ref_rejected")
@@ -114,3 +119,23 @@ def reference_logprobs(reference: nnx.Module, pairs: dict[str, np.ndarray], cach
         np.savez(tmp, fingerprint=fingerprint, **out)
         os.replace(tmp, cache)  # a crash mid-write leaves the old cache or none, never half of one
     return out
+
+
+def train_on_pairs(model: nnx.Module, objective, pairs: dict[str, np.ndarray], *, epochs: int, batch_size: int,
+                   optim_cfg: OptimConfig, workdir: str | Path, config, seed: int = 0, multiple: int = 8,
+                   log_every: int = 25, ckpt_every: int = 100, progress: bool = True,
+                   stage: str | None = None) -> nnx.Module:
+    """``model`` trained by ``objective`` (:func:`dpo_objective`, ``models.reward.reward_loss``) for
+    ``epochs`` over ``pairs`` in shuffled batches of ``batch_size`` (at most the number of pairs), each cut
+    to its longest pair (a multiple of ``multiple`` wide), checkpointed in ``workdir`` under ``config``
+    (a rerun resumes it, or reads a finished run back). A run stopped by a signal raises
+    ``records.Interrupted`` naming ``stage`` (default: the workdir's name)."""
+    source = ShuffledBatches(pairs, min(batch_size, len(pairs["chosen"])), seed,
+                             trim_by=("chosen_mask", "rejected_mask"), multiple=multiple)
+    train_cfg = TrainConfig(steps=epochs * source.steps_per_epoch, log_every=log_every, eval_every=0,
+                            ckpt_every=ckpt_every, progress=progress)
+    model, result = train(model, objective, source, train_cfg=train_cfg, optim_cfg=optim_cfg, workdir=workdir,
+                          config=config)
+    if result.interrupted:
+        raise Interrupted(stage or Path(workdir).name, result)
+    return model

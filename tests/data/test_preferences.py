@@ -111,3 +111,12 @@ def test_pairs_from_samples_take_every_pair_with_the_higher_score_chosen():
     assert len(gaps) == 4 and min(gaps) > 0.45
     with pytest.raises(ValueError, match="min_gap must be >= 0"):
         pairs_from_samples(drawn, scores, 4, min_gap=-0.1)
+    # extremes: one pair a prompt, its best against its worst: prompt 0's 0.9 over 0.1, prompt 1's 0.8 over 0.2;
+    # a prompt whose samples all tie gives none, and of tied best samples the first is chosen
+    best = pairs_from_samples(drawn, scores, 4, extremes=True)
+    np.testing.assert_array_equal(best["chosen"], tokens[[1, 7]])
+    np.testing.assert_array_equal(best["rejected"], tokens[[0, 6]])
+    np.testing.assert_allclose(best["chosen_score"] - best["rejected_score"], [0.8, 0.6], rtol=1e-6)
+    flat = pairs_from_samples(drawn, np.array([0.5] * 4 + [0.1, 0.9, 0.9, 0.3]), 4, extremes=True)
+    np.testing.assert_array_equal(flat["chosen"], tokens[[5]])  # prompt 0 all tied: no pair; the first 0.9 wins
+    assert len(pairs_from_samples(drawn, scores, 4, min_gap=0.7, extremes=True)["chosen"]) == 1

@@ -1,0 +1,86 @@
+"""A DPO recipe as data: :class:`DPOMethod` names one preference-optimised policy (its loss, beta, learning
+rate, epochs, and for iterative DPO its rounds and how each round's pairs are drawn), so an experiment can
+list many, record each one's settings, and name each curve the same way in its table and plot.
+
+Iterative (online) DPO: round 1 trains on the shared pairs (or, for a method with pairs of its own, pairs
+drawn its own way from the start policy); each further round draws samples from the policy so far on
+fresh prefixes, labels them by the oracle and trains on them from that policy; the reference stays fixed.
+A method that ``continues`` another (listed earlier, the same settings, fewer rounds) extends its curve:
+it starts from that method's last policy at the round after its last (:func:`check_continuations`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nlp_jax.validate import at_least, check_fields, optional, positive
+
+LOSS_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as tables and plots name it
+LATER_FIELDS = ("min_gap", "soft_labels", "continues", "samples", "extremes")  # recorded only when set
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DPOMethod:
+    """One preference-optimised policy: its loss and, where set, its own learning rate and epochs over the
+    pairs (else the experiment's defaults)."""
+    name: str
+    beta: float
+    loss_type: str = "sigmoid"
+    label_smoothing: float = 0.0
+    lr: float | None = None  # peak; the schedule decays to a tenth
+    epochs: int | None = None
+    rounds: int = 1  # > 1: iterative DPO, each further round on pairs of the policy so far
+    min_gap: float = 0.0  # > 0: only pairs whose oracle scores differ by more
+    soft_labels: float = 0.0  # tau > 0: each pair's label sigma((s_w - s_l) / tau) of its oracle scores
+    samples: int | None = None  # samples per prefix when the method draws its own pairs (else the experiment's)
+    extremes: bool = False  # of each prefix's samples only the best against the worst (else every pair)
+    continues: str = ""  # the name of an earlier-listed iterative method this one extends by more rounds
+
+    def __post_init__(self):
+        check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)),
+                     rounds=at_least(1), min_gap=at_least(0.0), soft_labels=at_least(0.0),
+                     samples=optional(at_least(2)))
+
+    @property
+    def own_pairs(self) -> bool:
+        """Whether round 1 draws pairs its own way, which pairs shared by every method (all pairs of the
+        experiment's samples per prefix, hard labels) cannot serve."""
+        return bool(self.min_gap or self.soft_labels or self.samples or self.extremes)
+
+    @property
+    def label(self) -> str:
+        """The method as a table and plot name it: the loss's name, or for iterative DPO (or a method with
+        pairs of its own) a curve of its own per beta and setting (its points are the rounds)."""
+        kind = LOSS_NAMES.get(self.loss_type, self.loss_type)
+        if self.rounds == 1 and not self.own_pairs:
+            return kind
+        extra = {"lr": self.lr, "oracle gap >": self.min_gap, "soft labels tau": self.soft_labels}
+        pairs = f", best vs worst of {self.samples or 'the'} samples" if self.extremes else (
+            f", {self.samples} samples" if self.samples else "")
+        return (f"{kind}{', iterative' * (self.rounds > 1)}, beta {self.beta:g}"
+                + "".join(f", {k} {v:g}" for k, v in extra.items() if v) + pairs)
+
+    def recorded(self) -> dict:
+        """The settings a run of this method records: the fields added after runs were stored are left out
+        while unset, so those runs stay resumable."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in LATER_FIELDS or v}
+
+
+def check_continuations(methods: tuple[DPOMethod, ...]) -> None:
+    """Refuse a method whose ``continues`` does not name a method listed before it with fewer rounds and
+    otherwise the same settings (so its run has finished, and its last policy is this one's start)."""
+    for i, m in enumerate(methods):
+        if not m.continues:
+            continue
+        earlier = {e.name: e for e in methods[:i]}.get(m.continues)
+        if earlier is None or m.rounds <= earlier.rounds or dataclasses.replace(
+                m, name=earlier.name, rounds=earlier.rounds, continues=earlier.continues) != earlier:
+            raise ValueError(f"methods: {m.name} continues={m.continues!r} must name a method listed before it "
+                             f"with fewer rounds and otherwise the same settings")
+
+
+def find_method(methods: tuple[DPOMethod, ...], name: str) -> DPOMethod:
+    for m in methods:
+        if m.name == name:
+            return m
+    raise KeyError(f"no method named {name!r}; the methods are {', '.join(m.name for m in methods)}")

@@ -1,0 +1,41 @@
+import dataclasses
+
+import pytest
+
+from nlp_jax.train.dpo_methods import DPOMethod, check_continuations, find_method
+
+
+def test_labels_name_one_curve_per_setting_and_keep_the_stored_runs_names():
+    assert DPOMethod(name="a", beta=0.1).label == "DPO"
+    assert DPOMethod(name="a", beta=0.1, loss_type="cdpo", label_smoothing=0.1).label == "cDPO"
+    # the labels the stored runs were judged under (README's table) are unchanged
+    assert DPOMethod(name="a", beta=0.5, lr=5e-5, rounds=16).label == "DPO, iterative, beta 0.5, lr 5e-05"
+    assert (DPOMethod(name="a", beta=0.5, rounds=6, min_gap=0.3).label
+            == "DPO, iterative, beta 0.5, oracle gap > 0.3")
+    assert DPOMethod(name="a", beta=1.0, soft_labels=0.1).label == "DPO, beta 1, soft labels tau 0.1"
+    assert (DPOMethod(name="a", beta=0.5, rounds=12, samples=8, extremes=True).label
+            == "DPO, iterative, beta 0.5, best vs worst of 8 samples")
+    assert DPOMethod(name="a", beta=0.5, samples=8).label == "DPO, beta 0.5, 8 samples"
+
+
+def test_recorded_settings_leave_the_later_fields_out_while_unset():
+    plain = DPOMethod(name="a", beta=0.5, lr=5e-5, rounds=16)
+    assert set(plain.recorded()) == {"name", "beta", "loss_type", "label_smoothing", "lr", "epochs", "rounds"}
+    assert not plain.own_pairs
+    extreme = dataclasses.replace(plain, samples=8, extremes=True)
+    assert extreme.recorded()["samples"] == 8 and extreme.recorded()["extremes"] is True and extreme.own_pairs
+    with pytest.raises(ValueError, match="samples"):
+        DPOMethod(name="a", beta=0.5, samples=1)
+
+
+def test_a_continuation_must_extend_an_earlier_method_with_the_same_settings():
+    base = DPOMethod(name="base", beta=0.5, rounds=4)
+    more = DPOMethod(name="more", beta=0.5, rounds=8, continues="base")
+    check_continuations((base, more))
+    for bad in ((more, base), (base, dataclasses.replace(more, rounds=4)),
+                (base, dataclasses.replace(more, extremes=True)), (base, dataclasses.replace(more, continues="x"))):
+        with pytest.raises(ValueError, match="more continues=.* must name a method listed before it"):
+            check_continuations(bad)
+    assert find_method((base, more), "more") is more
+    with pytest.raises(KeyError, match="no method named 'x'; the methods are base, more"):
+        find_method((base, more), "x")
