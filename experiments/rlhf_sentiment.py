@@ -6,7 +6,8 @@ Launch:  python -m nlp_jax.run experiments/rlhf_sentiment.py     (or: make rlhf-
 Measured 2026-12-03 on the 2-core AVX2 AMD EPYC, ``:iterative`` in 79 minutes after the oracle: SFT 0.548
 oracle reward; DPO beta 0.1 0.760 at 5.93 nats; iterative DPO beta 0.5 0.900 at 6.05 nats after 4 rounds
 (0.841 at 4.59 after 3); at learning rate 5e-5, 0.858 at 2.76 nats after 16 rounds and 0.878 at 3.25 after
-26 (2026-12-04); PPO on the reward model (KL coefficient 0.2) 0.842 at 8.23 (README.md, "Results").
+26 (2026-12-04); best-against-worst of 8 samples 0.843 at 4.84 after 4 rounds, 0.909 at 6.95 after 12;
+PPO on the reward model (KL coefficient 0.2) 0.842 at 8.23 (README.md, "Results").
 
 Stages, each kept in ``<workdir>`` so a rerun (or a crash) resumes where it stopped. Each stage records
 only the settings it depends on (``*_settings`` below), so changing one method's settings retrains that
