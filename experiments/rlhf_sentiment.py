@@ -3,11 +3,8 @@
 Launch:  python -m nlp_jax.run experiments/rlhf_sentiment.py     (or: make rlhf-sentiment; :smoke for tests;
          :iterative adds iterative DPO, make rlhf-sentiment-iterative; :sweep also the one-round sweep)
 
-Measured 2026-12-03 on the 2-core AVX2 AMD EPYC, ``:iterative`` in 79 minutes after the oracle: SFT 0.548
-oracle reward; DPO beta 0.1 0.760 at 5.93 nats; iterative DPO beta 0.5 0.900 at 6.05 nats after 4 rounds
-(0.841 at 4.59 after 3); at learning rate 5e-5, 0.858 at 2.76 nats after 16 rounds and 0.878 at 3.25 after
-26 (2026-12-04); best-against-worst of 8 samples 0.843 at 4.84 after 4 rounds, 0.909 at 6.95 after 12;
-PPO on the reward model (KL coefficient 0.2) 0.842 at 8.23 (README.md, "Results").
+Measured results (every method's oracle reward, second-judge reward and KL, with wall times): README.md,
+"Results".
 
 Stages, each kept in ``<workdir>`` so a rerun (or a crash) resumes where it stopped. Each stage records
 only the settings it depends on (``*_settings`` below), so changing one method's settings retrains that
@@ -26,8 +23,8 @@ method alone, and a stored result measured with other settings is measured again
 4. **Pairs**: 4 samples per training prefix from SFT, all 6 pairs of each, the oracle's higher score chosen.
 5. **DPO** at each beta, **IPO** and **cDPO**, from SFT with SFT as the reference (log-probs cached);
    iterative DPO (``DPOMethod.rounds``, ``nlp_jax.train.dpo_methods``) continues for further rounds on
-   pairs of its own samples (and a finished one is extended by a method that ``continues`` it); a method
-   may keep only pairs of distinct oracle scores (``min_gap``), learn soft labels from them
+   pairs of its own samples (a method that ``continues`` a finished one trains on from its last policy); a
+   method may keep only pairs of distinct oracle scores (``min_gap``), learn soft labels from them
    (``soft_labels``), or draw more samples a prefix and keep only its best against its worst (``extremes``).
 6. **PPO**: a reward model (the SFT backbone + a scalar head, Bradley-Terry on 90% of the pairs, its
    held-out pair accuracy reported; scores normalised over the SFT samples), PPO on it at each KL
@@ -64,12 +61,11 @@ from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
 from nlp_jax.models.tfidf import Tfidf, TfidfConfig
 from nlp_jax.sentences import SentenceClassifier
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.dpo_methods import LOSS_NAMES, DPOMethod, check_continuations, find_method
+from nlp_jax.train.dpo_methods import LOSS_NAMES, DPOMethod, check_continuations, curve_label, find_method
 from nlp_jax.train.lm import train_on_stream
-from nlp_jax.train.loop import train
-from nlp_jax.train.ppo import PPOConfig, PPORollouts, ppo_objective
+from nlp_jax.train.ppo import PPOConfig, train_ppo
 from nlp_jax.train.preference import dpo_objective, reference_logprobs, train_on_pairs
-from nlp_jax.train.records import Interrupted, StageResults, fingerprint, run_resumable, write_summary
+from nlp_jax.train.records import StageResults, fingerprint, run_resumable, write_summary
 from nlp_jax.validate import at_least, check_fields
 
 
@@ -94,7 +90,10 @@ DPO_ITERATIVE = (DPOMethod(name="dpo_b0.5_iter4", beta=0.5, rounds=4),
                  DPOMethod(name="dpo_b0.5_lr5e-5_iter16", beta=0.5, lr=5e-5, rounds=16),
                  DPOMethod(name="dpo_b0.5_lr5e-5_iter26", beta=0.5, lr=5e-5, rounds=26,
                            continues="dpo_b0.5_lr5e-5_iter16"),
-                 DPOMethod(name="dpo_b0.5_bw8_iter12", beta=0.5, rounds=12, samples=8, extremes=True))
+                 DPOMethod(name="dpo_b0.5_bw8_iter12", beta=0.5, rounds=12, samples=8, extremes=True),
+                 DPOMethod(name="dpo_b0.5_bw8_lr1e-4_iter30", beta=0.5, lr=1e-4, rounds=30, samples=8,
+                           extremes=True, continues="dpo_b0.5_lr5e-5_iter26"),
+                 DPOMethod(name="dpo_b0.5_bw8_lr1e-4_iter12", beta=0.5, lr=1e-4, rounds=12, samples=8, extremes=True))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -146,7 +145,9 @@ def get_config(arg: str | None = None) -> Config:
                       methods=(DPO_METHODS[0], DPOMethod(name="dpo_iter2", beta=0.05, rounds=2),
                                DPOMethod(name="dpo_iter3", beta=0.05, rounds=3, continues="dpo_iter2"),
                                DPOMethod(name="dpo_gap_soft", beta=0.05, min_gap=1e-7, soft_labels=0.1),
-                               DPOMethod(name="dpo_bw3_iter2", beta=0.05, rounds=2, samples=3, extremes=True)),
+                               DPOMethod(name="dpo_bw3_iter2", beta=0.05, rounds=2, samples=3, extremes=True),
+                               DPOMethod(name="dpo_bw3_after_iter3", beta=0.05, rounds=4, samples=3, extremes=True,
+                                         continues="dpo_iter3")),
                       dpo_batch=4,
                       max_train=400, workdir="runs/rlhf_sentiment_smoke",
                       ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,
@@ -283,24 +284,31 @@ def start_policy(cfg: Config, sft: GPT2, method: DPOMethod) -> tuple[int, GPT2]:
     return cfg.method(method.continues).rounds, policy
 
 
+def round_prefixes(prefixes: tuple[np.ndarray, np.ndarray], r: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Round r's (from 0) ``n`` training prefixes and their masks: the r-th slice of ``n``, cyclically, so a
+    round past the last slice draws fresh samples of its policy on the prefixes of round r - slices."""
+    slices = len(prefixes[0]) // n
+    if slices == 0:
+        raise ValueError(f"train_prompts={n} is more than the {len(prefixes[0])} training prefixes")
+    at = r % slices * n
+    return prefixes[0][at:at + n], prefixes[1][at:at + n]
+
+
 def train_dpo(s: Setup, method: DPOMethod, pairs: dict, prefixes: tuple[np.ndarray, np.ndarray],
               on_round=None) -> GPT2:
     """DPO from SFT on ``pairs``; with ``method.rounds`` > 1, each further round on pairs of the policy so
-    far, drawn on the next ``train_prompts`` of ``prefixes`` (round r in ``<method>/round<r>``), and
-    ``on_round(r, policy)`` called after each round but the last (r from 1). A method that ``continues``
-    another starts from that one's exported last policy, at the round after its last."""
-    cfg, settings, n = s.cfg, dpo_settings(s.cfg, method), s.cfg.train_prompts
-    if method.rounds * n > len(prefixes[0]):
-        raise ValueError(f"{method.name}: rounds={method.rounds} needs {method.rounds * n} training prefixes "
-                         f"(train_prompts={n} a round), only {len(prefixes[0])} exist")
+    far, drawn on the next ``train_prompts`` of ``prefixes`` (:func:`round_prefixes`; round r in
+    ``<method>/round<r>``), and ``on_round(r, policy)`` called after each round but the last (r from 1).
+    A method that ``continues`` another starts from that one's exported last policy, at the round after its
+    last."""
+    cfg, settings = s.cfg, dpo_settings(s.cfg, method)
     (first, policy), refs_path = start_policy(cfg, s.sft, method), Path(cfg.workdir, "reference_logprobs.npz")
     for r in range(first, method.rounds):
         workdir = Path(cfg.workdir, method.name, *([f"round{r + 1}"] if r else []))
         if r or method.own_pairs:
-            pairs = preference_pairs(s, prefixes[0][r * n:(r + 1) * n], prefixes[1][r * n:(r + 1) * n],
-                                     policy=policy, path=workdir / "pairs.npz", seed=11 + r,
-                                     settings={**settings, "round": r}, min_gap=method.min_gap,
-                                     samples=method.samples, extremes=method.extremes)
+            pairs = preference_pairs(s, *round_prefixes(prefixes, r, cfg.train_prompts), policy=policy,
+                                     path=workdir / "pairs.npz", seed=11 + r, settings={**settings, "round": r},
+                                     min_gap=method.min_gap, samples=method.samples, extremes=method.extremes)
             refs_path = workdir / "reference_logprobs.npz"
         refs = reference_logprobs(s.sft, pairs, refs_path)
         objective = dpo_objective(beta=method.beta, loss_type=method.loss_type,
@@ -346,18 +354,12 @@ def train_reward_model(s: Setup, pairs: dict) -> tuple[callable, dict]:
                                                                                  "heldout_pairs": len(held)}
 
 
-def train_ppo(s: Setup, name: str, score_fn, kl_coef: float, prompts: np.ndarray, mask: np.ndarray):
+def ppo_policy(s: Setup, name: str, score_fn, kl_coef: float, prompts: np.ndarray, mask: np.ndarray):
     cfg, settings = s.cfg, ppo_settings(s.cfg, kl_coef, on_oracle=score_fn is s.judges["oracle"])
-    ppo = settings["ppo"]
-    policy = PolicyWithValue(without_dropout(s.sft), rngs=nnx.Rngs(6))
-    source = PPORollouts(prompts, mask, reference=s.sft, score_fn=score_fn, cfg=ppo, seed=7,
-                         eos_id=s.tok.sep_id, pad_id=s.tok.pad_id)
-    train_cfg = TrainConfig(steps=cfg.ppo_rollouts * ppo.steps_per_rollout, log_every=ppo.steps_per_rollout,
-                            eval_every=0, ckpt_every=10 * ppo.steps_per_rollout, progress=cfg.sft_train.progress)
-    model, result = train(policy, ppo_objective(ppo, prompts.shape[1]), source, train_cfg=train_cfg,
-                          optim_cfg=cfg.ppo_optim, workdir=Path(cfg.workdir, name), config=settings)
-    if result.interrupted:
-        raise Interrupted(name, result)
+    model = train_ppo(PolicyWithValue(without_dropout(s.sft), rngs=nnx.Rngs(6)), s.sft, score_fn, prompts, mask,
+                      cfg=settings["ppo"], rollouts=cfg.ppo_rollouts, optim_cfg=cfg.ppo_optim,
+                      workdir=Path(cfg.workdir, name), config=settings, eos_id=s.tok.sep_id, pad_id=s.tok.pad_id,
+                      seed=7, progress=cfg.sft_train.progress)
     export_policy(model.policy, s.tok, Path(cfg.workdir, name, "export"))
     return model
 
@@ -372,10 +374,10 @@ def run_ppo(s: Setup, results: StageResults, pairs: dict, prompts: np.ndarray, m
         for name, beta in zip(names, s.cfg.ppo_kl_coefs):
             results.get(name, lambda name=name, beta=beta: {
                 "method": "PPO (reward model)", "param": beta,
-                **s.evaluate(train_ppo(s, name, rm_score, beta, prompts, mask))}, ppo_settings(s.cfg, beta, False))
+                **s.evaluate(ppo_policy(s, name, rm_score, beta, prompts, mask))}, ppo_settings(s.cfg, beta, False))
     beta = s.cfg.ppo_oracle_kl_coef
     results.get(f"ppo_oracle_b{beta:g}", lambda: {"method": "PPO (oracle)", "param": beta, **s.evaluate(
-        train_ppo(s, f"ppo_oracle_b{beta:g}", s.judges["oracle"], beta, prompts, mask))},
+        ppo_policy(s, f"ppo_oracle_b{beta:g}", s.judges["oracle"], beta, prompts, mask))},
         ppo_settings(s.cfg, beta, True))
 
 
@@ -415,7 +417,7 @@ def run_stages(cfg: Config) -> dict:
                     pairs_settings(cfg))
 
     def judged(m: DPOMethod, policy) -> dict:
-        return {"method": m.label, "param": m.beta, **s.evaluate(policy)}
+        return {"method": curve_label(cfg.methods, m), "param": m.beta, **s.evaluate(policy)}
 
     for m in cfg.methods:
         def judge_round(r, policy, m=m):  # an iterative method's earlier rounds: the points of its curve
@@ -431,8 +433,8 @@ def run_stages(cfg: Config) -> dict:
 
 def report(cfg: Config, data: dict) -> None:
     """``results.md`` (the table) and ``frontier.png`` (oracle reward against KL, one curve per method; a
-    configured method's rows, its rounds' too, labelled as ``DPOMethod.label`` names it now)."""
-    labels = {m.name: m.label for m in cfg.methods}
+    configured method's rows, its rounds' too, labelled as ``curve_label`` names it now)."""
+    labels = {m.name: curve_label(cfg.methods, m) for m in cfg.methods}
 
     def label(name: str, row: dict) -> str:
         method = labels.get(name.split("_round")[0], row["method"])

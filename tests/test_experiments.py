@@ -192,10 +192,14 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     assert summary["dpo_iter3"]["method"] == summary["dpo_iter2"]["method"]  # one curve
     assert summary["dpo_iter3"]["kl"] != summary["dpo_iter2"]["kl"]
     # dpo_bw3_iter2: 3 samples a prefix, only the best against the worst, in both rounds: one pair a prefix at most
-    for r in (".", "round2"):
-        bw = np.load(tmp_path / "rlhf" / "dpo_bw3_iter2" / r / "pairs.npz")
+    for r in ("dpo_bw3_iter2", "dpo_bw3_iter2/round2", "dpo_bw3_after_iter3/round4"):
+        bw = np.load(tmp_path / "rlhf" / r / "pairs.npz")
         assert 0 < len(bw["chosen"]) <= 4 and (bw["chosen_score"] > bw["rejected_score"]).all()
     assert summary["dpo_bw3_iter2"]["method"] == "DPO, iterative, beta 0.05, best vs worst of 3 samples"
+    # dpo_bw3_after_iter3 continues dpo_iter3 with other pairs: round 4 only, a curve of its own
+    assert not (tmp_path / "rlhf" / "dpo_bw3_after_iter3" / "round3").exists()
+    assert summary["dpo_bw3_after_iter3"]["method"] == ("DPO, iterative, beta 0.05, best vs worst of 3 samples, "
+                                                        "after dpo_iter3")
     # min_gap (with soft labels): its round 1 redraws the shared pairs' SFT samples and keeps those pairs apart by more
     shared, strong = ({(tuple(c), tuple(r)) for c, r in zip(p["chosen"], p["rejected"])}
                       for p in (np.load(tmp_path / "rlhf" / d / "pairs.npz") for d in (".", "dpo_gap_soft")))
@@ -215,6 +219,13 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
             dataclasses.replace(smoke, methods=(*smoke.methods[:2], wrong))
     with pytest.raises(KeyError, match="no method named 'dpo_iter9'; the methods are dpo_b0.05, dpo_iter2"):
         smoke.method("dpo_iter9")
+    # each round draws its prefixes from the next slice of train_prompts, cyclically past the last one
+    prefixes = (np.arange(10)[:, None] * np.ones((1, 3), int), np.arange(10)[:, None] > 4)
+    assert [module.round_prefixes(prefixes, r, 4)[0][:, 0].tolist() for r in (0, 1, 2, 3)] == [
+        [0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3], [4, 5, 6, 7]]
+    assert module.round_prefixes(prefixes, 3, 4)[1][:, 0].tolist() == [False, True, True, True]
+    with pytest.raises(ValueError, match="train_prompts=11 is more than the 10 training prefixes"):
+        module.round_prefixes(prefixes, 0, 11)
     # a continuing method starts from the exported last policy of the one it continues, after its rounds
     from nlp_jax.models.gpt2_hf import load_hf_gpt2
 

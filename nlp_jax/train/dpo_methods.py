@@ -5,8 +5,11 @@ list many, record each one's settings, and name each curve the same way in its t
 Iterative (online) DPO: round 1 trains on the shared pairs (or, for a method with pairs of its own, pairs
 drawn its own way from the start policy); each further round draws samples from the policy so far on
 fresh prefixes, labels them by the oracle and trains on them from that policy; the reference stays fixed.
-A method that ``continues`` another (listed earlier, the same settings, fewer rounds) extends its curve:
-it starts from that method's last policy at the round after its last (:func:`check_continuations`).
+A method that ``continues`` another (listed earlier, with fewer rounds and the same objective: beta, loss,
+label smoothing) starts from that method's last policy at the round after its last
+(:func:`check_continuations`). With the same settings it extends that method's curve; with others (a
+learning rate, epochs, or pairs drawn another way) it is a curve of its own from that point
+(:func:`curve_label`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from nlp_jax.validate import at_least, check_fields, optional, positive
 
 LOSS_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as tables and plots name it
 LATER_FIELDS = ("min_gap", "soft_labels", "continues", "samples", "extremes")  # recorded only when set
+OBJECTIVE_FIELDS = ("beta", "loss_type", "label_smoothing")  # what a continuation keeps from the run it continues
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -34,7 +38,7 @@ class DPOMethod:
     soft_labels: float = 0.0  # tau > 0: each pair's label sigma((s_w - s_l) / tau) of its oracle scores
     samples: int | None = None  # samples per prefix when the method draws its own pairs (else the experiment's)
     extremes: bool = False  # of each prefix's samples only the best against the worst (else every pair)
-    continues: str = ""  # the name of an earlier-listed iterative method this one extends by more rounds
+    continues: str = ""  # the name of an earlier-listed method whose last policy this one trains on for more rounds
 
     def __post_init__(self):
         check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)),
@@ -67,16 +71,28 @@ class DPOMethod:
 
 
 def check_continuations(methods: tuple[DPOMethod, ...]) -> None:
-    """Refuse a method whose ``continues`` does not name a method listed before it with fewer rounds and
-    otherwise the same settings (so its run has finished, and its last policy is this one's start)."""
+    """Refuse a method whose ``continues`` does not name a method listed before it with fewer rounds and the
+    same objective (so its run has finished, its last policy is this one's start, and the reference and the
+    loss stay those its policy was trained under)."""
     for i, m in enumerate(methods):
         if not m.continues:
             continue
         earlier = {e.name: e for e in methods[:i]}.get(m.continues)
-        if earlier is None or m.rounds <= earlier.rounds or dataclasses.replace(
-                m, name=earlier.name, rounds=earlier.rounds, continues=earlier.continues) != earlier:
+        if earlier is None or m.rounds <= earlier.rounds or any(
+                getattr(m, f) != getattr(earlier, f) for f in OBJECTIVE_FIELDS):
             raise ValueError(f"methods: {m.name} continues={m.continues!r} must name a method listed before it "
-                             f"with fewer rounds and otherwise the same settings")
+                             f"with fewer rounds and the same {', '.join(OBJECTIVE_FIELDS)}")
+
+
+def curve_label(methods: tuple[DPOMethod, ...], method: DPOMethod) -> str:
+    """The curve ``method``'s points belong to: its :attr:`DPOMethod.label`, which a continuation with the
+    same settings shares with the method it continues; one that changes them (its learning rate, epochs or
+    pairs) is a curve of its own, named after the run it starts from."""
+    earlier = find_method(methods, method.continues) if method.continues else None
+    if earlier is None or dataclasses.replace(method, name=earlier.name, rounds=earlier.rounds,
+                                              continues=earlier.continues) == earlier:
+        return method.label
+    return f"{method.label}, after {earlier.name}"
 
 
 def find_method(methods: tuple[DPOMethod, ...], name: str) -> DPOMethod:

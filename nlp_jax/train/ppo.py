@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Callable
 
 import jax
@@ -27,6 +28,9 @@ from nlp_jax import ops
 from nlp_jax.data.corpus import epoch_rows
 from nlp_jax.models.reward import positions_from_mask
 from nlp_jax.models.sampler import sample
+from nlp_jax.train.config import OptimConfig, TrainConfig
+from nlp_jax.train.loop import train
+from nlp_jax.train.records import Interrupted
 from nlp_jax.train.trainer import Objective
 from nlp_jax.validate import at_least, check_fields
 
@@ -184,3 +188,23 @@ class PPORollouts:
         size = self.cfg.rollout_size // self.cfg.minibatches
         order = np.random.default_rng([self.seed, r, epoch, 1]).permutation(self.cfg.rollout_size)
         return {"index": order[mb * size:(mb + 1) * size].astype(np.int32)}
+
+
+def train_ppo(policy: nnx.Module, reference: nnx.Module, score_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+              prompts: np.ndarray, prompt_mask: np.ndarray, *, cfg: PPOConfig, rollouts: int,
+              optim_cfg: OptimConfig, workdir: str | Path, config, eos_id: int | None = None, pad_id: int = 0,
+              seed: int = 7, progress: bool = True, stage: str | None = None) -> nnx.Module:
+    """``policy`` (a ``models.reward.PolicyWithValue``) trained by PPO on ``rollouts`` rollout batches of
+    ``prompts`` (:class:`PPORollouts`: ``score_fn`` scores them, ``reference`` is the KL anchor), logged
+    once a rollout and checkpointed every 10 in ``workdir`` under ``config`` (a rerun resumes it, or reads a
+    finished run back). A run stopped by a signal raises ``records.Interrupted`` naming ``stage`` (default:
+    the workdir's name)."""
+    source = PPORollouts(prompts, prompt_mask, reference=reference, score_fn=score_fn, cfg=cfg, seed=seed,
+                         eos_id=eos_id, pad_id=pad_id)
+    n = cfg.steps_per_rollout
+    train_cfg = TrainConfig(steps=rollouts * n, log_every=n, eval_every=0, ckpt_every=10 * n, progress=progress)
+    model, result = train(policy, ppo_objective(cfg, source.prompt_len), source, train_cfg=train_cfg,
+                          optim_cfg=optim_cfg, workdir=workdir, config=config)
+    if result.interrupted:
+        raise Interrupted(stage or Path(workdir).name, result)
+    return model

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from nlp_jax.train.dpo_methods import DPOMethod, check_continuations, find_method
+from nlp_jax.train.dpo_methods import DPOMethod, check_continuations, curve_label, find_method
 
 
 def test_labels_name_one_curve_per_setting_and_keep_the_stored_runs_names():
@@ -28,14 +28,26 @@ def test_recorded_settings_leave_the_later_fields_out_while_unset():
         DPOMethod(name="a", beta=0.5, samples=1)
 
 
-def test_a_continuation_must_extend_an_earlier_method_with_the_same_settings():
+def test_a_continuation_must_start_from_an_earlier_method_with_fewer_rounds_and_the_same_objective():
     base = DPOMethod(name="base", beta=0.5, rounds=4)
     more = DPOMethod(name="more", beta=0.5, rounds=8, continues="base")
     check_continuations((base, more))
-    for bad in ((more, base), (base, dataclasses.replace(more, rounds=4)),
-                (base, dataclasses.replace(more, extremes=True)), (base, dataclasses.replace(more, continues="x"))):
-        with pytest.raises(ValueError, match="more continues=.* must name a method listed before it"):
+    check_continuations((base, dataclasses.replace(more, lr=1e-4, samples=8, extremes=True)))  # learns otherwise
+    for bad in ((more, base), (base, dataclasses.replace(more, rounds=4)), (base, dataclasses.replace(more, beta=1.0)),
+                (base, dataclasses.replace(more, loss_type="ipo")), (base, dataclasses.replace(more, continues="x"))):
+        with pytest.raises(ValueError, match="more continues=.* must name a method listed before it with fewer "
+                                             "rounds and the same beta, loss_type, label_smoothing"):
             check_continuations(bad)
     assert find_method((base, more), "more") is more
     with pytest.raises(KeyError, match="no method named 'x'; the methods are base, more"):
         find_method((base, more), "x")
+
+
+def test_a_continuation_with_the_same_settings_extends_the_curve_and_one_with_others_starts_its_own():
+    base = DPOMethod(name="base", beta=0.5, lr=5e-5, rounds=4)
+    same = DPOMethod(name="same", beta=0.5, lr=5e-5, rounds=8, continues="base")
+    other = DPOMethod(name="other", beta=0.5, lr=1e-4, rounds=8, samples=8, extremes=True, continues="base")
+    methods = (base, same, other)
+    assert curve_label(methods, base) == curve_label(methods, same) == "DPO, iterative, beta 0.5, lr 5e-05"
+    assert (curve_label(methods, other)
+            == "DPO, iterative, beta 0.5, lr 0.0001, best vs worst of 8 samples, after base")
