@@ -1,11 +1,15 @@
 """One of the 2 processes tests/train/test_multihost.py starts on 127.0.0.1 (argv: port, process id,
 workdir), 4 forced CPU devices each: the loop on the global 2 x 4 mesh; prints its losses as JSON."""
 
+import faulthandler
 import json
 import os
+import signal
 import sys
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+# SIGUSR1 prints every thread's Python stack: the test sends it to a pair that has not finished in time
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 from nlp_jax.train import distributed  # noqa: E402
 
