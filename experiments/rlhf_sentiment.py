@@ -25,7 +25,9 @@ method alone, and a stored result measured with other settings is measured again
    iterative DPO (``DPOMethod.rounds``, ``nlp_jax.train.dpo_methods``) continues for further rounds on
    pairs of its own samples (a method that ``continues`` a finished one trains on from its last policy); a
    method may keep only pairs of distinct oracle scores (``min_gap``), learn soft labels from them
-   (``soft_labels``), or draw more samples a prefix and keep only its best against its worst (``extremes``).
+   (``soft_labels``), or draw more samples a prefix and keep only its best against its worst (``extremes``);
+   online DPO (``DPOMethod.online_steps``, ``nlp_jax.train.online_dpo``) draws every step's pairs from the
+   policy at that step, judged every ``online_eval_every`` steps (rows ``<name>_step<k>``).
 6. **PPO**: a reward model (the SFT backbone + a scalar head, Bradley-Terry on 90% of the pairs, its
    held-out pair accuracy reported; scores normalised over the SFT samples), PPO on it at each KL
    coefficient, and PPO on the oracle itself; rollouts from the training prefixes. Preference training
@@ -40,6 +42,7 @@ Each policy is exported to ``<workdir>/<name>/export``: ``python -m nlp_jax.gene
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 
@@ -63,6 +66,8 @@ from nlp_jax.sentences import SentenceClassifier
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.dpo_methods import LOSS_NAMES, DPOMethod, check_continuations, curve_label, find_method
 from nlp_jax.train.lm import train_on_stream
+from nlp_jax.train.metrics import read_metrics
+from nlp_jax.train.online_dpo import OnlinePairs, train_online_dpo
 from nlp_jax.train.ppo import PPOConfig, train_ppo
 from nlp_jax.train.preference import dpo_objective, reference_logprobs, train_on_pairs
 from nlp_jax.train.records import StageResults, fingerprint, run_resumable, write_summary
@@ -93,7 +98,8 @@ DPO_ITERATIVE = (DPOMethod(name="dpo_b0.5_iter4", beta=0.5, rounds=4),
                  DPOMethod(name="dpo_b0.5_bw8_iter12", beta=0.5, rounds=12, samples=8, extremes=True),
                  DPOMethod(name="dpo_b0.5_bw8_lr1e-4_iter30", beta=0.5, lr=1e-4, rounds=30, samples=8,
                            extremes=True, continues="dpo_b0.5_lr5e-5_iter26"),
-                 DPOMethod(name="dpo_b0.5_bw8_lr1e-4_iter12", beta=0.5, lr=1e-4, rounds=12, samples=8, extremes=True))
+                 DPOMethod(name="dpo_b0.5_bw8_lr1e-4_iter12", beta=0.5, lr=1e-4, rounds=12, samples=8, extremes=True),
+                 DPOMethod(name="dpo_b0.5_online_bw4_lr1e-4", beta=0.5, lr=1e-4, online_steps=600, samples=4))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -112,7 +118,8 @@ class Config:
     methods: tuple[DPOMethod, ...] = DPO_METHODS
     dpo_optim: OptimConfig = OptimConfig(lr=2e-4, min_lr=2e-5, warmup_steps=20, weight_decay=0.0)
     dpo_epochs: int = 1
-    dpo_batch: int = 32  # pairs per step (DPO and the reward model)
+    dpo_batch: int = 32  # pairs per step (DPO and the reward model; online DPO: prefixes per step)
+    online_eval_every: int = 50  # steps between the judged points of an online DPO curve
     rm_optim: OptimConfig = OptimConfig(lr=3e-4, min_lr=3e-5, warmup_steps=20, weight_decay=0.0)
     ppo: PPOConfig = PPOConfig(rollout_size=64, minibatches=4, epochs=4, max_new_tokens=24)
     ppo_rollouts: int = 40  # rollouts per PPO run (each epochs x minibatches steps)
@@ -125,7 +132,7 @@ class Config:
     def __post_init__(self):
         check_fields(self, vocab_size=at_least(8), batch_size=at_least(1), eval_prompts=at_least(1),
                      train_prompts=at_least(1), samples_per_prompt=at_least(2), max_new_tokens=at_least(1),
-                     dpo_epochs=at_least(1), dpo_batch=at_least(1), max_train=at_least(0),
+                     dpo_epochs=at_least(1), dpo_batch=at_least(1), online_eval_every=at_least(1), max_train=at_least(0),
                      ppo_rollouts=at_least(1))
         check_continuations(self.methods)
 
@@ -147,8 +154,9 @@ def get_config(arg: str | None = None) -> Config:
                                DPOMethod(name="dpo_gap_soft", beta=0.05, min_gap=1e-7, soft_labels=0.1),
                                DPOMethod(name="dpo_bw3_iter2", beta=0.05, rounds=2, samples=3, extremes=True),
                                DPOMethod(name="dpo_bw3_after_iter3", beta=0.05, rounds=4, samples=3, extremes=True,
-                                         continues="dpo_iter3")),
-                      dpo_batch=4,
+                                         continues="dpo_iter3"),
+                               DPOMethod(name="dpo_online", beta=0.05, online_steps=5, samples=3)),
+                      dpo_batch=4, online_eval_every=2,
                       max_train=400, workdir="runs/rlhf_sentiment_smoke",
                       ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,
                       ppo_kl_coefs=(0.05,))
@@ -323,6 +331,26 @@ def train_dpo(s: Setup, method: DPOMethod, pairs: dict, prefixes: tuple[np.ndarr
     return policy
 
 
+def online_policy(s: Setup, method: DPOMethod, prefixes: tuple[np.ndarray, np.ndarray], on_eval) -> GPT2:
+    """Online DPO from SFT (``train.online_dpo``): each step the best against the worst of ``method.samples``
+    (default 2) samples of the policy then, on ``dpo_batch`` training prefixes, labelled by the oracle;
+    judged every ``online_eval_every`` steps (``on_eval(step, row)`` for each such point before the last)."""
+    cfg, settings = s.cfg, dpo_settings(s.cfg, method)
+    workdir = Path(cfg.workdir, method.name)
+    source = OnlinePairs(*prefixes, reference=s.sft, score_fn=s.judges["oracle"], batch_size=cfg.dpo_batch,
+                         samples=method.samples or 2, seed=11, **s.sample_kw())
+    objective = dpo_objective(beta=method.beta, loss_type=method.loss_type, label_smoothing=method.label_smoothing,
+                              soft_labels=method.soft_labels)
+    policy, _ = train_online_dpo(without_dropout(s.sft), objective, source, steps=method.online_steps,
+                                 optim_cfg=settings["optim"], workdir=workdir, config=settings, eval_fn=s.evaluate,
+                                 eval_every=cfg.online_eval_every, progress=cfg.sft_train.progress, stage=method.name)
+    for row in read_metrics(workdir / "metrics.jsonl"):  # every segment's evaluations, a resumed run's too
+        if "kl" in row and row["step"] < method.online_steps:
+            on_eval(row["step"], {k: v for k, v in row.items() if k != "step"})
+    export_policy(policy, s.tok, workdir / "export")
+    return policy
+
+
 def rm_settings(cfg: Config) -> dict:
     return {"optim": cfg.rm_optim, "epochs": cfg.dpo_epochs, "batch": cfg.dpo_batch, "pairs": pairs_settings(cfg)}
 
@@ -422,6 +450,14 @@ def run_stages(cfg: Config) -> dict:
     for m in cfg.methods:
         def judge_round(r, policy, m=m):  # an iterative method's earlier rounds: the points of its curve
             results.get(f"{m.name}_round{r}", lambda: judged(m, policy), {**dpo_settings(cfg, m), "round": r})
+
+        def judge_step(step, row, m=m):  # an online method's points, judged during its training
+            results.put(f"{m.name}_step{step}", {"method": curve_label(cfg.methods, m), "param": m.beta, **row},
+                        {**dpo_settings(cfg, m), "step": step})
+        if m.online_steps:
+            results.get(m.name, lambda m=m, on_eval=judge_step: judged(m, online_policy(s, m, train_prefixes[:2],
+                                                                                        on_eval)), dpo_settings(cfg, m))
+            continue
         results.get(m.name, lambda m=m, on_round=judge_round: judged(m, train_dpo(s, m, pairs, train_prefixes,
                                                                                   on_round)), dpo_settings(cfg, m))
     pool = train_prefixes[2] < 20 * cfg.train_prompts  # PPO's prompts: those of the first 20 x train_prompts phrases
@@ -437,7 +473,7 @@ def report(cfg: Config, data: dict) -> None:
     labels = {m.name: curve_label(cfg.methods, m) for m in cfg.methods}
 
     def label(name: str, row: dict) -> str:
-        method = labels.get(name.split("_round")[0], row["method"])
+        method = labels.get(re.sub(r"_(round|step)\d+$", "", name), row["method"])
         return LOSS_NAMES.get(method, method)
 
     rows = {k: {**v, "method": label(k, v)} for k, v in data.items() if isinstance(v, dict) and "kl" in v}

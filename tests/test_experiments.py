@@ -206,6 +206,12 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     assert 0 < len(strong) <= len(shared) and strong <= shared  # (the untrained oracle: scores ~1e-6 apart)
     assert summary["dpo_gap_soft"]["method"] == "DPO, beta 0.05, oracle gap > 1e-07, soft labels tau 0.1"
     assert 0.0 <= summary["reward_model"]["heldout_pair_accuracy"] <= 1.0
+    # online DPO: 5 steps, each on pairs of the policy then, judged at steps 2 and 4 and at the end
+    assert [k for k in summary if k.startswith("dpo_online_")] == ["dpo_online_step2", "dpo_online_step4"]
+    assert summary["dpo_online"]["method"] == summary["dpo_online_step2"]["method"] == (
+        "DPO, online, beta 0.05, best vs worst of 3 samples")
+    assert summary["dpo_online_step2"]["kl"] != summary["dpo_online"]["kl"]
+    assert (tmp_path / "rlhf" / "dpo_online" / "export" / "model.safetensors").exists()
     again = main(args)  # every stage is read back, nothing is measured twice
     assert again["sft"]["seconds"] == summary["sft"]["seconds"]
     longer = main(args + ["--set", "ppo_rollouts=3"])  # one stage's change: its runs resume, the rest is kept

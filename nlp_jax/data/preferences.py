@@ -121,7 +121,12 @@ def pairs_from_samples(drawn: dict[str, np.ndarray], scores: np.ndarray, n: int,
     keep = (np.abs(scores[a] - scores[b]) > min_gap) & ~same
     a, b = a[keep], b[keep]
     win = scores[a] > scores[b]
-    chosen, rejected = np.where(win, a, b), np.where(win, b, a)
+    return pairs_at(drawn, scores, np.where(win, a, b), np.where(win, b, a))
+
+
+def pairs_at(drawn: dict[str, np.ndarray], scores: np.ndarray, chosen: np.ndarray,
+             rejected: np.ndarray) -> dict[str, np.ndarray]:
+    """The pairs (``chosen[i]``, ``rejected[i]``) of drawn rows, in :func:`pairs_from_samples`' format."""
     out = {}
     for side, idx in (("chosen", chosen), ("rejected", rejected)):
         out[side], out[f"{side}_mask"] = drawn["tokens"][idx], drawn["mask"][idx]

@@ -2,9 +2,11 @@
 rate, epochs, and for iterative DPO its rounds and how each round's pairs are drawn), so an experiment can
 list many, record each one's settings, and name each curve the same way in its table and plot.
 
-Iterative (online) DPO: round 1 trains on the shared pairs (or, for a method with pairs of its own, pairs
-drawn its own way from the start policy); each further round draws samples from the policy so far on
-fresh prefixes, labels them by the oracle and trains on them from that policy; the reference stays fixed.
+Iterative DPO: round 1 trains on the shared pairs (or, for a method with pairs of its own, pairs drawn its
+own way from the start policy); each further round draws samples from the policy so far on fresh
+prefixes, labels them by the oracle and trains on them from that policy; the reference stays fixed.
+Online DPO (``online_steps``, ``train.online_dpo``) draws every step's pairs from the policy at that step:
+the best against the worst of ``samples`` (default 2) per prefix.
 A method that ``continues`` another (listed earlier, with fewer rounds and the same objective: beta, loss,
 label smoothing) starts from that method's last policy at the round after its last
 (:func:`check_continuations`). With the same settings it extends that method's curve; with others (a
@@ -19,7 +21,7 @@ import dataclasses
 from nlp_jax.validate import at_least, check_fields, optional, positive
 
 LOSS_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as tables and plots name it
-LATER_FIELDS = ("min_gap", "soft_labels", "continues", "samples", "extremes")  # recorded only when set
+LATER_FIELDS = ("min_gap", "soft_labels", "continues", "samples", "extremes", "online_steps")  # recorded only when set
 OBJECTIVE_FIELDS = ("beta", "loss_type", "label_smoothing")  # what a continuation keeps from the run it continues
 
 
@@ -39,17 +41,21 @@ class DPOMethod:
     samples: int | None = None  # samples per prefix when the method draws its own pairs (else the experiment's)
     extremes: bool = False  # of each prefix's samples only the best against the worst (else every pair)
     continues: str = ""  # the name of an earlier-listed method whose last policy this one trains on for more rounds
+    online_steps: int = 0  # > 0: online DPO (train.online_dpo) for that many steps, each on pairs of the policy then
 
     def __post_init__(self):
         check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)),
                      rounds=at_least(1), min_gap=at_least(0.0), soft_labels=at_least(0.0),
-                     samples=optional(at_least(2)))
+                     samples=optional(at_least(2)), online_steps=at_least(0))
+        if self.online_steps and (self.rounds > 1 or self.continues or self.epochs or self.min_gap):
+            raise ValueError(f"{self.name}: online DPO (online_steps={self.online_steps}) draws its pairs every step "
+                             "from its best and worst samples: rounds, continues, epochs and min_gap do not apply")
 
     @property
     def own_pairs(self) -> bool:
         """Whether round 1 draws pairs its own way, which pairs shared by every method (all pairs of the
         experiment's samples per prefix, hard labels) cannot serve."""
-        return bool(self.min_gap or self.soft_labels or self.samples or self.extremes)
+        return bool(self.min_gap or self.soft_labels or self.samples or self.extremes or self.online_steps)
 
     @property
     def label(self) -> str:
@@ -59,9 +65,11 @@ class DPOMethod:
         if self.rounds == 1 and not self.own_pairs:
             return kind
         extra = {"lr": self.lr, "oracle gap >": self.min_gap, "soft labels tau": self.soft_labels}
-        pairs = f", best vs worst of {self.samples or 'the'} samples" if self.extremes else (
+        drawn = self.samples or (2 if self.online_steps else "the")
+        pairs = f", best vs worst of {drawn} samples" if self.extremes or self.online_steps else (
             f", {self.samples} samples" if self.samples else "")
-        return (f"{kind}{', iterative' * (self.rounds > 1)}, beta {self.beta:g}"
+        how = ", online" if self.online_steps else ", iterative" * (self.rounds > 1)
+        return (f"{kind}{how}, beta {self.beta:g}"
                 + "".join(f", {k} {v:g}" for k, v in extra.items() if v) + pairs)
 
     def recorded(self) -> dict:

@@ -89,7 +89,8 @@ def _fingerprint(model: nnx.Module, pairs: dict[str, np.ndarray]) -> str:
 
 
 @nnx.jit
-def _pair_logprobs(model, batch):
+def pair_logprobs(model, batch) -> tuple[jax.Array, jax.Array]:
+    """(chosen, rejected) (B,): ``model``'s summed response log-probs of a batch of pairs, in one pass."""
     tokens, mask, response = pair_batch(batch)
     return jnp.split(response_logprobs(model, tokens, mask, response)[0], 2)
 
@@ -111,7 +112,7 @@ def reference_logprobs(reference: nnx.Module, pairs: dict[str, np.ndarray], cach
     parts = []
     for i in tqdm(range(0, n, batch_size), desc="reference log-probs", leave=False):
         batch = {k: jnp.asarray(v[i:i + batch_size]) for k, v in pairs.items() if k not in REF_KEYS}
-        parts.append([np.asarray(x) for x in _pair_logprobs(reference, batch)])
+        parts.append([np.asarray(x) for x in pair_logprobs(reference, batch)])
     out = {k: np.concatenate([p[j] for p in parts]) for j, k in enumerate(REF_KEYS)}
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

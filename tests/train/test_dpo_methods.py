@@ -51,3 +51,15 @@ def test_a_continuation_with_the_same_settings_extends_the_curve_and_one_with_ot
     assert curve_label(methods, base) == curve_label(methods, same) == "DPO, iterative, beta 0.5, lr 5e-05"
     assert (curve_label(methods, other)
             == "DPO, iterative, beta 0.5, lr 0.0001, best vs worst of 8 samples, after base")
+
+
+def test_an_online_method_draws_its_own_pairs_and_refuses_the_iterative_fields():
+    online = DPOMethod(name="o", beta=0.5, lr=1e-4, online_steps=600, samples=4)
+    assert online.label == "DPO, online, beta 0.5, lr 0.0001, best vs worst of 4 samples" and online.own_pairs
+    assert online.recorded()["online_steps"] == 600 and "online_steps" not in DPOMethod(name="a", beta=1).recorded()
+    assert DPOMethod(name="o", beta=1.0, online_steps=10).label == "DPO, online, beta 1, best vs worst of 2 samples"
+    for bad in (dict(rounds=2), dict(continues="x"), dict(epochs=2), dict(min_gap=0.1)):
+        with pytest.raises(ValueError, match="o: online DPO .* rounds, continues, epochs and min_gap do not apply"):
+            dataclasses.replace(online, **bad)
+    with pytest.raises(ValueError, match="online_steps"):
+        DPOMethod(name="o", beta=0.5, online_steps=-1)

@@ -96,21 +96,27 @@ def _run(workdir, source, steps):
     return train(policy, objective, source, train_cfg=cfg, optim_cfg=OPTIM, workdir=workdir)
 
 
+class Interrupting:
+    """A bound source that sends this process SIGTERM while batch ``at`` is prepared: the run stops after
+    step ``at``."""
+
+    def __init__(self, base, at: int):
+        self.base, self.at = base, at
+
+    def bind(self, trainer):
+        self.base.bind(trainer)
+
+    def __call__(self, step):
+        if step == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.base(step)
+
+
 def test_resume_mid_rollout_is_exact(tmp_path):
     _, _, source, _ = _setup(PPO)
     model, straight = _run(tmp_path / "a", source, 10)
     _, _, base, _ = _setup(PPO)
-
-    class Interrupting:  # SIGTERM while batch 5 is prepared: the run stops after step 5, mid-rollout 1
-        def bind(self, trainer):
-            base.bind(trainer)
-
-        def __call__(self, step):
-            if step == 5:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return base(step)
-
-    _, first = _run(tmp_path / "b", Interrupting(), 10)
+    _, first = _run(tmp_path / "b", Interrupting(base, 5), 10)  # stops after step 5, mid-rollout 1
     assert first.status == "interrupted" and first.step == 5 and 5 % PPO.steps_per_rollout != 0
     _, _, fresh, _ = _setup(PPO)
     resumed, second = _run(tmp_path / "b", fresh, 10)
