@@ -132,8 +132,8 @@ class Config:
     def __post_init__(self):
         check_fields(self, vocab_size=at_least(8), batch_size=at_least(1), eval_prompts=at_least(1),
                      train_prompts=at_least(1), samples_per_prompt=at_least(2), max_new_tokens=at_least(1),
-                     dpo_epochs=at_least(1), dpo_batch=at_least(1), online_eval_every=at_least(1), max_train=at_least(0),
-                     ppo_rollouts=at_least(1))
+                     dpo_epochs=at_least(1), dpo_batch=at_least(1), online_eval_every=at_least(1),
+                     max_train=at_least(0), ppo_rollouts=at_least(1))
         check_continuations(self.methods)
 
     def method(self, name: str) -> DPOMethod:

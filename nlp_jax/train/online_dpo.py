@@ -37,9 +37,10 @@ class OnlinePairs:
 
     ``prompts`` (P, T0) left-padded with ``prompt_mask``; step t uses the prompts of minibatch t of seeded
     epochs over them (``data.corpus.epoch_rows``). A prompt whose samples all score the same states no
-    preference: its pair is its best sample against itself, whose DPO gradient is zero without dropout
-    (the two log-ratios cancel exactly; the gradient's sums leave rounding only), so the batch keeps one shape (one compilation) and the step's gradient is the mean
-    over the prompts that do state one, scaled by their share of the batch."""
+    preference: its pair is its best sample against itself, whose DPO gradient is zero without dropout (the
+    two log-ratios cancel exactly; the gradient's sums leave rounding only), so the batch keeps one shape
+    (one compilation) and the step's gradient is the mean over the prompts that do state one, scaled by
+    their share of the batch."""
 
     def __init__(self, prompts: np.ndarray, prompt_mask: np.ndarray, *, reference: nnx.Module, score_fn: Scorer,
                  batch_size: int, samples: int = 2, max_new_tokens: int, eos_id: int | None = None,
