@@ -52,7 +52,8 @@ def run_pair(root: Path) -> tuple[Path, list[dict], list[str]]:
         time.sleep(5)
         for p in procs:
             p.kill()
-        pytest.fail(f"the two processes did not finish in {TIMEOUT_S} s; their stderr (compiler warnings left out) ends:\n"
+        pytest.fail(f"the two processes did not finish in {TIMEOUT_S} s; their stderr (compiler warnings left out) "
+                    "ends:\n"
                     + "\n".join(f"--- process {i}:\n" + readable(err.read_text())[-5000:]
                                  for i, (_, err) in enumerate(logs)))
     outs = [(out.read_text(), err.read_text()) for out, err in logs]
