@@ -2,31 +2,32 @@
 
 1. the shakespeare_char ``gpu`` config for 5,000 iterations in bfloat16 compute (best val loss, full split
    and nanoGPT's estimate; ms/iter; MFU by nanoGPT's formula; compile time), target val loss <= 1.47;
-2. causal attention forward + backward, TFLOP/s, by implementation: cuDNN, XLA, our reference, blockwise;
-3. the LSTM LM train step's tokens/s (Zaremba's medium size), float32 and bfloat16, and torch.nn.LSTM;
-4. the chunked cross-entropy's equality with the plain loss on the GPU (GPT-2's vocabulary);
-5. the same GPT config in float32, for as many iterations as the budget leaves (all 5,000 if they fit);
-6. nanoGPT (PyTorch, torch.compile) on the same config, when ``--nanogpt DIR`` names a checkout: our ms/iter
+2. nanoGPT (PyTorch, torch.compile) on the same config, when ``--nanogpt DIR`` names a checkout: our ms/iter
    against its (goal >= 1.25x) with its best val loss;
+3. causal attention forward + backward, TFLOP/s, by implementation: cuDNN, XLA, our reference, blockwise;
+4. the LSTM LM train step's tokens/s (Zaremba's medium size), float32 and bfloat16, and torch.nn.LSTM;
+5. the chunked cross-entropy's equality with the plain loss on the GPU (GPT-2's vocabulary);
+6. the same GPT config in float32, for as many iterations as the budget leaves (all 5,000 if they fit);
 7. the test suite (not slow, not peers) on the GPU, in whatever time is left.
 
-Each section writes the table so far to ``<workdir>/gpu_check.md`` and ``.json``, so a run stopped by the
-machine's limit keeps what it measured. It runs on the GPU machine's own Python with the package on
-``PYTHONPATH`` (no venv, no install); the data comes from ``NLP_JAX_DATA`` (carry the Tiny Shakespeare
-text there: the machine reaches no network). ``--smoke`` runs every section at toy sizes, for CPU tests.
-Results go to BENCHMARKS.md with the card and the date.
+Each section writes the table so far to ``<workdir>/gpu_check.md`` and ``.json`` (and its wall time to
+``gpu_check_seconds.json``), so a run stopped by the machine's limit keeps what it measured; a section that
+fails leaves one row with its error and the rest still run. It runs on the GPU machine's own Python with the
+package on ``PYTHONPATH`` (no venv, no install); the data comes from ``NLP_JAX_DATA`` (carry the Tiny
+Shakespeare text there: the machine reaches no network). ``--smoke`` runs every section at toy sizes, for
+CPU tests. Results go to BENCHMARKS.md with the card and the date.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import jax
@@ -36,11 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import gpu_sections as S  # noqa: E402
-from nlp_jax.data.corpus import RandomBlocks, load_char_corpus  # noqa: E402
 from nlp_jax.data.root import resolve  # noqa: E402
-from nlp_jax.models.gpt2 import GPT2, lm_loss  # noqa: E402
+from nlp_jax.models.gpt2 import GPT2  # noqa: E402
 from nlp_jax.run import load_experiment, main as run_main  # noqa: E402
-from nlp_jax.train.trainer import Objective, Trainer  # noqa: E402
 
 # Dense bfloat16 peak of the card, for MFU (nanoGPT divides by the A100's 312 TFLOPS).
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
@@ -57,6 +56,7 @@ class Table:
 
     def __init__(self, workdir: Path):
         self.rows: list[tuple[str, str]] = []
+        self.seconds: dict[str, float] = {}  # each guarded section's wall time
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -67,6 +67,19 @@ class Table:
         (self.workdir / "gpu_check.json").write_text(json.dumps(dict(self.rows), indent=2))
         (self.workdir / "gpu_check.md").write_text(self.markdown())
 
+    def guarded(self, name: str, section) -> None:
+        """Add a section's rows; a section that fails gives one row with its error (traceback on stderr), so
+        one failure on an untried machine does not lose the sections after it."""
+        start = time.monotonic()
+        try:
+            self.add(section())
+        except Exception as err:  # noqa: BLE001 -- any failure of one measurement is reported, not fatal
+            traceback.print_exc()
+            self.add([(name, f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")])
+        self.seconds[name] = round(time.monotonic() - start, 1)
+        print(f"[{name}: {self.seconds[name]} s]", flush=True)
+        (self.workdir / "gpu_check_seconds.json").write_text(json.dumps(self.seconds, indent=2))
+
     def markdown(self) -> str:
         return "\n".join(["| gpu-check | result |", "|---|---|", *(f"| {n} | {v} |" for n, v in self.rows)])
 
@@ -76,18 +89,6 @@ def mfu(model_cfg, n_params: int, batch_size: int, seconds_per_iter: float, peak
     m = model_cfg
     per_token = 6 * n_params + 12 * m.n_layer * m.n_head * (m.n_embd // m.n_head) * m.block_size
     return per_token * m.block_size * batch_size / seconds_per_iter / peak
-
-
-def compile_seconds(cfg, data) -> float:
-    """Time of the first train step (trace + compile + run) minus a steady step."""
-    trainer = Trainer(GPT2(cfg.model, rngs=nnx.Rngs(0)), Objective.of(lm_loss), cfg.optim, cfg.train.steps)
-    source = RandomBlocks(data, cfg.data.batch_size, cfg.model.block_size, seed=0)
-    times = []
-    for i in range(3):
-        t = time.perf_counter()
-        jax.block_until_ready(trainer.step(source(i))["loss"])
-        times.append(time.perf_counter() - t)
-    return times[0] - times[-1]
 
 
 def best_evals(workdir: Path) -> dict:
@@ -113,8 +114,25 @@ def gpt_run(spec: str, cfg, dtype: str, steps: int, workdir: Path, overrides: li
             (f"{label}: ms/iter (steady)", f"{s * 1e3:.2f}" if s else "-"),
             (f"{label}: MFU (nanoGPT's formula, bf16 dense peak)",
              f"{mfu(cfg.model, n_params, cfg.data.batch_size, s, peak):.1%}" if peak and s else "-"),
+            (f"{label}: compile time (first logged window less its steady steps)",
+             f"{summary['startup_seconds'] - cfg.train.log_every * s:.1f} s" if s else "-"),
             (f"{label}: wall time of the run", f"{summary['wall_seconds']} s")]
     return rows, summary
+
+
+def nanogpt_rows(checkout: Path, text: Path, iters: int, left, workdir: Path, ours_s_per_iter) -> list:
+    """nanoGPT on the same config in the time left (with torch.compile, or without where compiling fails);
+    its speed against our bfloat16 run's."""
+    try:
+        nano, how = S.run_nanogpt(checkout, text, iters, max(left() - 40, 60), workdir), "torch.compile"
+    except RuntimeError as err:
+        print(f"nanoGPT with torch.compile failed ({err}); again without it", flush=True)
+        nano, how = S.run_nanogpt(checkout, text, iters, max(left() - 40, 60), workdir, compile=False), "eager"
+    ratio = nano["ms_per_iter"] / (ours_s_per_iter * 1e3) if ours_s_per_iter else None
+    return [(f"nanoGPT ({how}), {nano['iters']} iters: best val loss (estimate)", f"{nano['best_val_loss']:.4f}"),
+            ("nanoGPT: ms/iter (median) / its MFU (A100 peak)",
+             f"{nano['ms_per_iter']:.2f} / {nano['mfu_percent']:.1f}%"),
+            ("speed, ours bf16 vs nanoGPT (goal >= 1.25x)", f"{ratio:.2f}x" if ratio else "-")]
 
 
 def run_tests(timeout: float) -> str:
@@ -158,34 +176,29 @@ def main(argv=None) -> Table:
     cfg = module.resolve_config(module.get_config(size["config"]))
     iters = args.iters or cfg.train.steps
     peak = next((v for k, v in PEAK_FLOPS.items() if k in device.device_kind), None)
-    half = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, compute_dtype="bfloat16"))
-    table.add([("gpt compile time of the train step (bf16)",
-                f"{compile_seconds(half, load_char_corpus(cfg.data.path).train):.1f} s")])
-    rows, bf16 = gpt_run(spec, cfg, "bfloat16", iters, args.workdir / "gpt_bfloat16", args.overrides, peak)
-    table.add(rows)
-    table.add(S.attention_rows(size["attention"], repeats=size["repeats"]))
-    table.add(S.lstm_rows(size["lstm"]))
-    table.add(S.chunked_loss_rows(*size["loss"]))
-    nano_reserve = 1.5 * bf16["wall_seconds"] + 90 if args.nanogpt else 0.0
-    per_iter = FP32_SLOWDOWN * bf16["wall_seconds"] / iters
-    fp32_iters = min(iters, int((left() - nano_reserve - 60) / per_iter) // 250 * 250) if not args.smoke else iters
-    if fp32_iters > 0:
-        table.add(gpt_run(spec, cfg, "float32", fp32_iters, args.workdir / "gpt_float32", args.overrides, peak)[0])
-    else:
-        table.add([("gpt float32", f"not run: {left():.0f} s left of the budget")])
+    bf16 = {}  # the bfloat16 run's summary, which sizes the float32 run and times nanoGPT against ours
+
+    def bf16_run():
+        rows, summary = gpt_run(spec, cfg, "bfloat16", iters, args.workdir / "gpt_bfloat16", args.overrides, peak)
+        bf16.update(summary)
+        return rows
+
+    table.guarded("gpt bfloat16", bf16_run)
     if args.nanogpt:
-        try:
-            nano = S.run_nanogpt(args.nanogpt, resolve(cfg.data.path), iters, max(left() - 40, 60),
-                                 args.workdir / "nanogpt")
-            ratio = nano["ms_per_iter"] / (bf16["s_per_iter"] * 1e3) if bf16["s_per_iter"] else None
-            table.add([(f"nanoGPT, {nano['iters']} iters: best val loss (estimate)", f"{nano['best_val_loss']:.4f}"),
-                       ("nanoGPT: ms/iter (median) / its MFU (A100 peak)",
-                        f"{nano['ms_per_iter']:.2f} / {nano['mfu_percent']:.1f}%"),
-                       ("speed, ours bf16 vs nanoGPT (goal >= 1.25x)", f"{ratio:.2f}x" if ratio else "-")])
-        except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as err:
-            table.add([("nanoGPT", f"not run: {err}")])
+        table.guarded("nanoGPT", lambda: nanogpt_rows(args.nanogpt, resolve(cfg.data.path), iters, left,
+                                                      args.workdir / "nanogpt", bf16.get("s_per_iter")))
     else:
         table.add([("nanoGPT", "not run: no --nanogpt checkout given")])
+    table.guarded("attention", lambda: S.attention_rows(size["attention"], repeats=size["repeats"]))
+    table.guarded("lstm", lambda: S.lstm_rows(size["lstm"]))
+    table.guarded("chunked loss", lambda: S.chunked_loss_rows(*size["loss"]))
+    per_iter = FP32_SLOWDOWN * bf16.get("wall_seconds", left() / 4) / iters  # a guess when bfloat16 failed
+    fp32_iters = min(iters, int((left() - 60) / per_iter) // 250 * 250) if not args.smoke else iters
+    if fp32_iters > 0:
+        table.guarded("gpt float32", lambda: gpt_run(
+            spec, cfg, "float32", fp32_iters, args.workdir / "gpt_float32", args.overrides, peak)[0])
+    else:
+        table.add([("gpt float32", f"not run: {left():.0f} s left of the budget")])
     tests = "not run: --skip-tests" if args.skip_tests else run_tests(left() - 10)
     table.add([("tests (not slow, not peers)", tests)])
     print("\n" + table.markdown())

@@ -117,10 +117,12 @@ def parse_nanogpt_log(text: str, eval_interval: int = 250) -> dict:
             "mfu_percent": iters[-1][2], "iters": iters[-1][0]}
 
 
-def run_nanogpt(checkout: Path, text_file: Path, iters: int, timeout: float, out_dir: Path) -> dict:
+def run_nanogpt(checkout: Path, text_file: Path, iters: int, timeout: float, out_dir: Path,
+                compile: bool = True) -> dict:
     """nanoGPT's shakespeare_char config (torch.compile, bfloat16 where supported) for ``iters`` iterations
     from a checkout of github.com/karpathy/nanoGPT, on our copy of the text (no download): its own
-    prepare.py writes the token files, then train.py runs. Returns :func:`parse_nanogpt_log`'s fields."""
+    prepare.py writes the token files, then train.py runs, stopped at ``timeout`` seconds (what it printed
+    until then is parsed). Returns :func:`parse_nanogpt_log`'s fields."""
     checkout = Path(checkout)
     if not (checkout / "train.py").is_file() or not (checkout / "config" / "train_shakespeare_char.py").is_file():
         raise FileNotFoundError(f"--nanogpt {checkout}: not a nanoGPT checkout (no train.py and "
@@ -134,10 +136,15 @@ def run_nanogpt(checkout: Path, text_file: Path, iters: int, timeout: float, out
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim), env.get("PYTHONPATH")]))
     subprocess.run([sys.executable, "prepare.py"], cwd=data, check=True, capture_output=True, timeout=120, env=env)
     cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", f"--max_iters={iters}",
-           f"--lr_decay_iters={iters}", f"--out_dir={out_dir}"]
-    out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True, timeout=timeout, env=env)
+           f"--lr_decay_iters={iters}", f"--out_dir={out_dir}", f"--compile={compile}"]
+    env["PYTHONUNBUFFERED"] = "1"  # so a run stopped at the timeout keeps every line it printed
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    Path(out_dir, "train.log").write_text(out.stdout + out.stderr)
-    if out.returncode:
-        raise RuntimeError(f"nanoGPT exited {out.returncode}: {out.stderr.strip().splitlines()[-1:]}")
-    return parse_nanogpt_log(out.stdout)
+    try:
+        out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True, timeout=timeout, env=env)
+        log, failed = out.stdout + out.stderr, out.returncode and f"exited {out.returncode}"
+    except subprocess.TimeoutExpired as err:  # its output so far is bytes, whatever ``text`` says
+        log, failed = (err.stdout or b"").decode(errors="replace"), None
+    Path(out_dir, "train.log").write_text(log)
+    if failed:
+        raise RuntimeError(f"nanoGPT {failed}: {log.strip().splitlines()[-1:]}")
+    return parse_nanogpt_log(log)

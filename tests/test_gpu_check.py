@@ -47,6 +47,17 @@ def test_causal_attention_flops_count_flashattention_s_way():
     assert S.causal_attention_flops(1, 2, 1, 1) == 28.0
 
 
+def test_a_failing_section_leaves_its_error_and_the_next_section_runs(tmp_path):
+    import gpu_check
+
+    table = gpu_check.Table(tmp_path)
+    table.guarded("broken", lambda: [("never", 1 / 0)])
+    table.guarded("fine", lambda: [("fine", "1.0 s")])
+    assert table.rows == [("broken", "failed: ZeroDivisionError: division by zero"), ("fine", "1.0 s")]
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["fine"] == "1.0 s"
+    assert set(json.loads((tmp_path / "gpu_check_seconds.json").read_text())) == {"broken", "fine"}
+
+
 @pytest.mark.slow
 def test_every_section_runs_at_toy_sizes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -58,10 +69,14 @@ def test_every_section_runs_at_toy_sizes(tmp_path):
     table = (tmp_path / "gpu_check.md").read_text().splitlines()
     assert table[0] == "| gpu-check | result |" and len(table) == len(rows) + 2
     assert all(line.count("|") == 3 for line in table)  # no value breaks the markdown table
+    assert not [v for v in rows.values() if v.startswith("failed:")]  # a guarded section keeps going: say so
+    seconds = json.loads((tmp_path / "gpu_check_seconds.json").read_text())
+    assert {"gpt bfloat16", "attention", "lstm", "chunked loss", "gpt float32"} <= set(seconds)
     by_start = lambda prefix: {k: v for k, v in rows.items() if k.startswith(prefix)}  # noqa: E731
     for dtype in ("bfloat16", "float32"):
         best = by_start(f"gpt {dtype}, 4 iters: best val loss")
         assert len(best) == 1 and float(next(iter(best.values())).split(" / ")[0]) > 0
+        assert float(rows[f"gpt {dtype}, 4 iters: compile time (first logged window less its steady steps)"][:-2]) > 0
     attention = by_start("attention ")
     assert len(attention) == len(S.ATTENTION_IMPLEMENTATIONS)
     for name, value in attention.items():

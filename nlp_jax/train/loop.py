@@ -43,6 +43,7 @@ class RunResult:
     best: float | None = None  # best eval metric so far (None before any evaluation)
     seconds: float = 0.0  # wall time of the loop in this call
     tokens_per_second: float = 0.0  # steady state: the compiling first step, evaluations and saves excluded
+    startup_seconds: float = 0.0  # from the loop's start to its first logged step: compilation and that window
     signal: int | None = None  # the signal that interrupted the run
 
     @property
@@ -52,7 +53,7 @@ class RunResult:
     def summary(self) -> dict:
         """The fields every training experiment's summary.json starts with."""
         out = {"status": self.status, "steps": self.step, "train_seconds": round(self.seconds, 1),
-               "tokens_per_second": round(self.tokens_per_second)}
+               "tokens_per_second": round(self.tokens_per_second), "startup_seconds": round(self.startup_seconds, 1)}
         return out if self.signal is None else {**out, "signal": self.signal}
 
 
@@ -211,7 +212,7 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
                         tokens += float(m.get("tokens", 0))
                 if t_steady is None:
                     t_steady = time.perf_counter()  # the first step compiles; time the rest
-                    tokens = 0.0
+                    tokens, result.startup_seconds = 0.0, t_steady - t0
                 if done % train_cfg.log_every == 0 or last:
                     elapsed = time.perf_counter() - t_steady - paused
                     rate = tokens / elapsed if elapsed > 0 else 0.0

@@ -78,3 +78,4 @@ def test_best_metric_direction_and_tensorboard(tmp_path):
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     assert result.tokens_per_second > 0  # counted by the objective (aux 'tokens')
+    assert 0 < result.startup_seconds < result.seconds
