@@ -21,11 +21,16 @@ from nlp_jax.train.config import apply_overrides, to_json
 
 
 def load_experiment(spec: str):
-    """``path/to/file.py[:arg]`` -> (module, arg)."""
+    """``path/to/file.py[:arg]`` -> (module, arg). The file's folder goes on ``sys.path`` first, as ``python
+    path/to/file.py`` would put it, so an experiment can import a helper file beside it (by convention named
+    with a leading underscore: no experiment of its own)."""
     path, _, arg = spec.partition(":")
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"experiment file not found: {file}")
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     module_spec = importlib.util.spec_from_file_location(f"experiment_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_spec.name] = module  # dataclasses resolve annotations through sys.modules

@@ -1,6 +1,7 @@
 """Every experiment runs end to end for 2 steps with its ``:smoke`` config, through the real launcher."""
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from nlp_jax.run import load_experiment, main
 
 OWN_TESTS = {"rlhf_sentiment", "preferences_hh", "translate"}  # tested below (rlhf_sentiment's builds its oracle)
 EXPERIMENTS = sorted(p for p in Path(__file__).resolve().parents[1].glob("experiments/*.py")
-                     if p.stem not in OWN_TESTS)
+                     if p.stem not in OWN_TESTS and not p.stem.startswith("_"))  # _name.py: an experiment's helpers
 GPT = Path(__file__).resolve().parents[1] / "experiments" / "gpt_shakespeare_char.py"
 
 
@@ -31,6 +32,14 @@ def test_launcher_rejects_unknown_override(capsys):
     with pytest.raises(SystemExit):
         main([f"{GPT}:smoke", "--set", "optim.learning_rate=1"])
     assert "unknown config key" in capsys.readouterr().err
+
+
+def test_an_experiment_imports_a_helper_file_beside_it(tmp_path):
+    (tmp_path / "_helper_for_test.py").write_text("ANSWER = 42\n")
+    (tmp_path / "exp.py").write_text("from _helper_for_test import ANSWER\n\n\ndef get_config(arg=None):\n"
+                                     "    return ANSWER\n\n\ndef run(cfg):\n    return {}\n")
+    module, arg = load_experiment(f"{tmp_path / 'exp.py'}:x")
+    assert module.get_config(arg) == 42 and arg == "x"
 
 
 def test_print_config(capsys):
@@ -218,6 +227,7 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     assert longer["ppo_rm_b0.05"]["seconds"] != summary["ppo_rm_b0.05"]["seconds"]
     assert all(longer[k] == summary[k] for k in ("sft", "bon_2", "dpo_b0.05", "reward_model"))
     module, _ = load_experiment(str(rlhf))
+    stages = importlib.import_module("_rlhf_stages")  # its helper file, importable beside it
     smoke = module.get_config("smoke")
     for bad in (dict(continues="dpo_iter9"), dict(beta=0.1), dict(rounds=2)):
         wrong = dataclasses.replace(smoke.method("dpo_iter3"), **bad)
@@ -227,17 +237,17 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
         smoke.method("dpo_iter9")
     # each round draws its prefixes from the next slice of train_prompts, cyclically past the last one
     prefixes = (np.arange(10)[:, None] * np.ones((1, 3), int), np.arange(10)[:, None] > 4)
-    assert [module.round_prefixes(prefixes, r, 4)[0][:, 0].tolist() for r in (0, 1, 2, 3)] == [
+    assert [stages.round_prefixes(prefixes, r, 4)[0][:, 0].tolist() for r in (0, 1, 2, 3)] == [
         [0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3], [4, 5, 6, 7]]
-    assert module.round_prefixes(prefixes, 3, 4)[1][:, 0].tolist() == [False, True, True, True]
+    assert stages.round_prefixes(prefixes, 3, 4)[1][:, 0].tolist() == [False, True, True, True]
     with pytest.raises(ValueError, match="train_prompts=11 is more than the 10 training prefixes"):
-        module.round_prefixes(prefixes, 0, 11)
+        stages.round_prefixes(prefixes, 0, 11)
     # a continuing method starts from the exported last policy of the one it continues, after its rounds
     from nlp_jax.models.gpt2_hf import load_hf_gpt2
 
     cfg, sft = dataclasses.replace(smoke, workdir=str(tmp_path / "rlhf")), load_hf_gpt2(tmp_path / "rlhf/sft/export")
-    assert module.start_policy(cfg, sft, cfg.method("dpo_iter2"))[0] == 0
-    first_round, start = module.start_policy(cfg, sft, cfg.method("dpo_iter3"))
+    assert stages.start_policy(cfg, sft, cfg.method("dpo_iter2"))[0] == 0
+    first_round, start = stages.start_policy(cfg, sft, cfg.method("dpo_iter3"))
     last = nnx.state(load_hf_gpt2(tmp_path / "rlhf" / "dpo_iter2" / "export"), nnx.Param)
     assert first_round == 2 and all(np.array_equal(a, b) for a, b in zip(
         jax.tree.leaves(nnx.state(start, nnx.Param)), jax.tree.leaves(last), strict=True))
