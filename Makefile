@@ -89,7 +89,7 @@ rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT,
 rlhf-sentiment-sweep: rlhf-sentiment  ## more DPO runs: learning rate and epochs on rlhf-sentiment's pairs, iterative DPO
 	$(RUN) experiments/rlhf_sentiment.py:sweep
 
-rlhf-sentiment-iterative: rlhf-sentiment  ## iterative DPO alone (beta 0.5 and 1 for 4 rounds, pairs of oracle gap > 0.3 for 6, lr 5e-5 for 16, then continued to 26 and by best-vs-worst pairs to 30; best vs worst of 8 for 12, at lr 1e-4 too; soft labels; online DPO on best vs worst of 4 each step for 600 steps; each round judged)
+rlhf-sentiment-iterative: rlhf-sentiment  ## iterative DPO alone (beta 0.5 and 1 for 4 rounds, pairs of oracle gap > 0.3 for 6, lr 5e-5 for 16, then continued to 26 and by best-vs-worst pairs to 30; best vs worst of 8 for 12, at lr 1e-4 too; soft labels; online DPO on best vs worst of 4 each step for 600 and 1,200 steps; each round judged)
 	$(RUN) experiments/rlhf_sentiment.py:iterative
 
 translate-lstm: $(STAMP)  ## Multi30k en->de: the LSTM encoder-decoder without attention, then with dot, bilinear, additive
