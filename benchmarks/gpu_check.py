@@ -51,10 +51,14 @@ SIZES = {  # full (a GPU) and smoke (toy sizes, any machine)
 }
 
 
+SECTIONS = ("gpt bfloat16", "nanoGPT", "attention", "lstm", "chunked loss", "gpt float32", "tests")
+
+
 class Table:
     """The check's rows, rewritten to disk after every section."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, skip=()):
+        self.skip = set(skip)  # sections named by --skip: one row says so
         self.rows: list[tuple[str, str]] = []
         self.seconds: dict[str, float] = {}  # each guarded section's wall time
         self.workdir = workdir
@@ -70,6 +74,8 @@ class Table:
     def guarded(self, name: str, section) -> None:
         """Add a section's rows; a section that fails gives one row with its error (traceback on stderr), so
         one failure on an untried machine does not lose the sections after it."""
+        if name in self.skip:
+            return self.add([(name, "not run: --skip")])
         start = time.monotonic()
         try:
             self.add(section())
@@ -135,21 +141,30 @@ def nanogpt_rows(checkout: Path, text: Path, iters: int, left, workdir: Path, ou
             ("speed, ours bf16 vs nanoGPT (goal >= 1.25x)", f"{ratio:.2f}x" if ratio else "-")]
 
 
-def run_tests(timeout: float) -> str:
+def run_tests(timeout: float, log: Path) -> str:
+    """The fast suite on this machine's default device, in parallel where pytest-xdist is installed (JAX told
+    not to preallocate, so the workers share the GPU), its output in ``log``; stopped at ``timeout`` with
+    all its workers."""
     if importlib.util.find_spec("pytest") is None:
         return "not run: pytest is not installed in this Python"
     if timeout < 30:
         return f"not run: {timeout:.0f} s left of the budget"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow and not peers",
-           str(ROOT / "tests")]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    except subprocess.TimeoutExpired:
-        return f"stopped at the budget, after {timeout:.0f} s"
-    print(out.stdout[-4000:], out.stderr[-2000:])
-    lines = [line for line in out.stdout.splitlines() if " passed" in line or " failed" in line or "error" in line]
-    return lines[-1] if lines else f"exit {out.returncode}"
+    workers = min(8, (os.cpu_count() or 2) // 2) if importlib.util.find_spec("xdist") else 0
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-m", "not slow and not peers",
+           *(["-n", str(workers)] if workers > 1 else []), str(ROOT / "tests")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    how = f" ({workers} xdist workers)" if workers > 1 else ""
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            return f"stopped at the budget, after {timeout:.0f} s{how}; {log.name} has the output so far"
+    lines = [line for line in log.read_text().splitlines() if " passed" in line or " failed" in line or "error" in line]
+    print("\n".join(log.read_text().splitlines()[-40:]))
+    return (lines[-1] if lines else f"exit {proc.returncode}") + how
 
 
 def parse_args(argv=None):
@@ -159,9 +174,14 @@ def parse_args(argv=None):
     parser.add_argument("--nanogpt", type=Path, default=None, help="a checkout of github.com/karpathy/nanoGPT")
     parser.add_argument("--smoke", action="store_true", help="every section at toy sizes (for CPU tests)")
     parser.add_argument("--skip-tests", action="store_true", help="leave out the test suite (section 7)")
+    parser.add_argument("--skip", default="", help=f"comma-separated sections to leave out: {', '.join(SECTIONS)}")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("OUT", "/tmp"), "gpu_check_run"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra GPT config overrides")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.skip = {name.strip() for name in args.skip.split(",") if name.strip()} | ({"tests"} if args.skip_tests else set())
+    if unknown := args.skip - set(SECTIONS):
+        parser.error(f"--skip: unknown section(s) {sorted(unknown)}; the sections are {', '.join(SECTIONS)}")
+    return args
 
 
 def main(argv=None) -> Table:
@@ -169,7 +189,7 @@ def main(argv=None) -> Table:
     start, size = time.monotonic(), SIZES["smoke" if args.smoke else "full"]
     left = lambda: args.budget - (time.monotonic() - start)  # noqa: E731
     device = jax.devices()[0]
-    table = Table(args.workdir)
+    table = Table(args.workdir, args.skip)
     table.add([("device", f"{device.device_kind} ({jax.default_backend()}), jax {jax.__version__}")])
     spec = str(ROOT / "experiments" / "gpt_shakespeare_char.py") + ":" + size["config"]
     module, _ = load_experiment(spec)
@@ -194,13 +214,12 @@ def main(argv=None) -> Table:
     table.guarded("chunked loss", lambda: S.chunked_loss_rows(*size["loss"]))
     per_iter = FP32_SLOWDOWN * bf16.get("wall_seconds", left() / 4) / iters  # a guess when bfloat16 failed
     fp32_iters = min(iters, int((left() - 60) / per_iter) // 250 * 250) if not args.smoke else iters
-    if fp32_iters > 0:
+    if fp32_iters > 0 or "gpt float32" in args.skip:
         table.guarded("gpt float32", lambda: gpt_run(
             spec, cfg, "float32", fp32_iters, args.workdir / "gpt_float32", args.overrides, peak)[0])
     else:
         table.add([("gpt float32", f"not run: {left():.0f} s left of the budget")])
-    tests = "not run: --skip-tests" if args.skip_tests else run_tests(left() - 10)
-    table.add([("tests (not slow, not peers)", tests)])
+    table.guarded("tests", lambda: [("tests (not slow, not peers)", run_tests(left() - 10, args.workdir / "tests.log"))])
     print("\n" + table.markdown())
     return table
 

@@ -218,7 +218,7 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     # online DPO: 5 steps, each on pairs of the policy then, judged at steps 2 and 4 and at the end
     assert [k for k in summary if k.startswith("dpo_online_")] == ["dpo_online_step2", "dpo_online_step4"]
     assert summary["dpo_online"]["method"] == summary["dpo_online_step2"]["method"] == (
-        "DPO, online, beta 0.05, best vs worst of 3 samples")
+        "DPO, online 5 steps, beta 0.05, best vs worst of 3 samples")
     assert summary["dpo_online_step2"]["kl"] != summary["dpo_online"]["kl"]
     assert (tmp_path / "rlhf" / "dpo_online" / "export" / "model.safetensors").exists()
     again = main(args)  # every stage is read back, nothing is measured twice

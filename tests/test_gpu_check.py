@@ -58,6 +58,19 @@ def test_a_failing_section_leaves_its_error_and_the_next_section_runs(tmp_path):
     assert set(json.loads((tmp_path / "gpu_check_seconds.json").read_text())) == {"broken", "fine"}
 
 
+def test_skip_names_sections_and_rejects_unknown_ones(tmp_path, capsys):
+    import gpu_check
+
+    args = gpu_check.parse_args(["--skip", "lstm, attention", "--skip-tests"])
+    assert args.skip == {"lstm", "attention", "tests"}
+    table = gpu_check.Table(tmp_path, args.skip)
+    table.guarded("lstm", lambda: [("never", 1 / 0)])  # a skipped section is not called
+    assert table.rows == [("lstm", "not run: --skip")]
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--skip", "lstm,flash"])
+    assert "unknown section(s) ['flash']" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_every_section_runs_at_toy_sizes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -88,4 +101,4 @@ def test_every_section_runs_at_toy_sizes(tmp_path):
     assert any("bfloat16" in k for k in lstm) and all("tokens/s" in v for v in lstm.values())
     assert next(iter(by_start("chunked loss N64 V101 d16 f32").values())).startswith("equal")
     assert rows["nanoGPT"] == "not run: no --nanogpt checkout given"
-    assert rows["tests (not slow, not peers)"] == "not run: --skip-tests"
+    assert rows["tests"] == "not run: --skip"

@@ -60,7 +60,8 @@ class DPOMethod:
     @property
     def label(self) -> str:
         """The method as a table and plot name it: the loss's name, or for iterative DPO (or a method with
-        pairs of its own) a curve of its own per beta and setting (its points are the rounds)."""
+        pairs of its own) a curve of its own per beta and setting (its points are the rounds, or an online
+        run's judged steps)."""
         kind = LOSS_NAMES.get(self.loss_type, self.loss_type)
         if self.rounds == 1 and not self.own_pairs:
             return kind
@@ -68,7 +69,8 @@ class DPOMethod:
         drawn = self.samples or (2 if self.online_steps else "the")
         pairs = f", best vs worst of {drawn} samples" if self.extremes or self.online_steps else (
             f", {self.samples} samples" if self.samples else "")
-        how = ", online" if self.online_steps else ", iterative" * (self.rounds > 1)
+        # an online run's step count names its curve: runs of other lengths decay their lr on other schedules
+        how = f", online {self.online_steps:,} steps" if self.online_steps else ", iterative" * (self.rounds > 1)
         return (f"{kind}{how}, beta {self.beta:g}"
                 + "".join(f", {k} {v:g}" for k, v in extra.items() if v) + pairs)
 
