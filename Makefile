@@ -15,7 +15,7 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
-        bert-pretrain bert-sst2 bert-tapt bert-pretrain-corpus bert-embed \
+        bert-pretrain bert-sst2 bert-tapt bert-pretrain-corpus bert-ptb-sst2 bert-embed \
         rlhf-sentiment rlhf-sentiment-sweep rlhf-sentiment-iterative translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
         bench-bert bench-dpo bench-attention-memory bench-loss-memory gpu-check clean
 
@@ -81,6 +81,14 @@ bert-pretrain-corpus: $(STAMP)  ## BERT-Mini pretrained on en_corpus + SST-2's t
 	$(RUN) experiments/bert_pretrain.py:corpus
 	$(RUN) experiments/bert_sst2.py:ours_corpus
 	$(RUN) experiments/bert_sst2.py:scratch_corpus
+
+SST2_SIZES = 1000:10 4000:4 16000:2  # training phrases:epochs of the data-size curve (warmup: a tenth of the steps)
+bert-ptb-sst2: $(STAMP)  ## BERT-Mini on PTB + SST-2's text (its vocabulary), then SST-2 from it and from scratch: all phrases, and 1k/4k/16k
+	$(RUN) experiments/bert_pretrain.py:ptb_sst2
+	for c in ours_ptb_sst scratch_ptb_sst; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; \
+	  for s in $(SST2_SIZES); do n=$${s%:*}; e=$${s#*:}; $(RUN) experiments/bert_sst2.py:$$c --set max_train=$$n \
+	    --set epochs=$$e --set optim.warmup_steps=$$((n / 32 * e / 10)) --set workdir=runs/bert_sst2_$${c}_n$$n || exit 1; \
+	  done; done
 
 rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT, best-of-N, DPO/IPO/cDPO; frontier plot
 	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle

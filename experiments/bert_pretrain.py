@@ -13,7 +13,9 @@ document is held out), with a quarter of each batch SST-2's unlabelled training 
 both texts and no dropout (the model underfits). ``corpus24`` keeps that vocabulary (copy
 ``runs/bert_pretrain_corpus/tokenizer`` into its workdir first) but fills the batch with en_corpus pairs of
 24-word chunks and no short SST-2 rows (about 540 masked pieces a step instead of 380), with warmup 400
-and 4,500 steps. The ``tapt`` config (task-adaptive pretraining, Gururangan
+and 4,500 steps. ``ptb_sst2`` is the default recipe
+(PTB, dropout 0.1) with a quarter of each batch SST-2's unlabelled sentences and a vocabulary of both texts,
+for 2,500 steps. The ``tapt`` config (task-adaptive pretraining, Gururangan
 et al. 2020) continues from the default run's export (its weights, heads and vocabulary) with three quarters
 of each batch SST-2's training sentences, unlabelled, for the MLM loss only (``sst2_rate`` without
 ``init_dir`` instead trains from scratch with a vocabulary of both texts). Reports held-out MLM and NSP
@@ -81,6 +83,9 @@ def get_config(arg: str | None = None) -> Config:
     if arg == "corpus":  # en_corpus (6.6M words, a fifth movie reviews) + SST-2's text, no dropout (underfit)
         return Config(model=BertConfig(vocab_size=8192, dropout=0.0, **MINI), corpus="en_corpus", sst2_rate=0.25,
                       workdir="runs/bert_pretrain_corpus")
+    if arg == "ptb_sst2":  # PTB (whose MLM leaves the plateau) + a quarter SST-2's text, a vocabulary of both
+        return Config(sst2_rate=0.25, workdir="runs/bert_pretrain_ptb_sst",
+                      train=TrainConfig(steps=2500, log_every=50, eval_every=500, ckpt_every=250))
     if arg == "corpus24":  # en_corpus pairs only, in 24-word chunks: 43% more masked pieces a step than corpus
         return Config(model=BertConfig(vocab_size=8192, dropout=0.0, **MINI), corpus="en_corpus", chunk_words=24,
                       optim=OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=400, weight_decay=0.01, beta2=0.98),
@@ -90,7 +95,7 @@ def get_config(arg: str | None = None) -> Config:
         return Config(model=BertConfig.tiny(vocab_size=200, block_size=32), batch_size=8, max_length=32,
                       eval_batches=2, max_sentences=300, workdir="runs/bert_pretrain_smoke",
                       train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False))
-    raise ValueError(f"unknown config {arg!r}; choose cpu, corpus, corpus24, tapt or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose cpu, ptb_sst2, corpus, corpus24, tapt or smoke")
 
 
 def sentences(cfg: Config, split: str) -> tuple[list[str], np.ndarray | None]:

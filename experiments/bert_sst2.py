@@ -6,7 +6,8 @@ Configs: ``minilm`` (all-MiniLM-L6-v2's encoder, pooler [CLS]), ``minilm_mean`` 
 pooling), ``ours`` (the encoder of ``make bert-pretrain``, from ``runs/bert_pretrain/export``), ``scratch``
 (the same shape and vocabulary, random weights: no pretraining), ``ours_tapt`` (from ``bert_pretrain.py:tapt``,
 which continues ``ours``'s pretraining on SST-2's unlabelled text; its baseline is ``scratch``), ``ours_corpus`` and
-``scratch_corpus`` (the same pair for ``bert_pretrain.py:corpus``), and ``frozen`` (MiniLM's frozen sentence
+``scratch_corpus`` (the same pair for ``bert_pretrain.py:corpus``), ``ours_ptb_sst`` and ``scratch_ptb_sst``
+(for ``bert_pretrain.py:ptb_sst2``), and ``frozen`` (MiniLM's frozen sentence
 embeddings + logistic regression: the baseline). One epoch over the 67,349 training phrases, batch 32,
 AdamW with warmup and cosine decay; accuracy on the 872 dev sentences. The classifier is exported with its
 tokenizer to ``<workdir>/export`` (``python -m nlp_jax.sentences classify <workdir>/export file.txt``).
@@ -81,6 +82,10 @@ def get_config(arg: str | None = None) -> Config:
                               workdir="runs/bert_sst2_ours_corpus", **small),
         "scratch_corpus": Config(init="scratch", init_dir="runs/bert_pretrain_corpus/export",
                                  workdir="runs/bert_sst2_scratch_corpus", **small),
+        "ours_ptb_sst": Config(init="ours", init_dir="runs/bert_pretrain_ptb_sst/export",
+                               workdir="runs/bert_sst2_ours_ptb_sst", **small),
+        "scratch_ptb_sst": Config(init="scratch", init_dir="runs/bert_pretrain_ptb_sst/export",
+                                  workdir="runs/bert_sst2_scratch_ptb_sst", **small),
         "frozen": Config(init="frozen", workdir="runs/bert_sst2_frozen"),
         "smoke": Config(max_train=64, max_dev=16, batch_size=8, workdir="runs/bert_sst2_smoke",
                         train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)),
@@ -96,7 +101,7 @@ def _model(cfg: Config) -> BertClassifier:
     d = cfg.source_dir
     if not (d / "config.json").exists():
         hint = (" (run the pretraining that exports it first: `make bert-pretrain`, `make bert-tapt` for ours_tapt, "
-                "`make bert-pretrain-corpus` for *_corpus)" if cfg.init in ("ours", "scratch") else "")
+                "`make bert-pretrain-corpus` for *_corpus, `make bert-ptb-sst2` for *_ptb_sst)" if cfg.init in ("ours", "scratch") else "")
         raise FileNotFoundError(f"no BERT checkpoint in {d}{hint}")
     if cfg.init == "scratch":
         return init_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,
