@@ -24,6 +24,7 @@ import argparse
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -141,17 +142,17 @@ def nanogpt_rows(checkout: Path, text: Path, iters: int, left, workdir: Path, ou
             ("speed, ours bf16 vs nanoGPT (goal >= 1.25x)", f"{ratio:.2f}x" if ratio else "-")]
 
 
-def run_tests(timeout: float, log: Path) -> str:
-    """The fast suite on this machine's default device, in parallel where pytest-xdist is installed (JAX told
-    not to preallocate, so the workers share the GPU), its output in ``log``; stopped at ``timeout`` with
-    all its workers."""
+def run_tests(timeout: float, log: Path, tests: Path = ROOT / "tests") -> str:
+    """The fast suite (``tests``) on this machine's default device, in parallel where pytest-xdist is
+    installed (JAX told not to preallocate, so the workers share the GPU), its output in ``log``; stopped at
+    ``timeout`` with all its workers."""
     if importlib.util.find_spec("pytest") is None:
         return "not run: pytest is not installed in this Python"
     if timeout < 30:
         return f"not run: {timeout:.0f} s left of the budget"
     workers = min(8, (os.cpu_count() or 2) // 2) if importlib.util.find_spec("xdist") else 0
     cmd = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-m", "not slow and not peers",
-           *(["-n", str(workers)] if workers > 1 else []), str(ROOT / "tests")]
+           *(["-n", str(workers)] if workers > 1 else []), str(tests)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     how = f" ({workers} xdist workers)" if workers > 1 else ""
     with log.open("w") as out:
@@ -159,11 +160,12 @@ def run_tests(timeout: float, log: Path) -> str:
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: pytest and every worker it started
             proc.wait()
             return f"stopped at the budget, after {timeout:.0f} s{how}; {log.name} has the output so far"
-    lines = [line for line in log.read_text().splitlines() if " passed" in line or " failed" in line or "error" in line]
-    print("\n".join(log.read_text().splitlines()[-40:]))
+    output = log.read_text().splitlines()
+    print("\n".join(output[-40:]))
+    lines = [line for line in output if " passed" in line or " failed" in line or "error" in line]
     return (lines[-1] if lines else f"exit {proc.returncode}") + how
 
 
@@ -178,7 +180,8 @@ def parse_args(argv=None):
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("OUT", "/tmp"), "gpu_check_run"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra GPT config overrides")
     args = parser.parse_args(argv)
-    args.skip = {name.strip() for name in args.skip.split(",") if name.strip()} | ({"tests"} if args.skip_tests else set())
+    args.skip = {name.strip() for name in args.skip.split(",") if name.strip()} | (
+        {"tests"} if args.skip_tests else set())
     if unknown := args.skip - set(SECTIONS):
         parser.error(f"--skip: unknown section(s) {sorted(unknown)}; the sections are {', '.join(SECTIONS)}")
     return args
@@ -219,7 +222,8 @@ def main(argv=None) -> Table:
             spec, cfg, "float32", fp32_iters, args.workdir / "gpt_float32", args.overrides, peak)[0])
     else:
         table.add([("gpt float32", f"not run: {left():.0f} s left of the budget")])
-    table.guarded("tests", lambda: [("tests (not slow, not peers)", run_tests(left() - 10, args.workdir / "tests.log"))])
+    table.guarded("tests", lambda: [("tests (not slow, not peers)",
+                                     run_tests(left() - 10, args.workdir / "tests.log"))])
     print("\n" + table.markdown())
     return table
 

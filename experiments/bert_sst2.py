@@ -101,7 +101,8 @@ def _model(cfg: Config) -> BertClassifier:
     d = cfg.source_dir
     if not (d / "config.json").exists():
         hint = (" (run the pretraining that exports it first: `make bert-pretrain`, `make bert-tapt` for ours_tapt, "
-                "`make bert-pretrain-corpus` for *_corpus, `make bert-ptb-sst2` for *_ptb_sst)" if cfg.init in ("ours", "scratch") else "")
+                "`make bert-pretrain-corpus` for *_corpus, `make bert-ptb-sst2` for *_ptb_sst)"
+                if cfg.init in ("ours", "scratch") else "")
         raise FileNotFoundError(f"no BERT checkpoint in {d}{hint}")
     if cfg.init == "scratch":
         return init_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,

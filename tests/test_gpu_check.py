@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,34 @@ def test_skip_names_sections_and_rejects_unknown_ones(tmp_path, capsys):
     with pytest.raises(SystemExit):
         gpu_check.parse_args(["--skip", "lstm,flash"])
     assert "unknown section(s) ['flash']" in capsys.readouterr().err
+
+
+def test_the_test_run_reports_pytest_s_summary_and_is_killed_with_its_children_at_the_budget(tmp_path):
+    import gpu_check
+
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_ok.py").write_text("def test_ok():\n    pass\n")
+    assert gpu_check.run_tests(120, tmp_path / "ok.log", suite).startswith("1 passed")
+    assert gpu_check.run_tests(29, tmp_path / "none.log", suite) == "not run: 29 s left of the budget"
+    pid_file = tmp_path / "child.pid"
+    (suite / "test_ok.py").unlink()
+    (suite / "test_hang.py").write_text(  # a grandchild that outlives a plain kill of pytest
+        "import subprocess, sys\n"
+        "def test_hang():\n"
+        f"    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "    child.wait()\n")
+    start = time.monotonic()
+    result = gpu_check.run_tests(30, tmp_path / "hang.log", suite)
+    assert result.startswith("stopped at the budget, after 30 s") and time.monotonic() - start < 60
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the killed grandchild is gone once reaped (it is re-parented to init)
+        if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"process {child}, started by the test run, outlived the budget")
 
 
 @pytest.mark.slow

@@ -57,9 +57,11 @@ def test_an_online_method_draws_its_own_pairs_and_refuses_the_iterative_fields()
     online = DPOMethod(name="o", beta=0.5, lr=1e-4, online_steps=600, samples=4)
     assert online.label == "DPO, online 600 steps, beta 0.5, lr 0.0001, best vs worst of 4 samples" and online.own_pairs
     longer = dataclasses.replace(online, name="o2", online_steps=1200)  # another schedule: a curve of its own
-    assert curve_label((online, longer), longer) == "DPO, online 1,200 steps, beta 0.5, lr 0.0001, best vs worst of 4 samples"
+    assert (curve_label((online, longer), longer)
+            == "DPO, online 1,200 steps, beta 0.5, lr 0.0001, best vs worst of 4 samples")
     assert online.recorded()["online_steps"] == 600 and "online_steps" not in DPOMethod(name="a", beta=1).recorded()
-    assert DPOMethod(name="o", beta=1.0, online_steps=10).label == "DPO, online 10 steps, beta 1, best vs worst of 2 samples"
+    assert (DPOMethod(name="o", beta=1.0, online_steps=10).label
+            == "DPO, online 10 steps, beta 1, best vs worst of 2 samples")
     for bad in (dict(rounds=2), dict(continues="x"), dict(epochs=2), dict(min_gap=0.1)):
         with pytest.raises(ValueError, match="o: online DPO .* rounds, continues, epochs and min_gap do not apply"):
             dataclasses.replace(online, **bad)
