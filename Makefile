@@ -15,7 +15,7 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
-        bert-pretrain bert-sst2 bert-tapt bert-pretrain-corpus bert-ptb-sst2 bert-embed \
+        bert-pretrain bert-sst2 bert-tapt bert-pretrain-corpus bert-ptb-sst2 bert-ptb-sst2-more bert-embed \
         rlhf-sentiment rlhf-sentiment-sweep rlhf-sentiment-iterative translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
         bench-bert bench-dpo bench-attention-memory bench-loss-memory gpu-check clean
 
@@ -83,12 +83,24 @@ bert-pretrain-corpus: $(STAMP)  ## BERT-Mini pretrained on en_corpus + SST-2's t
 	$(RUN) experiments/bert_sst2.py:scratch_corpus
 
 SST2_SIZES = 1000:10 4000:4 16000:2  # training phrases:epochs of the data-size curve (warmup: a tenth of the steps)
-bert-ptb-sst2: $(STAMP)  ## BERT-Mini on PTB + SST-2's text (its vocabulary), then SST-2 from it and from scratch: all phrases, and 1k/4k/16k
+define sst2_sizes  # $(1): a bert_sst2 config, fine-tuned on the first phrases of each of SST2_SIZES
+for s in $(SST2_SIZES); do n=$${s%:*}; e=$${s#*:}; $(RUN) experiments/bert_sst2.py:$(1) --set max_train=$$n \
+  --set epochs=$$e --set optim.warmup_steps=$$((n / 32 * e / 10)) --set workdir=runs/bert_sst2_$(1)_n$$n || exit 1; done
+endef
+bert-ptb-sst2: $(STAMP)  ## BERT-Mini on PTB + SST-2's text (its vocabulary), SST-2 from it and from scratch (all phrases, 1k/4k/16k); probes
 	$(RUN) experiments/bert_pretrain.py:ptb_sst2
-	for c in ours_ptb_sst scratch_ptb_sst; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; \
-	  for s in $(SST2_SIZES); do n=$${s%:*}; e=$${s#*:}; $(RUN) experiments/bert_sst2.py:$$c --set max_train=$$n \
-	    --set epochs=$$e --set optim.warmup_steps=$$((n / 32 * e / 10)) --set workdir=runs/bert_sst2_$${c}_n$$n || exit 1; \
-	  done; done
+	for c in ours_ptb_sst scratch_ptb_sst; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; $(call sst2_sizes,$${c}); done
+	for c in frozen_ptb_sst frozen_random_ptb_sst; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; done  # probes
+
+bert-ptb-sst2-more: $(STAMP)  ## bert-ptb-sst2's pretraining continued 3,000 steps; SST-2 from it and scratch (3 seeds), 1k/4k/16k; probe
+	test -f runs/bert_pretrain_ptb_sst/export/config.json || $(RUN) experiments/bert_pretrain.py:ptb_sst2
+	$(RUN) experiments/bert_pretrain.py:ptb_sst2_more
+	$(RUN) experiments/bert_sst2.py:ours_ptb_sst_more
+	test -f runs/bert_sst2_scratch_ptb_sst/summary.json || $(RUN) experiments/bert_sst2.py:scratch_ptb_sst
+	for s in 7 42; do for c in ours_ptb_sst_more scratch_ptb_sst; do \
+	  $(RUN) experiments/bert_sst2.py:$$c --set train.seed=$$s --set workdir=runs/bert_sst2_$${c}_s$$s || exit 1; done; done
+	$(call sst2_sizes,ours_ptb_sst_more)
+	$(RUN) experiments/bert_sst2.py:frozen_ptb_sst_more
 
 rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT, best-of-N, DPO/IPO/cDPO; frontier plot
 	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle

@@ -86,6 +86,11 @@ def get_config(arg: str | None = None) -> Config:
     if arg == "ptb_sst2":  # PTB (whose MLM leaves the plateau) + a quarter SST-2's text, a vocabulary of both
         return Config(sst2_rate=0.25, workdir="runs/bert_pretrain_ptb_sst",
                       train=TrainConfig(steps=2500, log_every=50, eval_every=500, ckpt_every=250))
+    if arg == "ptb_sst2_more":  # ptb_sst2's export trained 3,000 steps more (another batch order, a warm restart)
+        return Config(sst2_rate=0.25, init_dir="runs/bert_pretrain_ptb_sst/export",
+                      workdir="runs/bert_pretrain_ptb_sst_more",
+                      optim=OptimConfig(lr=5e-4, min_lr=5e-5, warmup_steps=100, weight_decay=0.01, beta2=0.98),
+                      train=TrainConfig(steps=3000, log_every=50, eval_every=500, ckpt_every=250, seed=1))
     if arg == "corpus24":  # en_corpus pairs only, in 24-word chunks: 43% more masked pieces a step than corpus
         return Config(model=BertConfig(vocab_size=8192, dropout=0.0, **MINI), corpus="en_corpus", chunk_words=24,
                       optim=OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=400, weight_decay=0.01, beta2=0.98),
@@ -95,7 +100,7 @@ def get_config(arg: str | None = None) -> Config:
         return Config(model=BertConfig.tiny(vocab_size=200, block_size=32), batch_size=8, max_length=32,
                       eval_batches=2, max_sentences=300, workdir="runs/bert_pretrain_smoke",
                       train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False))
-    raise ValueError(f"unknown config {arg!r}; choose cpu, ptb_sst2, corpus, corpus24, tapt or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose cpu, ptb_sst2, ptb_sst2_more, corpus, corpus24, tapt or smoke")
 
 
 def sentences(cfg: Config, split: str) -> tuple[list[str], np.ndarray | None]:

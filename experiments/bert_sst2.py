@@ -7,8 +7,10 @@ pooling), ``ours`` (the encoder of ``make bert-pretrain``, from ``runs/bert_pret
 (the same shape and vocabulary, random weights: no pretraining), ``ours_tapt`` (from ``bert_pretrain.py:tapt``,
 which continues ``ours``'s pretraining on SST-2's unlabelled text; its baseline is ``scratch``), ``ours_corpus`` and
 ``scratch_corpus`` (the same pair for ``bert_pretrain.py:corpus``), ``ours_ptb_sst`` and ``scratch_ptb_sst``
-(for ``bert_pretrain.py:ptb_sst2``), and ``frozen`` (MiniLM's frozen sentence
-embeddings + logistic regression: the baseline). One epoch over the 67,349 training phrases, batch 32,
+(for ``bert_pretrain.py:ptb_sst2``), ``ours_ptb_sst_more`` (for ``:ptb_sst2_more``), and ``frozen`` (MiniLM's
+frozen sentence embeddings + logistic regression: the baseline; ``frozen_ptb_sst`` and ``frozen_random_ptb_sst``
+probe ``ptb_sst2``'s encoder and the same shape with random weights, ``frozen_ptb_sst_more`` ``ptb_sst2_more``'s
+encoder). One epoch over the 67,349 training phrases, batch 32,
 AdamW with warmup and cosine decay; accuracy on the 872 dev sentences. The classifier is exported with its
 tokenizer to ``<workdir>/export`` (``python -m nlp_jax.sentences classify <workdir>/export file.txt``).
 Measured results: README.md, section "Results".
@@ -46,6 +48,7 @@ class Config:
     init: str = "minilm"  # 'minilm', 'ours' (our pretraining), 'scratch' (ours's shape, random), 'frozen'
     init_dir: str = ""  # the HF directory to start from ('' = MiniLM, or runs/bert_pretrain/export)
     pooling: str = "cls"  # 'cls' (the pooler on [CLS]) or 'mean' (masked mean of the last layer)
+    frozen_weights: str = "trained"  # init='frozen': the checkpoint's weights, or 'random' (its shape, seeded)
     dropout: float = 0.1
     optim: OptimConfig = OptimConfig(lr=1e-4, min_lr=1e-6, warmup_steps=200, weight_decay=0.01, beta2=0.999)
     train: TrainConfig = TrainConfig(steps=0, log_every=50, eval_every=500, ckpt_every=500)
@@ -59,8 +62,12 @@ class Config:
     def __post_init__(self):
         check_fields(self, init=((lambda v: v in INITS), f"one of {INITS}"),
                      pooling=((lambda v: v in ("cls", "mean")), "'cls' or 'mean'"), epochs=at_least(1),
+                     frozen_weights=((lambda v: v in ("trained", "random")), "'trained' or 'random'"),
                      batch_size=at_least(1), max_length=at_least(3), max_train=at_least(0),
                      max_dev=at_least(0))
+        if self.frozen_weights == "random" and self.init != "frozen":
+            raise ValueError(f"frozen_weights='random' needs init='frozen', not init={self.init!r} (to fine-tune "
+                             f"from random weights, use init='scratch')")
 
     @property
     def source_dir(self) -> Path:
@@ -86,7 +93,15 @@ def get_config(arg: str | None = None) -> Config:
                                workdir="runs/bert_sst2_ours_ptb_sst", **small),
         "scratch_ptb_sst": Config(init="scratch", init_dir="runs/bert_pretrain_ptb_sst/export",
                                   workdir="runs/bert_sst2_scratch_ptb_sst", **small),
+        "ours_ptb_sst_more": Config(init="ours", init_dir="runs/bert_pretrain_ptb_sst_more/export",
+                                    workdir="runs/bert_sst2_ours_ptb_sst_more", **small),
         "frozen": Config(init="frozen", workdir="runs/bert_sst2_frozen"),
+        "frozen_ptb_sst": Config(init="frozen", init_dir="runs/bert_pretrain_ptb_sst/export",
+                                 workdir="runs/bert_sst2_frozen_ptb_sst"),
+        "frozen_ptb_sst_more": Config(init="frozen", init_dir="runs/bert_pretrain_ptb_sst_more/export",
+                                      workdir="runs/bert_sst2_frozen_ptb_sst_more"),
+        "frozen_random_ptb_sst": Config(init="frozen", init_dir="runs/bert_pretrain_ptb_sst/export",
+                                        frozen_weights="random", workdir="runs/bert_sst2_frozen_random_ptb_sst"),
         "smoke": Config(max_train=64, max_dev=16, batch_size=8, workdir="runs/bert_sst2_smoke",
                         train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)),
     }
@@ -101,7 +116,8 @@ def _model(cfg: Config) -> BertClassifier:
     d = cfg.source_dir
     if not (d / "config.json").exists():
         hint = (" (run the pretraining that exports it first: `make bert-pretrain`, `make bert-tapt` for ours_tapt, "
-                "`make bert-pretrain-corpus` for *_corpus, `make bert-ptb-sst2` for *_ptb_sst)"
+                "`make bert-pretrain-corpus` for *_corpus, `make bert-ptb-sst2` for *_ptb_sst, "
+                "`make bert-ptb-sst2-more` for *_ptb_sst_more)"
                 if cfg.init in ("ours", "scratch") else "")
         raise FileNotFoundError(f"no BERT checkpoint in {d}{hint}")
     if cfg.init == "scratch":
@@ -138,16 +154,19 @@ def resolve_config(cfg: Config) -> Config:
 
 
 def run_frozen(cfg: Config) -> dict:
-    """MiniLM's frozen normalised mean embeddings, then logistic regression: no fine-tuning."""
+    """A checkpoint's (MiniLM's by default) frozen normalised mean embeddings, then logistic regression: no
+    fine-tuning. ``frozen_weights='random'`` embeds with the checkpoint's shape and tokenizer, random weights."""
     texts, labels = read_sst2("train")
     n = cfg.max_train or len(texts)
     dev_texts, dev_labels = dev_split(cfg)
     t0 = time.perf_counter()
-    x, x_dev = embed(cfg.source_dir, texts[:n]), embed(cfg.source_dir, dev_texts)
+    seed = cfg.train.seed if cfg.frozen_weights == "random" else None
+    x, x_dev = embed(cfg.source_dir, texts[:n], seed), embed(cfg.source_dir, dev_texts, seed)
     t_embed = time.perf_counter() - t0
     p = fit_logistic_regression(x, labels[:n])
     dev_acc = float((np.argmax(predict_proba(p, x_dev), -1) == dev_labels).mean())
-    return write_summary(cfg.workdir, {"status": "finished", "init": "frozen", "dev_accuracy": dev_acc,
+    return write_summary(cfg.workdir, {"status": "finished", "init": "frozen", "weights": cfg.frozen_weights,
+                                       "source": str(cfg.source_dir), "dev_accuracy": dev_acc,
                                        "embed_seconds": round(t_embed, 1),
                                        "wall_seconds": round(time.perf_counter() - t0, 1)})
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import normalized_mean
-from nlp_jax.models.bert_hf import load_hf_bert, minilm_dir
+from nlp_jax.models.bert_hf import init_hf_bert, load_hf_bert, minilm_dir
 
 
 @nnx.jit
@@ -78,9 +78,11 @@ def classify(directory: str | Path, texts: list[str]) -> tuple[list[str], np.nda
     return clf.labels, clf(texts)
 
 
-def embed(directory: str | Path, texts: list[str]) -> np.ndarray:
-    """L2-normalised masked-mean sentence embeddings (N, D), all-MiniLM-L6-v2's recipe."""
-    model = load_hf_bert(directory, dropout=0.0)
+def embed(directory: str | Path, texts: list[str], random_seed: int | None = None) -> np.ndarray:
+    """L2-normalised masked-mean sentence embeddings (N, D), all-MiniLM-L6-v2's recipe. With ``random_seed``
+    the directory's architecture and tokenizer with random weights instead of its own (a probe's baseline)."""
+    model = (load_hf_bert(directory, dropout=0.0) if random_seed is None
+             else init_hf_bert(directory, dropout=0.0, seed=random_seed))
     tok = WordPieceTokenizer.from_pretrained(directory, max_length=model.config.block_size)
 
     return batched(model, tok, texts, lambda out, batch: normalized_mean(out[0], batch["attention_mask"]))

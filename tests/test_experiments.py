@@ -122,10 +122,15 @@ def test_kill_9_after_an_evaluation_then_rerun_finishes(tmp_path):
 SST2 = Path(__file__).resolve().parents[1] / "experiments" / "bert_sst2.py"
 
 
-def test_frozen_minilm_features_with_logistic_regression_beat_chance(tmp_path):
-    summary = main([f"{SST2}:smoke", "--set", f"workdir={tmp_path}", "--set", "init=frozen",
-                    "--set", "max_train=512", "--set", "max_dev=128"])
-    assert summary["status"] == "finished" and summary["dev_accuracy"] > 0.65
+def test_frozen_minilm_features_with_logistic_regression_beat_chance_and_random_weights(tmp_path, capsys):
+    args = [f"{SST2}:smoke", "--set", "init=frozen", "--set", "max_train=512", "--set", "max_dev=128"]
+    summary = main([*args, "--set", f"workdir={tmp_path / 'trained'}"])
+    assert summary["status"] == "finished" and summary["dev_accuracy"] > 0.65 and summary["weights"] == "trained"
+    random = main([*args, "--set", f"workdir={tmp_path / 'random'}", "--set", "frozen_weights=random"])
+    assert random["weights"] == "random" and random["dev_accuracy"] < summary["dev_accuracy"] - 0.05
+    with pytest.raises(SystemExit):
+        main([f"{SST2}:smoke", "--set", f"workdir={tmp_path / 'bad'}", "--set", "frozen_weights=random"])
+    assert "frozen_weights='random' needs init='frozen'" in capsys.readouterr().err
 
 
 def test_task_adaptive_pretraining_mixes_sst2_sentences_into_the_batches(tmp_path):

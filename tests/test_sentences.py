@@ -46,3 +46,12 @@ def test_nearest_ranks_by_cosine_and_empty_files_are_refused(checkpoint, tmp_pat
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(SystemExit, match="no sentences"):
         sentences.main(["classify", str(checkpoint), str(tmp_path / "empty.txt")])
+
+
+def test_embed_with_random_weights_keeps_the_shape_and_tokenizer_not_the_weights(checkpoint):
+    trained = sentences.embed(checkpoint, TEXT[:4])
+    random = sentences.embed(checkpoint, TEXT[:4], random_seed=3)
+    np.testing.assert_array_equal(random, sentences.embed(checkpoint, TEXT[:4], random_seed=3))  # seeded
+    assert random.shape == trained.shape and np.abs(random - trained).max() > 0.1
+    assert not np.allclose(random, sentences.embed(checkpoint, TEXT[:4], random_seed=4))
+    np.testing.assert_allclose(np.linalg.norm(random, axis=-1), 1.0, rtol=1e-5)
