@@ -92,12 +92,12 @@ bert-ptb-sst2: $(STAMP)  ## BERT-Mini on PTB + SST-2's text (its vocabulary), SS
 	for c in ours_ptb_sst scratch_ptb_sst; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; $(call sst2_sizes,$${c}); done
 	for c in frozen_ptb_sst frozen_random_ptb_sst; do $(RUN) experiments/bert_sst2.py:$$c || exit 1; done  # probes
 
-bert-ptb-sst2-more: $(STAMP)  ## bert-ptb-sst2's pretraining continued 3,000 steps; SST-2 from it and scratch (3 seeds), 1k/4k/16k; probe
+bert-ptb-sst2-more: $(STAMP)  ## bert-ptb-sst2's pretraining continued 3,000 steps; SST-2 from it and scratch (5 seeds), 1k/4k/16k; probe
 	test -f runs/bert_pretrain_ptb_sst/export/config.json || $(RUN) experiments/bert_pretrain.py:ptb_sst2
 	$(RUN) experiments/bert_pretrain.py:ptb_sst2_more
 	$(RUN) experiments/bert_sst2.py:ours_ptb_sst_more
 	test -f runs/bert_sst2_scratch_ptb_sst/summary.json || $(RUN) experiments/bert_sst2.py:scratch_ptb_sst
-	for s in 7 42; do for c in ours_ptb_sst_more scratch_ptb_sst; do \
+	for s in 7 42 3 11; do for c in ours_ptb_sst_more scratch_ptb_sst; do \
 	  $(RUN) experiments/bert_sst2.py:$$c --set train.seed=$$s --set workdir=runs/bert_sst2_$${c}_s$$s || exit 1; done; done
 	$(call sst2_sizes,ours_ptb_sst_more)
 	$(RUN) experiments/bert_sst2.py:frozen_ptb_sst_more
