@@ -83,28 +83,17 @@ def get_config(arg: str | None = None) -> Config:
         "minilm_mean": Config(pooling="mean", workdir="runs/bert_sst2_minilm_mean"),
         "ours": Config(init="ours", workdir="runs/bert_sst2_ours", **small),
         "scratch": Config(init="scratch", workdir="runs/bert_sst2_scratch", **small),
-        "ours_tapt": Config(init="ours", init_dir="runs/bert_pretrain_tapt/export",
-                            workdir="runs/bert_sst2_ours_tapt", **small),
-        "ours_corpus": Config(init="ours", init_dir="runs/bert_pretrain_corpus/export",
-                              workdir="runs/bert_sst2_ours_corpus", **small),
-        "scratch_corpus": Config(init="scratch", init_dir="runs/bert_pretrain_corpus/export",
-                                 workdir="runs/bert_sst2_scratch_corpus", **small),
-        "ours_ptb_sst": Config(init="ours", init_dir="runs/bert_pretrain_ptb_sst/export",
-                               workdir="runs/bert_sst2_ours_ptb_sst", **small),
-        "scratch_ptb_sst": Config(init="scratch", init_dir="runs/bert_pretrain_ptb_sst/export",
-                                  workdir="runs/bert_sst2_scratch_ptb_sst", **small),
-        "ours_ptb_sst_more": Config(init="ours", init_dir="runs/bert_pretrain_ptb_sst_more/export",
-                                    workdir="runs/bert_sst2_ours_ptb_sst_more", **small),
         "frozen": Config(init="frozen", workdir="runs/bert_sst2_frozen"),
-        "frozen_ptb_sst": Config(init="frozen", init_dir="runs/bert_pretrain_ptb_sst/export",
-                                 workdir="runs/bert_sst2_frozen_ptb_sst"),
-        "frozen_ptb_sst_more": Config(init="frozen", init_dir="runs/bert_pretrain_ptb_sst_more/export",
-                                      workdir="runs/bert_sst2_frozen_ptb_sst_more"),
-        "frozen_random_ptb_sst": Config(init="frozen", init_dir="runs/bert_pretrain_ptb_sst/export",
-                                        frozen_weights="random", workdir="runs/bert_sst2_frozen_random_ptb_sst"),
         "smoke": Config(max_train=64, max_dev=16, batch_size=8, workdir="runs/bert_sst2_smoke",
                         train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)),
     }
+    for init, run in [("ours", "tapt"), ("ours", "corpus"), ("scratch", "corpus"), ("ours", "ptb_sst"),
+                      ("scratch", "ptb_sst"), ("ours", "ptb_sst_more"), ("frozen", "ptb_sst"),
+                      ("frozen", "ptb_sst_more")]:  # fine-tuned on (or probing) bert_pretrain.py's runs/ exports
+        configs[f"{init}_{run}"] = Config(init=init, init_dir=f"runs/bert_pretrain_{run}/export",
+                                          workdir=f"runs/bert_sst2_{init}_{run}", **({} if init == "frozen" else small))
+    configs["frozen_random_ptb_sst"] = dataclasses.replace(configs["frozen_ptb_sst"], frozen_weights="random",
+                                                           workdir="runs/bert_sst2_frozen_random_ptb_sst")
     if arg in (None, "", "default"):
         return configs["minilm"]
     if arg not in configs:
@@ -161,7 +150,8 @@ def run_frozen(cfg: Config) -> dict:
     dev_texts, dev_labels = dev_split(cfg)
     t0 = time.perf_counter()
     seed = cfg.train.seed if cfg.frozen_weights == "random" else None
-    x, x_dev = embed(cfg.source_dir, texts[:n], seed), embed(cfg.source_dir, dev_texts, seed)
+    x = embed(cfg.source_dir, texts[:n] + dev_texts, seed)  # one model load for both
+    x, x_dev = x[:n], x[n:]
     t_embed = time.perf_counter() - t0
     p = fit_logistic_regression(x, labels[:n])
     dev_acc = float((np.argmax(predict_proba(p, x_dev), -1) == dev_labels).mean())
