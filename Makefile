@@ -16,7 +16,7 @@ export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test test-fast gpt-cpu gpt-gpu tfidf ngram bilstm-sst2 w2v lstm-small lstm-medium rnn-ptb \
         bert-pretrain bert-sst2 bert-tapt bert-pretrain-corpus bert-ptb-sst2 bert-ptb-sst2-more bert-embed \
-        rlhf-sentiment rlhf-sentiment-sweep rlhf-sentiment-iterative translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
+        rlhf-sentiment rlhf-sentiment-sweep rlhf-sentiment-iterative rlhf-sentiment-online translate-lstm translate-transformer rm-hh dpo-hh bench bench-gpt bench-attention bench-ngram bench-rnn bench-w2v bench-seq2seq \
         bench-bert bench-dpo bench-attention-memory bench-loss-memory gpu-check clean
 
 $(STAMP): pyproject.toml
@@ -111,6 +111,9 @@ rlhf-sentiment-sweep: rlhf-sentiment  ## more DPO runs: learning rate and epochs
 
 rlhf-sentiment-iterative: rlhf-sentiment  ## iterative DPO alone (beta 0.5 and 1 for 4 rounds, pairs of oracle gap > 0.3 for 6, lr 5e-5 for 16, then continued to 26 and by best-vs-worst pairs to 30; best vs worst of 8 for 12, at lr 1e-4 too; soft labels; online DPO on best vs worst of 4 each step for 600 and 1,200 steps; each round judged)
 	$(RUN) experiments/rlhf_sentiment.py:iterative
+
+rlhf-sentiment-online: rlhf-sentiment  ## online DPO on soft labels alone: best vs worst of 4 samples each step (tau 0.1, lr 1.5e-4) and of 8 (tau 0.05, lr 2e-4; tau 0.02, lr 3e-4), 1,000 / 1,000 / 800 steps, judged every 50
+	$(RUN) experiments/rlhf_sentiment.py:online
 
 translate-lstm: $(STAMP)  ## Multi30k en->de: the LSTM encoder-decoder without attention, then with dot, bilinear, additive
 	$(RUN) experiments/translate.py:lstm_none

@@ -1,7 +1,8 @@
 """Controlled sentiment generation (Rafailov et al. 2023, section 6.1) on SST-2, at this CPU's scale.
 
 Launch:  python -m nlp_jax.run experiments/rlhf_sentiment.py     (or: make rlhf-sentiment; :smoke for tests;
-         :iterative adds iterative DPO, make rlhf-sentiment-iterative; :sweep also the one-round sweep)
+         :iterative adds iterative DPO, make rlhf-sentiment-iterative; :sweep also the one-round sweep;
+         :online only online DPO on soft labels, make rlhf-sentiment-online)
 
 Measured results (every method's oracle reward, second-judge reward and KL, with wall times): README.md,
 "Results".
@@ -78,6 +79,17 @@ DPO_METHODS = (DPOMethod(name="dpo_b0.05", beta=0.05), DPOMethod(name="dpo_b0.1"
                DPOMethod(name="cdpo_b0.1", beta=0.1, loss_type="cdpo", label_smoothing=0.1))
 
 
+# Online DPO on soft labels (config ``online``: only these, beside the default methods): each step's best
+# against worst sample of each prefix, labelled sigma((s_w - s_l) / tau) instead of 1, so a near-tied pair
+# (two samples the oracle scores alike) pulls the two log-ratios together instead of apart
+DPO_ONLINE_SOFT = (DPOMethod(name="dpo_b0.5_online_bw4_soft0.1", beta=0.5, soft_labels=0.1, lr=1.5e-4,
+                             online_steps=1000, samples=4, extremes=True),
+                   DPOMethod(name="dpo_b0.5_online_bw8_soft0.05", beta=0.5, soft_labels=0.05, lr=2e-4,
+                             online_steps=1000, samples=8, extremes=True),
+                   DPOMethod(name="dpo_b0.5_online_bw8_soft0.02", beta=0.5, soft_labels=0.02, lr=3e-4,
+                             online_steps=800, samples=8, extremes=True))
+
+
 # More DPO points (config ``sweep``: only these are trained when the default run is there): on the same
 # pairs, a lower learning rate, more epochs, both, and more epochs at beta 0.5; then iterative DPO
 # (config ``iterative``: only it), whose later rounds train on pairs drawn from the policy of the round
@@ -99,7 +111,7 @@ DPO_ITERATIVE = (DPOMethod(name="dpo_b0.5_iter4", beta=0.5, rounds=4),
                  DPOMethod(name="dpo_b0.5_bw8_lr1e-4_iter12", beta=0.5, lr=1e-4, rounds=12, samples=8, extremes=True),
                  DPOMethod(name="dpo_b0.5_online_bw4_lr1e-4", beta=0.5, lr=1e-4, online_steps=600, samples=4),
                  DPOMethod(name="dpo_b0.5_online_bw4_lr1e-4_s1200", beta=0.5, lr=1e-4, online_steps=1200,
-                           samples=4))
+                           samples=4)) + DPO_ONLINE_SOFT
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -145,6 +157,8 @@ def get_config(arg: str | None = None) -> Config:
         return Config()
     if arg in ("sweep", "iterative"):
         return Config(methods=DPO_METHODS + (DPO_SWEEP if arg == "sweep" else ()) + DPO_ITERATIVE)
+    if arg == "online":
+        return Config(methods=DPO_METHODS + DPO_ONLINE_SOFT)
     if arg == "smoke":
         quick = TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)
         return Config(vocab_size=300, model=GPT2Config.tiny(vocab_size=300, block_size=40), sft_train=quick,
@@ -160,7 +174,7 @@ def get_config(arg: str | None = None) -> Config:
                       max_train=400, workdir="runs/rlhf_sentiment_smoke",
                       ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,
                       ppo_kl_coefs=(0.05,))
-    raise ValueError(f"unknown config {arg!r}; choose cpu, sweep, iterative or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose cpu, sweep, iterative, online or smoke")
 
 
 @dataclasses.dataclass

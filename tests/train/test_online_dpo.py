@@ -14,7 +14,7 @@ from nlp_jax.models.reward import response_logprobs
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
 from nlp_jax.train.online_dpo import OnlinePairs, train_online_dpo
-from nlp_jax.train.preference import dpo_objective
+from nlp_jax.train.preference import dpo_objective, pair_logprobs
 from nlp_jax.train.trainer import Trainer
 
 OPTIM = OptimConfig(lr=3e-3, warmup_steps=0, schedule="constant")
@@ -82,6 +82,22 @@ def test_a_prompt_without_a_preference_is_paired_with_itself_and_gives_no_gradie
         if name == "none":  # the two sides' log-ratios cancel exactly; the gradient's sums only round
             assert float(loss) == pytest.approx(np.log(2), abs=1e-6) and float(aux["rewards/margins"]) == 0.0
     assert largest["none"] < 1e-6 * largest["some"], largest
+
+
+def test_soft_labels_read_each_pairs_scores_from_the_online_batch():
+    source = _source()
+    trainer = _bound(source, lr=3e-2)
+    trainer.step(source(0))  # the policy moves away from the reference: margins other than 0
+    batch = source(1)
+    soft = dpo_objective(beta=0.1, soft_labels=0.1)
+    loss, aux, _ = soft.loss(trainer.model, batch, None, None, {})
+    # the same loss by hand: q = sigma((s_w - s_l) / tau) against the policy's margins
+    h = np.float64(0.1) * (np.asarray(pair_logprobs(trainer.model, batch), np.float64)
+                           - np.stack([batch["ref_chosen"], batch["ref_rejected"]]))
+    margin, q = h[0] - h[1], 1 / (1 + np.exp(-(batch["chosen_score"] - batch["rejected_score"]) / 0.1))
+    want = np.mean(q * np.logaddexp(0, -margin) + (1 - q) * np.logaddexp(0, margin))
+    assert float(loss) == pytest.approx(want, rel=1e-4)
+    assert float(loss) != pytest.approx(float(dpo_objective(beta=0.1).loss(trainer.model, batch, None, None, {})[0]))
 
 
 def _mean_score(source, model):
