@@ -111,7 +111,7 @@ DPO_ITERATIVE = (DPOMethod(name="dpo_b0.5_iter4", beta=0.5, rounds=4),
                  DPOMethod(name="dpo_b0.5_bw8_lr1e-4_iter12", beta=0.5, lr=1e-4, rounds=12, samples=8, extremes=True),
                  DPOMethod(name="dpo_b0.5_online_bw4_lr1e-4", beta=0.5, lr=1e-4, online_steps=600, samples=4),
                  DPOMethod(name="dpo_b0.5_online_bw4_lr1e-4_s1200", beta=0.5, lr=1e-4, online_steps=1200,
-                           samples=4)) + DPO_ONLINE_SOFT
+                           samples=4))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

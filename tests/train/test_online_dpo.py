@@ -90,7 +90,7 @@ def test_soft_labels_read_each_pairs_scores_from_the_online_batch():
     trainer.step(source(0))  # the policy moves away from the reference: margins other than 0
     batch = source(1)
     soft = dpo_objective(beta=0.1, soft_labels=0.1)
-    loss, aux, _ = soft.loss(trainer.model, batch, None, None, {})
+    loss, _, _ = soft.loss(trainer.model, batch, None, None, {})
     # the same loss by hand: q = sigma((s_w - s_l) / tau) against the policy's margins
     h = np.float64(0.1) * (np.asarray(pair_logprobs(trainer.model, batch), np.float64)
                            - np.stack([batch["ref_chosen"], batch["ref_rejected"]]))
