@@ -13,8 +13,9 @@ class HFTokenizer:
 
     @classmethod
     def trained_once(cls, directory: str | Path, texts: Iterable[str], vocab_size: int, **kw):
-        """The tokenizer kept in ``directory``, or one trained on ``texts`` and saved there first. Training is
-        not bit-reproducible across processes, so a resumed run must read the one its weights learnt."""
+        """The tokenizer kept in ``directory``, or one trained on ``texts`` and saved there first: a resumed run
+        reads the one its weights learnt (one trained before WordPiece's ids were made canonical, or by another
+        version of ``tokenizers``, may number or split the same texts otherwise)."""
         if Path(directory, "tokenizer.json").exists():
             return cls.from_pretrained(directory, **kw)
         tok = cls.train(texts, vocab_size, **kw)

@@ -5,7 +5,7 @@
 BERT's normaliser (clean text, Chinese characters split, optional lower-casing and accent stripping),
 punctuation-splitting pre-tokeniser, greedy longest-match WordPiece with ``##`` continuations and
 ``[UNK]`` for words it cannot split, and the ``[CLS] A [SEP] (B [SEP])`` template with segment ids 0 / 1.
-``train`` learns a new vocabulary from text with the same pipeline.
+``train`` learns a new vocabulary from text with the same pipeline, its ids a function of the texts alone.
 
 ``encode`` pads a batch to its longest row rounded up to a multiple of 8 (never to a fixed length) and
 truncates rows longer than ``max_length`` by HF's ``longest_first`` rule: the longer sentence of a pair
@@ -118,6 +118,12 @@ class WordPieceTokenizer(HFTokenizer):
         trainer = WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIALS),
                                    continuing_subword_prefix="##", show_progress=False)
         tok.train_from_iterator(texts, trainer=trainer)
+        # The trainer numbers the pieces it learns in hash-map order (huggingface/tokenizers#1794), so the same
+        # texts give the same pieces under other ids in another call, and a model's embedding rows with them.
+        # WordPiece encodes by longest match, never by id: the specials keep 0-4, the rest are numbered sorted.
+        learnt = sorted(t for t in tok.get_vocab() if t not in SPECIALS)
+        tok.model = WordPiece({t: i for i, t in enumerate(SPECIALS + tuple(learnt))}, unk_token="[UNK]",
+                              max_input_chars_per_word=100)
         return cls(tok, max_length=max_length, source="trained")
 
     def save(self, directory: str | Path) -> Path:

@@ -26,6 +26,26 @@ def test_training_a_vocabulary_reserves_the_specials_and_round_trips_through_sav
     assert trained.decode(trained.encode(["the dog sat"])["input_ids"][0]) == "the dog sat"
 
 
+def test_training_numbers_the_same_texts_the_same_way_and_splits_as_the_trainer_learnt():
+    from tokenizers.models import WordPiece
+    from tokenizers.trainers import WordPieceTrainer
+
+    from nlp_jax.data.wordpiece import _pipeline
+
+    texts = read_sst2("train")[0][:5000]
+    vocabs = [WordPieceTokenizer.train(texts, 1000)._tok.get_vocab() for _ in range(4)]
+    # HF's trainer alone numbers its pieces in hash-map order (tokenizers#1794): 4 trainings rarely agree
+    assert all(v == vocabs[0] for v in vocabs) and len(vocabs[0]) == 1000
+    ordered = sorted(vocabs[0], key=vocabs[0].get)
+    assert tuple(ordered[:5]) == SPECIALS and ordered[5:] == sorted(ordered[5:])
+    raw = _pipeline(WordPiece(unk_token="[UNK]"), lowercase=True, strip_accents=None)
+    raw.train_from_iterator(texts, trainer=WordPieceTrainer(vocab_size=1000, min_frequency=2, show_progress=False,
+                                                             special_tokens=list(SPECIALS)))
+    ours = WordPieceTokenizer.train(texts, 1000)
+    sample = read_sst2("dev")[0][:200]  # the renumbered vocabulary splits text into the trainer's pieces
+    assert [ours.tokens(t)[1:-1] for t in sample] == [e.tokens for e in raw.encode_batch(sample)]
+
+
 def test_pieces_are_the_encoding_without_specials_never_truncated_and_a_kept_vocabulary_is_reused(tmp_path):
     short = WordPieceTokenizer.train(TEXT, 80, min_frequency=1, max_length=8)
     long_text = " ".join(TEXT[:3])
