@@ -102,7 +102,7 @@ bert-ptb-sst2-more: $(STAMP)  ## bert-ptb-sst2's pretraining continued 3,000 ste
 	$(call sst2_sizes,ours_ptb_sst_more)
 	$(RUN) experiments/bert_sst2.py:frozen_ptb_sst_more
 
-rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT, best-of-N, DPO/IPO/cDPO; frontier plot
+rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment generation: SFT GPT, best-of-N, DPO/IPO/cDPO, online DPO on soft labels (beta 0.35), PPO; frontier plot
 	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle
 	$(RUN) experiments/rlhf_sentiment.py
 
@@ -112,7 +112,7 @@ rlhf-sentiment-sweep: rlhf-sentiment  ## more DPO runs: learning rate and epochs
 rlhf-sentiment-iterative: rlhf-sentiment  ## iterative DPO alone (beta 0.5 and 1 for 4 rounds, pairs of oracle gap > 0.3 for 6, lr 5e-5 for 16, then continued to 26 and by best-vs-worst pairs to 30; best vs worst of 8 for 12, at lr 1e-4 too; soft labels; online DPO on best vs worst of 4 each step for 600 and 1,200 steps; each round judged)
 	$(RUN) experiments/rlhf_sentiment.py:iterative
 
-rlhf-sentiment-online: rlhf-sentiment  ## online DPO on soft labels alone: best vs worst of 4 samples each step (tau 0.1, lr 1.5e-4) and of 8 (tau 0.05, lr 2e-4; tau 0.02, lr 3e-4), 1,000 / 1,000 / 800 steps, judged every 50
+rlhf-sentiment-online: rlhf-sentiment  ## three more online DPO runs on soft labels (beta 0.5): best vs worst of 4 samples each step (tau 0.1, lr 1.5e-4) and of 8 (tau 0.05, lr 2e-4; tau 0.02, lr 3e-4), 1,000 / 1,000 / 800 steps, judged every 50
 	$(RUN) experiments/rlhf_sentiment.py:online
 
 translate-lstm: $(STAMP)  ## Multi30k en->de: the LSTM encoder-decoder without attention, then with dot, bilinear, additive
