@@ -38,6 +38,14 @@ def _pipeline(model, *, lowercase: bool, strip_accents: bool | None, chinese_cha
     return tok
 
 
+def _model(tokens: list[str]):
+    """A WordPiece model (BERT's: ``[UNK]`` for words it cannot split, longer than 100 characters too) whose
+    ids are the tokens' positions."""
+    from tokenizers.models import WordPiece
+
+    return WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]", max_input_chars_per_word=100)
+
+
 def _special_ids(tok, source: str) -> dict[str, int]:
     ids = {s: tok.token_to_id(s) for s in SPECIALS}
     missing = [s for s, i in ids.items() if i is None]
@@ -92,16 +100,12 @@ class WordPieceTokenizer(HFTokenizer):
     def from_vocab(cls, vocab_file: str | Path, *, lowercase: bool = True, strip_accents: bool | None = None,
                    chinese_chars: bool = True, max_length: int = 512) -> "WordPieceTokenizer":
         """From a ``vocab.txt`` (one token a line, the line number is its id), as BertTokenizerFast builds it."""
-        from tokenizers.models import WordPiece
-
         vocab_file = Path(vocab_file)
         if not vocab_file.exists():
             raise FileNotFoundError(f"no vocabulary file {vocab_file} (expected a BERT vocab.txt or a "
                                     "tokenizer.json beside it)")
-        tokens = vocab_file.read_text(encoding="utf-8").splitlines()
-        vocab = {t: i for i, t in enumerate(tokens)}
-        model = WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100)
-        tok = _pipeline(model, lowercase=lowercase, strip_accents=strip_accents, chinese_chars=chinese_chars)
+        tok = _pipeline(_model(vocab_file.read_text(encoding="utf-8").splitlines()), lowercase=lowercase,
+                        strip_accents=strip_accents, chinese_chars=chinese_chars)
         return cls(tok, max_length=max_length, source=str(vocab_file))
 
     @classmethod
@@ -121,9 +125,7 @@ class WordPieceTokenizer(HFTokenizer):
         # The trainer numbers the pieces it learns in hash-map order (huggingface/tokenizers#1794), so the same
         # texts give the same pieces under other ids in another call, and a model's embedding rows with them.
         # WordPiece encodes by longest match, never by id: the specials keep 0-4, the rest are numbered sorted.
-        learnt = sorted(t for t in tok.get_vocab() if t not in SPECIALS)
-        tok.model = WordPiece({t: i for i, t in enumerate(SPECIALS + tuple(learnt))}, unk_token="[UNK]",
-                              max_input_chars_per_word=100)
+        tok.model = _model(list(SPECIALS) + sorted(t for t in tok.get_vocab() if t not in SPECIALS))
         return cls(tok, max_length=max_length, source="trained")
 
     def save(self, directory: str | Path) -> Path:
