@@ -46,6 +46,16 @@ def sft_settings(cfg: Config) -> dict:
             "batch_size": cfg.batch_size, "vocab_size": cfg.vocab_size, "max_train": cfg.max_train}
 
 
+def judge_settings(cfg: Config) -> dict:
+    """What a policy's judgement depends on besides the policy: a row stored under other ones is judged again
+    (its training, unchanged, is read back)."""
+    return {"prompts": cfg.eval_prompts, "samples": cfg.eval_samples, "max_new_tokens": cfg.max_new_tokens}
+
+
+def judged_settings(cfg: Config, settings: dict) -> dict:
+    return {**settings, "judge": judge_settings(cfg)}
+
+
 def pairs_settings(cfg: Config) -> dict:
     return {"sft": sft_settings(cfg), "oracle_dir": cfg.oracle_dir, "train_prompts": cfg.train_prompts,
             "samples_per_prompt": cfg.samples_per_prompt, "max_new_tokens": cfg.max_new_tokens}
@@ -138,7 +148,8 @@ def online_policy(s: Setup, method: DPOMethod, prefixes: tuple[np.ndarray, np.nd
     """Online DPO from SFT (``train.online_dpo``): each step the best against the worst of ``method.samples``
     (default 2) samples of the policy then, on ``dpo_batch`` training prefixes, labelled by the oracle;
     judged every ``online_eval_every`` steps (``on_eval(step, row)`` for each such point before the last).
-    Returns the last policy's judgement (made by the loop at the last step, not repeated)."""
+    Returns the last policy's judgement, made anew: a finished run read back was judged during training under
+    the judge settings of that time."""
     cfg, settings = s.cfg, dpo_settings(s.cfg, method)
     workdir = Path(cfg.workdir, method.name)
     source = OnlinePairs(*prefixes, reference=s.sft, score_fn=s.judges["oracle"], batch_size=cfg.dpo_batch,
@@ -154,7 +165,7 @@ def online_policy(s: Setup, method: DPOMethod, prefixes: tuple[np.ndarray, np.nd
         if step < method.online_steps:
             on_eval(step, judged[step])
     export_policy(policy, s.tok, workdir / "export")
-    return judged.get(method.online_steps) or s.evaluate(policy)
+    return s.evaluate(policy)
 
 
 def rm_settings(cfg: Config) -> dict:
@@ -200,7 +211,8 @@ def ppo_policy(s: Setup, name: str, score_fn, kl_coef: float, prompts: np.ndarra
 
 def run_ppo(s: Setup, results: StageResults, pairs: dict, prompts: np.ndarray, mask: np.ndarray) -> None:
     names = [f"ppo_rm_b{b:g}" for b in s.cfg.ppo_kl_coefs]
-    if not all(results.has(n, ppo_settings(s.cfg, b, False)) for n, b in zip(names, s.cfg.ppo_kl_coefs)):
+    if not all(results.has(n, judged_settings(s.cfg, ppo_settings(s.cfg, b, False)))
+               for n, b in zip(names, s.cfg.ppo_kl_coefs)):
         t0 = time.perf_counter()
         rm_score, stats = train_reward_model(s, pairs)  # (a finished reward model is read back)
         if not results.has("reward_model", rm_settings(s.cfg)):
@@ -208,8 +220,9 @@ def run_ppo(s: Setup, results: StageResults, pairs: dict, prompts: np.ndarray, m
         for name, beta in zip(names, s.cfg.ppo_kl_coefs):
             results.get(name, lambda name=name, beta=beta: {
                 "method": "PPO (reward model)", "param": beta,
-                **s.evaluate(ppo_policy(s, name, rm_score, beta, prompts, mask))}, ppo_settings(s.cfg, beta, False))
+                **s.evaluate(ppo_policy(s, name, rm_score, beta, prompts, mask))},
+                judged_settings(s.cfg, ppo_settings(s.cfg, beta, False)))
     beta = s.cfg.ppo_oracle_kl_coef
     results.get(f"ppo_oracle_b{beta:g}", lambda: {"method": "PPO (oracle)", "param": beta, **s.evaluate(
         ppo_policy(s, f"ppo_oracle_b{beta:g}", s.judges["oracle"], beta, prompts, mask))},
-        ppo_settings(s.cfg, beta, True))
+        judged_settings(s.cfg, ppo_settings(s.cfg, beta, True)))

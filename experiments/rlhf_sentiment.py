@@ -36,8 +36,10 @@ settings is measured again:
    coefficient, and PPO on the oracle itself; rollouts from the training prefixes. Preference training
    runs without dropout (PPO's ratio is exactly 1 before its first update only then).
 
-Every policy is judged on the same held-out prompts: mean oracle reward, mean second-judge reward, and
-KL(pi || pi_SFT) per sequence from its samples (``nlp_jax.eval.rewards``). Results: ``results.json``, the
+Every policy is judged on the same held-out prompts, ``eval_samples`` samples each: mean oracle reward,
+mean second-judge reward (each with its standard error) and KL(pi || pi_SFT) per sequence from its samples
+(``nlp_jax.eval.rewards``); a row stored under other judge settings is judged again, its training read
+back (an online run's points keep the judgement made during its training). Results: ``results.json``, the
 table ``results.md`` and the frontier ``frontier.png``; measured numbers are in README.md, "Results".
 Each policy is exported to ``<workdir>/<name>/export``: ``python -m nlp_jax.generate <export> prompts.txt``.
 """
@@ -70,8 +72,8 @@ from nlp_jax.train.records import StageResults, run_resumable, write_summary
 from nlp_jax.validate import at_least, check_fields
 
 # this experiment's preference stages (a file beside it; nlp_jax.run puts this folder on sys.path)
-from _rlhf_stages import (dpo_settings, export_policy, online_policy, pairs_settings, preference_pairs, run_ppo,
-                          sft_settings, train_dpo)
+from _rlhf_stages import (dpo_settings, export_policy, judged_settings, online_policy, pairs_settings,
+                          preference_pairs, run_ppo, sft_settings, train_dpo)
 
 
 # Online DPO on soft labels: each step's best against worst sample of each prefix, labelled
@@ -126,6 +128,7 @@ class Config:
     batch_size: int = 64  # SFT blocks per step
     oracle_dir: str = "runs/bert_sst2/export"  # the fine-tuned SST-2 classifier (make bert-sst2)
     eval_prompts: int = 500  # held-out prefixes (of SST-2 dev sentences)
+    eval_samples: int = 4  # samples of each policy per held-out prefix (4: the oracle reward's s.e. near 0.006)
     train_prompts: int = 1500  # prefixes whose 4 samples make the preference pairs
     samples_per_prompt: int = 4
     max_new_tokens: int = 24
@@ -146,7 +149,8 @@ class Config:
 
     def __post_init__(self):
         check_fields(self, vocab_size=at_least(8), batch_size=at_least(1), eval_prompts=at_least(1),
-                     train_prompts=at_least(1), samples_per_prompt=at_least(2), max_new_tokens=at_least(1),
+                     eval_samples=at_least(1), train_prompts=at_least(1), samples_per_prompt=at_least(2),
+                     max_new_tokens=at_least(1),
                      dpo_epochs=at_least(1), dpo_batch=at_least(1), online_eval_every=at_least(1),
                      max_train=at_least(0), ppo_rollouts=at_least(1))
         check_continuations(self.methods)
@@ -165,7 +169,7 @@ def get_config(arg: str | None = None) -> Config:
     if arg == "smoke":
         quick = TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)
         return Config(vocab_size=300, model=GPT2Config.tiny(vocab_size=300, block_size=40), sft_train=quick,
-                      batch_size=4, eval_prompts=8, train_prompts=4, max_new_tokens=6, best_of=(1, 2),
+                      batch_size=4, eval_prompts=8, eval_samples=2, train_prompts=4, max_new_tokens=6, best_of=(1, 2),
                       methods=(DPO_METHODS[0], DPOMethod(name="dpo_iter2", beta=0.05, rounds=2),
                                DPOMethod(name="dpo_iter3", beta=0.05, rounds=3, continues="dpo_iter2"),
                                DPOMethod(name="dpo_gap_soft", beta=0.05, min_gap=1e-7, soft_labels=0.1),
@@ -196,7 +200,7 @@ class Setup:
 
     def evaluate(self, policy) -> dict:
         return evaluate(policy, self.sft, self.prompts, self.prompt_mask, self.judges, key=jax.random.key(5),
-                        **self.sample_kw())
+                        samples=self.cfg.eval_samples, **self.sample_kw())
 
 
 def train_sft(cfg: Config, tok: WordPieceTokenizer, train_texts: list[str], dev_texts: list[str]) -> GPT2:
@@ -267,7 +271,8 @@ def run_stages(cfg: Config) -> dict:
     held = prompt_prefixes(tok.pieces(dev_set[0]), bos_id=tok.cls_id, pad_id=tok.pad_id, seed=1)
     s = Setup(cfg, tok, sft, held[0][:cfg.eval_prompts], held[1][:cfg.eval_prompts], judges)
     print(f"{len(s.prompts)} held-out prompts")
-    results.get("sft", lambda: {"method": "SFT", "param": 0, **s.evaluate(sft)})
+    results.get("sft", lambda: {"method": "SFT", "param": 0, **s.evaluate(sft)},
+                judged_settings(cfg, sft_settings(cfg)))
     if any(f"bon_{n}" not in results.data for n in cfg.best_of):
         t1 = time.perf_counter()
         for name, row in best_of_n(s).items():  # one draw serves every N: the stage's time is on each row
@@ -288,16 +293,17 @@ def run_stages(cfg: Config) -> dict:
     for m in cfg.methods:
         def judge_round(r, policy, m=m):  # an iterative method's earlier rounds: the points of its curve
             results.get(f"{m.name}_round{r}", lambda: labelled(m, s.evaluate(policy)),
-                        {**dpo_settings(cfg, m), "round": r})
+                        judged_settings(cfg, {**dpo_settings(cfg, m), "round": r}))
 
         def judge_step(step, row, m=m):  # an online method's points, judged during its training
             results.put(f"{m.name}_step{step}", labelled(m, row), {**dpo_settings(cfg, m), "step": step})
         if m.online_steps:
             results.get(m.name, lambda m=m, on_eval=judge_step: labelled(
-                m, online_policy(s, m, train_prefixes[:2], on_eval)), dpo_settings(cfg, m))
+                m, online_policy(s, m, train_prefixes[:2], on_eval)), judged_settings(cfg, dpo_settings(cfg, m)))
             continue
         results.get(m.name, lambda m=m, on_round=judge_round: labelled(
-            m, s.evaluate(train_dpo(s, m, pairs, train_prefixes, on_round))), dpo_settings(cfg, m))
+            m, s.evaluate(train_dpo(s, m, pairs, train_prefixes, on_round))),
+            judged_settings(cfg, dpo_settings(cfg, m)))
     pool = train_prefixes[2] < 20 * cfg.train_prompts  # PPO's prompts: those of the first 20 x train_prompts phrases
     run_ppo(s, results, pairs, train_prefixes[0][pool], train_prefixes[1][pool])
     report(cfg, results.data)

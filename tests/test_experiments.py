@@ -231,6 +231,15 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     longer = main(args + ["--set", "ppo_rollouts=3"])  # one stage's change: its runs resume, the rest is kept
     assert longer["ppo_rm_b0.05"]["seconds"] != summary["ppo_rm_b0.05"]["seconds"]
     assert all(longer[k] == summary[k] for k in ("sft", "bon_2", "dpo_b0.05", "reward_model"))
+    # other judge settings: every policy is judged again (2 samples a prefix -> 1), none trained again
+    logs = {d: (tmp_path / "rlhf" / d / "metrics.jsonl").read_text()
+            for d in ("dpo_b0.05", "dpo_online", "ppo_rm_b0.05")}
+    rejudged = main(args + ["--set", "ppo_rollouts=3", "--set", "eval_samples=1"])
+    assert rejudged["sft_train"] == summary["sft_train"] and rejudged["bon_2"] == summary["bon_2"]
+    for name in ("sft", "dpo_b0.05", "dpo_iter2_round1", "dpo_online", "ppo_rm_b0.05", "ppo_oracle_b0.05"):
+        assert rejudged[name]["reward_sem/oracle"] != longer[name]["reward_sem/oracle"], name
+    assert rejudged["dpo_online_step2"] == summary["dpo_online_step2"]  # judged during training, kept
+    assert all((tmp_path / "rlhf" / d / "metrics.jsonl").read_text() == log for d, log in logs.items())
     module, _ = load_experiment(str(rlhf))
     stages = importlib.import_module("_rlhf_stages")  # its helper file, importable beside it
     smoke = module.get_config("smoke")

@@ -112,15 +112,22 @@ def best_of_n_kl(n: int) -> float:
 
 def evaluate(policy: nnx.Module, reference: nnx.Module, prompts: np.ndarray, prompt_mask: np.ndarray,
              judges: dict[str, Judge], *, key: jax.Array, max_new_tokens: int, eos_id: int | None,
-             pad_id: int = 0, batch_size: int = 64) -> dict[str, float]:
-    """One sample per prompt: ``reward/<judge>`` means, ``kl`` (mean k1 per sequence, nats) with
-    ``kl_sem`` (its standard error), ``length`` (mean response tokens)."""
-    drawn = draw(policy, prompts, prompt_mask, n=1, key=key, max_new_tokens=max_new_tokens, eos_id=eos_id,
+             pad_id: int = 0, samples: int = 1, batch_size: int = 64) -> dict[str, float]:
+    """``samples`` samples per prompt: ``reward/<judge>`` means with ``reward_sem/<judge>`` (their standard
+    errors over the samples), ``kl`` (mean k1 per sequence, nats) with ``kl_sem``, ``length`` (mean response
+    tokens)."""
+    drawn = draw(policy, prompts, prompt_mask, n=samples, key=key, max_new_tokens=max_new_tokens, eos_id=eos_id,
                  pad_id=pad_id, batch_size=batch_size)
     k1 = drawn["logprob"] - sequence_logprobs_of(reference, drawn, batch_size)
-    out = {f"reward/{name}": float(np.mean(judge(drawn["tokens"], drawn["mask"]))) for name, judge in judges.items()}
-    return {**out, "kl": float(k1.mean()), "kl_sem": float(k1.std(ddof=1) / math.sqrt(len(k1))) if len(k1) > 1 else 0.0,
-            "length": float(drawn["response"].sum(1).mean())}
+    scores = {name: np.asarray(judge(drawn["tokens"], drawn["mask"]), np.float64) for name, judge in judges.items()}
+    return {**{f"reward/{name}": float(v.mean()) for name, v in scores.items()},
+            **{f"reward_sem/{name}": _sem(v) for name, v in scores.items()},
+            "kl": float(k1.mean()), "kl_sem": _sem(k1), "length": float(drawn["response"].sum(1).mean())}
+
+
+def _sem(values: np.ndarray) -> float:
+    """The standard error of the mean of ``values`` (0 for fewer than two)."""
+    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def frontier_table(rows: dict[str, dict]) -> str:

@@ -43,6 +43,25 @@ def test_kl_of_a_policy_against_itself_is_zero_and_against_another_is_positive()
     assert diff["kl"] > 4 * diff["kl_sem"] > 0  # KL(pi || ref) >= 0, and here clearly above 0
 
 
+def test_several_samples_per_prompt_are_judged_as_one_pool_with_standard_errors():
+    policy, ref = _model(0), _model(1)
+    judges = {"length": lambda tokens, mask: mask.sum(1).astype(np.float32),
+              "last": lambda tokens, mask: (tokens[:, -1] % 5).astype(np.float32)}
+    kw = dict(key=jax.random.key(3), max_new_tokens=5, eos_id=2, batch_size=4)
+    row = evaluate(policy, ref, PROMPTS, MASK, judges, samples=3, **kw)
+    drawn = draw(policy, PROMPTS, MASK, n=3, **kw)  # the same draw, judged by hand in float64
+    k1 = drawn["logprob"].astype(np.float64) - sequence_logprobs_of(ref, drawn, 4)
+    last = drawn["tokens"][:, -1] % 5
+    assert row["reward/last"] == pytest.approx(last.mean(), rel=1e-12)
+    assert row["reward_sem/last"] == pytest.approx(last.std(ddof=1) / 3.0, rel=1e-9)  # 9 samples: sqrt(9)
+    assert row["reward/length"] == pytest.approx(drawn["mask"].sum(1).mean(), rel=1e-12)
+    assert row["kl"] == pytest.approx(k1.mean(), rel=1e-5)
+    assert row["kl_sem"] == pytest.approx(k1.std(ddof=1) / 3.0, rel=1e-4)
+    assert row["length"] == pytest.approx(drawn["response"].sum(1).mean())
+    one = evaluate(policy, ref, PROMPTS[:1], MASK[:1], judges, samples=1, **kw)
+    assert one["reward_sem/last"] == 0.0 and one["kl_sem"] == 0.0  # one sample: no spread to report
+
+
 def test_best_of_n_kl_is_the_analytic_formula():
     assert best_of_n_kl(1) == 0.0
     assert best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
