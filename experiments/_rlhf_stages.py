@@ -46,14 +46,11 @@ def sft_settings(cfg: Config) -> dict:
             "batch_size": cfg.batch_size, "vocab_size": cfg.vocab_size, "max_train": cfg.max_train}
 
 
-def judge_settings(cfg: Config) -> dict:
-    """What a policy's judgement depends on besides the policy: a row stored under other ones is judged again
-    (its training, unchanged, is read back)."""
-    return {"prompts": cfg.eval_prompts, "samples": cfg.eval_samples, "max_new_tokens": cfg.max_new_tokens}
-
-
 def judged_settings(cfg: Config, settings: dict) -> dict:
-    return {**settings, "judge": judge_settings(cfg)}
+    """A judged row's settings: its policy's ``settings`` and what the judgement depends on besides the policy,
+    so a row stored under other judge settings is judged again (its training, unchanged, is read back)."""
+    judge = {"prompts": cfg.eval_prompts, "samples": cfg.eval_samples, "max_new_tokens": cfg.max_new_tokens}
+    return {**settings, "judge": judge}
 
 
 def pairs_settings(cfg: Config) -> dict:
