@@ -15,8 +15,8 @@ import statistics
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from common import median_time, print_table
+
 from nlp_jax import kernels
 
 

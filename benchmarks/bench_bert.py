@@ -21,16 +21,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from common import interleaved_seconds_per_step, median_time, print_table
 from flax import nnx
 
-from common import interleaved_seconds_per_step, median_time, print_table
 from nlp_jax import kernels
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
-from nlp_jax.models.bert import classification_loss
 from nlp_jax.models.bert_hf import load_hf_bert, minilm_dir
+from nlp_jax.objectives import Objective, classification_loss
 from nlp_jax.train.config import OptimConfig
-from nlp_jax.train.trainer import Objective, Trainer
+from nlp_jax.train.trainer import Trainer
 
 OPTIM = OptimConfig(lr=5e-5, warmup_steps=0, weight_decay=0.01)
 # (name, train, all_hidden): ours as the package runs it ([CLS]-only last block), then the same work as
@@ -177,7 +177,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=64)
-    parser.add_argument("--profile", action="store_true", help="also time the parts of our train step")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the parts of our train step")
     args = parser.parse_args()
     data = batches(args.batch, args.length)
     rows = []

@@ -20,14 +20,14 @@ import tempfile
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import interleaved_seconds_per_step, print_table
 from flax import nnx
 
-from common import interleaved_seconds_per_step, print_table
 from nlp_jax.models.gpt2 import GPT2, GPT2Config
 from nlp_jax.models.gpt2_hf import save_hf_gpt2
 from nlp_jax.models.sampler import sample
+from nlp_jax.objectives import dpo_objective
 from nlp_jax.train.config import OptimConfig
-from nlp_jax.train.preference import dpo_objective
 from nlp_jax.train.trainer import Trainer
 
 CONFIG = GPT2Config(vocab_size=4096, block_size=128, n_layer=4, n_head=4, n_embd=192)  # the SFT policy's shape
@@ -46,7 +46,8 @@ def pairs(n: int, length: int, prompt: int, seed: int = 0) -> dict[str, np.ndarr
         out[side], out[f"{side}_mask"] = np.where(cols < lengths[:, None], ids, 0), cols < lengths[:, None]
         out[f"{side}_response"] = (cols >= prompt) & (cols < lengths[:, None])
     out["rejected"][:, :prompt] = out["chosen"][:, :prompt]
-    out["ref_chosen"], out["ref_rejected"] = rng.normal(-300, 10, n).astype(np.float32), rng.normal(-300, 10, n).astype(np.float32)
+    out["ref_chosen"] = rng.normal(-300, 10, n).astype(np.float32)
+    out["ref_rejected"] = rng.normal(-300, 10, n).astype(np.float32)
     return out
 
 
@@ -139,7 +140,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as path:
         save_hf_gpt2(model, path)
-        workloads = {"DPO train step (real tokens/s)": (ours_dpo(model, batch), lambda: torch_dpo(path, batch)[0], real),
+        workloads = {"DPO train step (real tokens/s)": (ours_dpo(model, batch), lambda: torch_dpo(path, batch)[0],
+                                                        real),
                      "rollout sampler (new tokens/s)": (ours_sampler(model, prompts, args.new),
                                                         lambda: torch_sampler(path, prompts, args.new),
                                                         args.rollout * args.new)}

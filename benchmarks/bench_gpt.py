@@ -14,15 +14,15 @@ import argparse
 import os
 import sys
 
-import jax
 import numpy as np
+from common import interleaved_seconds_per_step, print_table
 from flax import nnx
 
-from common import interleaved_seconds_per_step, print_table
 from nlp_jax.data.corpus import RandomBlocks, load_char_corpus
-from nlp_jax.models.gpt2 import GPT2, lm_loss
+from nlp_jax.models.gpt2 import GPT2
+from nlp_jax.objectives import Objective, lm_loss
 from nlp_jax.run import load_experiment
-from nlp_jax.train.trainer import Objective, Trainer
+from nlp_jax.train.trainer import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,7 +1,6 @@
 """Peak memory and time of the memory-efficient paths against the plain ones, float32 on this machine.
 
-    python benchmarks/bench_memory.py loss [--sizes 1024 4096 16384] [--time-up-to 4096]
-    python benchmarks/bench_memory.py attention [--sizes 1024 2048 4096 8192 16384] [--time-up-to 4096]
+    python benchmarks/bench_memory.py [loss] [attention] [--sizes 1024 4096 16384] [--time-up-to 4096]
 
 ``loss``: the gradient of GPT-2's output layer and cross-entropy (vocabulary 50,257, width 768) over N
 tokens, plain (``ops.cross_entropy(h @ W.T)``) against ``kernels.linear_cross_entropy``.
@@ -20,8 +19,8 @@ import argparse
 
 import jax
 import jax.numpy as jnp
-
 from common import median_time, print_table
+
 from nlp_jax import kernels, ops
 
 MiB = 1 << 20
@@ -57,26 +56,29 @@ def attention_cases(t: int):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("loss", "attention"))
+    p.add_argument("what", nargs="*", help="loss and/or attention (default: both)")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="tokens (loss) or sequence lengths (attention)")
     p.add_argument("--time-up-to", type=int, default=4096, help="time the plain path only at sizes up to this")
     a = p.parse_args()
-    sizes = a.sizes or ([1024, 4096, 16384] if a.what == "loss" else [1024, 2048, 4096, 8192, 16384])
-    cases = loss_cases if a.what == "loss" else attention_cases
-    rows, names = [], None
-    for n in sizes:
-        fns, args, full_mib = cases(n)
-        names = list(fns)
-        row = [n, f"{full_mib:,.0f}"]
-        for name in names:
-            temp, seconds = _measure(fns[name], args, n <= a.time_up_to or name != names[0])
-            row += [f"{temp:,.1f}", "-" if seconds is None else f"{seconds * 1e3:,.0f}"]
-        rows.append(row)
-        print(row, flush=True)
-    size = "tokens" if a.what == "loss" else "sequence length"
-    full = "(N x V) logits MiB" if a.what == "loss" else "(H x T x T) scores MiB"
-    header = [size, full] + [f"{x} {unit}" for x in names for unit in ("temp MiB", "ms")]
-    print_table(f"{a.what}: peak temporary memory of the gradient and its time, float32", header, rows)
+    if set(a.what) - {"loss", "attention"}:
+        p.error(f"what: choose from loss, attention, not {' '.join(a.what)}")
+    for what in a.what or ("attention", "loss"):
+        sizes = a.sizes or ([1024, 4096, 16384] if what == "loss" else [1024, 2048, 4096, 8192, 16384])
+        cases = loss_cases if what == "loss" else attention_cases
+        rows, names = [], None
+        for n in sizes:
+            fns, args, full_mib = cases(n)
+            names = list(fns)
+            row = [n, f"{full_mib:,.0f}"]
+            for name in names:
+                temp, seconds = _measure(fns[name], args, n <= a.time_up_to or name != names[0])
+                row += [f"{temp:,.1f}", "-" if seconds is None else f"{seconds * 1e3:,.0f}"]
+            rows.append(row)
+            print(row, flush=True)
+        size = "tokens" if what == "loss" else "sequence length"
+        full = "(N x V) logits MiB" if what == "loss" else "(H x T x T) scores MiB"
+        header = [size, full] + [f"{x} {unit}" for x in names for unit in ("temp MiB", "ms")]
+        print_table(f"{what}: peak temporary memory of the gradient and its time, float32", header, rows)
 
 
 if __name__ == "__main__":

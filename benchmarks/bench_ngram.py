@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import print_table
+
+from nlp_jax import ops
 from nlp_jax.data.ptb import load_ptb
 from nlp_jax.data.root import resolve
-from nlp_jax import ops
 from nlp_jax.models.ngram import KneserNeyLM
 
 

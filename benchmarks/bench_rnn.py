@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from common import interleaved_seconds_per_step, print_table
 from flax import nnx
 
-from common import interleaved_seconds_per_step, print_table
 from nlp_jax.data.corpus import SequentialBlocks
-from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
+from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig
+from nlp_jax.objectives import Objective, bptt_loss
 from nlp_jax.train.config import OptimConfig
-from nlp_jax.train.trainer import Objective, Trainer
+from nlp_jax.train.trainer import Trainer
 
 SIZES = {"small": 200, "medium": 650}
 VOCAB, BATCH, BPTT = 10_000, 20, 35

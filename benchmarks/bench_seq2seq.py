@@ -21,12 +21,13 @@ import time
 
 import jax
 import numpy as np
+from common import interleaved_seconds_per_step, print_table
 from flax import nnx
 
-from common import interleaved_seconds_per_step, print_table
 from nlp_jax.models.beam import beam_search
-from nlp_jax.models.seq2seq import LSTMSeq2Seq, Seq2SeqConfig, seq2seq_loss
+from nlp_jax.models.seq2seq import LSTMSeq2Seq, Seq2SeqConfig
 from nlp_jax.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
+from nlp_jax.objectives import seq2seq_loss
 from nlp_jax.train.config import OptimConfig
 from nlp_jax.train.trainer import Trainer
 
@@ -66,7 +67,8 @@ def torch_lstm(batch):
             self.enc = nn.LSTM(e, h, batch_first=True, bidirectional=True)
             self.init = nn.Linear(2 * h, 2 * h)
             self.dec = nn.LSTMCell(e + 2 * h, 2 * h)
-            self.w_q, self.w_k, self.v = nn.Linear(2 * h, a, bias=False), nn.Linear(2 * h, a, bias=False), nn.Linear(a, 1, bias=False)
+            self.w_q, self.w_k = nn.Linear(2 * h, a, bias=False), nn.Linear(2 * h, a, bias=False)
+            self.v = nn.Linear(a, 1, bias=False)
             self.out, self.vocab_b = nn.Linear(4 * h + e, e), nn.Parameter(torch.zeros(VOCAB))
 
         def forward(self, src, tgt_in):

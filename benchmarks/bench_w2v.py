@@ -16,6 +16,7 @@ import statistics
 import time
 
 from common import print_table
+
 from nlp_jax.data.root import resolve
 from nlp_jax.data.word2vec import index_word_corpus, read_lines
 from nlp_jax.models.word2vec import Word2Vec, Word2VecConfig

@@ -39,7 +39,8 @@ def interleaved_seconds_per_step(runners: dict, *, rounds: int, steps: int, warm
 def machine() -> str:
     import os
 
-    return f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, {date.today()}"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{platform.machine()} {os.cpu_count()} cores, {python}, {date.today()}"
 
 
 def print_table(title: str, header: list[str], rows: list[list]) -> None:

@@ -38,9 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import gpu_sections as S  # noqa: E402
+
 from nlp_jax.data.root import resolve  # noqa: E402
 from nlp_jax.models.gpt2 import GPT2  # noqa: E402
-from nlp_jax.run import load_experiment, main as run_main  # noqa: E402
+from nlp_jax.run import load_experiment  # noqa: E402
+from nlp_jax.run import main as run_main  # noqa: E402
 
 # Dense bfloat16 peak of the card, for MFU (nanoGPT divides by the A100's 312 TFLOPS).
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}

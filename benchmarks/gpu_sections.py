@@ -17,8 +17,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from common import interleaved_seconds_per_step, median_time
+
 from nlp_jax import kernels, ops
 
 ATTENTION_IMPLEMENTATIONS = ("cudnn", "xla", "reference", "blockwise")

@@ -1,6 +1,6 @@
 """Pretrain a small BERT from scratch with MLM + NSP on Penn Treebank (Devlin et al. 2019, section 3.1).
 
-Launch:  python -m nlp_jax.run experiments/bert_pretrain.py     (or: make bert-pretrain)
+Launch:  make bert-pretrain   (python -m nlp_jax.run experiments/bert_pretrain.py; :smoke for tests)
 
 PTB's training text is one sentence a line in reading order, so consecutive lines are true next-sentence
 pairs; the validation split is the held-out text. A WordPiece vocabulary (8,192) is trained on the training
@@ -21,7 +21,9 @@ of each batch SST-2's training sentences, unlabelled, for the MLM loss only (``s
 ``init_dir`` instead trains from scratch with a vocabulary of both texts). Reports held-out MLM and NSP
 accuracy; exports the model with its tokenizer in Hugging Face format to ``<workdir>/export`` (what
 ``experiments/bert_sst2.py:ours`` and ``:ours_corpus`` read).
-Measured results: README.md, section "Results".
+Result (``default``, 2026-12-01, a 2-core AMD EPYC with AVX2): after 4,000 steps held-out MLM accuracy
+**32.4%** (loss 4.342), NSP **68.4%**; about 90 minutes alone. Variants (tapt, corpus, ptb_sst2, ...):
+``studies/bert_pretraining``.
 """
 
 from __future__ import annotations
@@ -38,20 +40,19 @@ from nlp_jax.data.pretraining import PretrainingBatches, document_chunks
 from nlp_jax.data.root import read_text
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
-from nlp_jax.models.bert import BertConfig, BertForPreTraining, pretraining_loss
+from nlp_jax.models.bert import BertConfig, BertForPreTraining
 from nlp_jax.models.bert_hf import config_to_hf, load_hf_bert, save_hf_bert
+from nlp_jax.objectives import pretraining_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
 from nlp_jax.train.metrics import plot_losses
 from nlp_jax.train.records import write_summary
 from nlp_jax.validate import at_least, check_fields
 
-MINI = dict(n_layer=4, n_embd=256, n_head=4, n_inner=1024, block_size=128)
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
-    model: BertConfig = BertConfig(vocab_size=8192, **MINI)
+    model: BertConfig = BertConfig.mini(vocab_size=8192)
     optim: OptimConfig = OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=200, weight_decay=0.01, beta2=0.98)
     train: TrainConfig = TrainConfig(steps=4000, log_every=50, eval_every=500, ckpt_every=250)
     batch_size: int = 64  # sentence pairs per step
@@ -64,6 +65,7 @@ class Config:
     chunk_words: int = 20  # en_corpus: words per chunk (a "sentence" of an NSP pair)
     held_out_every: int = 100  # en_corpus: every this-many-th document is held out
     init_dir: str = ""  # '' = from scratch; else continue from this HF export (weights, heads, its tokenizer)
+    tokenizer_dir: str = ""  # '' = train one (or init_dir's); else this folder's tokenizer.json (another run's)
     workdir: str = "runs/bert_pretrain"
 
     def __post_init__(self):
@@ -73,34 +75,17 @@ class Config:
                      held_out_every=at_least(2), corpus=((lambda v: v in ("ptb", "en_corpus")), "'ptb' or 'en_corpus'"))
 
 
+CONFIGS = ("default", "smoke")  # what get_config accepts (every one is built by tests/test_configs.py)
+
+
 def get_config(arg: str | None = None) -> Config:
     if arg in (None, "", "default", "cpu"):
         return Config()
-    if arg == "tapt":  # task-adaptive (Gururangan et al. 2020): continue on mostly SST-2's own text
-        return Config(sst2_rate=0.75, init_dir="runs/bert_pretrain/export", workdir="runs/bert_pretrain_tapt",
-                      optim=OptimConfig(lr=5e-4, min_lr=5e-5, warmup_steps=100, weight_decay=0.01, beta2=0.98),
-                      train=TrainConfig(steps=1500, log_every=50, eval_every=500, ckpt_every=250))
-    if arg == "corpus":  # en_corpus (6.6M words, a fifth movie reviews) + SST-2's text, no dropout (underfit)
-        return Config(model=BertConfig(vocab_size=8192, dropout=0.0, **MINI), corpus="en_corpus", sst2_rate=0.25,
-                      workdir="runs/bert_pretrain_corpus")
-    if arg == "ptb_sst2":  # PTB (whose MLM leaves the plateau) + a quarter SST-2's text, a vocabulary of both
-        return Config(sst2_rate=0.25, workdir="runs/bert_pretrain_ptb_sst",
-                      train=TrainConfig(steps=2500, log_every=50, eval_every=500, ckpt_every=250))
-    if arg == "ptb_sst2_more":  # ptb_sst2's export trained 3,000 steps more (another batch order, a warm restart)
-        return Config(sst2_rate=0.25, init_dir="runs/bert_pretrain_ptb_sst/export",
-                      workdir="runs/bert_pretrain_ptb_sst_more",
-                      optim=OptimConfig(lr=5e-4, min_lr=5e-5, warmup_steps=100, weight_decay=0.01, beta2=0.98),
-                      train=TrainConfig(steps=3000, log_every=50, eval_every=500, ckpt_every=250, seed=1))
-    if arg == "corpus24":  # en_corpus pairs only, in 24-word chunks: 43% more masked pieces a step than corpus
-        return Config(model=BertConfig(vocab_size=8192, dropout=0.0, **MINI), corpus="en_corpus", chunk_words=24,
-                      optim=OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=400, weight_decay=0.01, beta2=0.98),
-                      train=TrainConfig(steps=4500, log_every=50, eval_every=500, ckpt_every=250),
-                      workdir="runs/bert_pretrain_corpus_c24")
     if arg == "smoke":
         return Config(model=BertConfig.tiny(vocab_size=200, block_size=32), batch_size=8, max_length=32,
                       eval_batches=2, max_sentences=300, workdir="runs/bert_pretrain_smoke",
                       train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False))
-    raise ValueError(f"unknown config {arg!r}; choose cpu, ptb_sst2, ptb_sst2_more, corpus, corpus24, tapt or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose {', '.join(CONFIGS)} (variants: studies/bert_pretraining)")
 
 
 def sentences(cfg: Config, split: str) -> tuple[list[str], np.ndarray | None]:
@@ -119,14 +104,16 @@ def sentences(cfg: Config, split: str) -> tuple[list[str], np.ndarray | None]:
 
 
 def tokenizer_for(cfg: Config, texts: list[str]) -> WordPieceTokenizer:
-    """The run's WordPiece vocabulary: ``init_dir``'s, or trained once and kept in ``<workdir>/tokenizer``."""
-    if not cfg.init_dir:
+    """The run's WordPiece vocabulary: ``tokenizer_dir``'s, ``init_dir``'s, or trained once and kept in
+    ``<workdir>/tokenizer``."""
+    field, source = ("tokenizer_dir", cfg.tokenizer_dir) if cfg.tokenizer_dir else ("init_dir", cfg.init_dir)
+    if not source:
         return WordPieceTokenizer.trained_once(Path(cfg.workdir, "tokenizer"), texts, cfg.model.vocab_size,
                                                max_length=cfg.model.block_size)
-    if not Path(cfg.init_dir, "tokenizer.json").exists():
-        raise FileNotFoundError(f"init_dir={cfg.init_dir!r} has no tokenizer.json (run `make bert-pretrain`, "
-                                f"which exports one, first)")
-    return WordPieceTokenizer.from_pretrained(cfg.init_dir, max_length=cfg.model.block_size)
+    if not Path(source, "tokenizer.json").exists():
+        raise FileNotFoundError(f"{field}={source!r} has no tokenizer.json (run the pretraining that exports it, "
+                                f"or point {field} at a folder that holds one)")
+    return WordPieceTokenizer.from_pretrained(source, max_length=cfg.model.block_size)
 
 
 def _model(cfg: Config) -> BertForPreTraining:

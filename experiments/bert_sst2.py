@@ -1,6 +1,6 @@
 """Fine-tune BERT on SST-2 from [CLS] (or the masked mean), from three initialisations.
 
-Launch:  python -m nlp_jax.run experiments/bert_sst2.py:<config>     (or: make bert-sst2, all of them)
+Launch:  make bert-sst2 [C=<config>]   (python -m nlp_jax.run experiments/bert_sst2.py:<config>)
 
 Configs: ``minilm`` (all-MiniLM-L6-v2's encoder, pooler [CLS]), ``minilm_mean`` (the same, masked-mean
 pooling), ``ours`` (the encoder of ``make bert-pretrain``, from ``runs/bert_pretrain/export``), ``scratch``
@@ -13,14 +13,18 @@ probe ``ptb_sst2``'s encoder and the same shape with random weights, ``frozen_pt
 encoder). One epoch over the 67,349 training phrases, batch 32,
 AdamW with warmup and cosine decay; accuracy on the 872 dev sentences. The classifier is exported with its
 tokenizer to ``<workdir>/export`` (``python -m nlp_jax.sentences classify <workdir>/export file.txt``).
-Measured results: README.md, section "Results".
+Results (2026-12-01, a 2-core AMD EPYC with AVX2), SST-2 dev accuracy: ``minilm`` **88.76%** (2,669 s),
+``minilm_mean`` 89.45%, ``ours`` 80.50%, ``scratch`` 79.36%, ``frozen`` 80.73%. Fine-tuning from the
+study's other pretrainings: ``studies/bert_pretraining``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +34,10 @@ from flax import nnx
 from nlp_jax.data.pretraining import SentenceBatches
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
-from nlp_jax.models.bert import BertClassifier, classification_loss
-from nlp_jax.models.bert_hf import init_hf_bert, load_hf_bert, minilm_dir, save_hf_bert
+from nlp_jax.models.bert import BertClassifier, BertConfig
+from nlp_jax.models.bert_hf import config_from_hf, load_hf_bert, minilm_dir, save_hf_bert
 from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
+from nlp_jax.objectives import classification_loss
 from nlp_jax.sentences import batched, classifier_logits, embed
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
@@ -45,10 +50,12 @@ INITS = ("minilm", "ours", "scratch", "frozen")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs",)  # besides optim and train.steps: a resume may change it
     init: str = "minilm"  # 'minilm', 'ours' (our pretraining), 'scratch' (ours's shape, random), 'frozen'
     init_dir: str = ""  # the HF directory to start from ('' = MiniLM, or runs/bert_pretrain/export)
     pooling: str = "cls"  # 'cls' (the pooler on [CLS]) or 'mean' (masked mean of the last layer)
     frozen_weights: str = "trained"  # init='frozen': the checkpoint's weights, or 'random' (its shape, seeded)
+    model: BertConfig = BertConfig.mini()  # init='scratch': the shape (its vocabulary: init_dir's tokenizer)
     dropout: float = 0.1
     optim: OptimConfig = OptimConfig(lr=1e-4, min_lr=1e-6, warmup_steps=200, weight_decay=0.01, beta2=0.999)
     train: TrainConfig = TrainConfig(steps=0, log_every=50, eval_every=500, ckpt_every=500)
@@ -76,42 +83,47 @@ class Config:
         return minilm_dir() if self.init in ("minilm", "frozen") else Path("runs/bert_pretrain/export")
 
 
-def get_config(arg: str | None = None) -> Config:
-    small = dict(optim=OptimConfig(lr=3e-4, min_lr=3e-6, warmup_steps=200, weight_decay=0.01, beta2=0.999))
-    configs = {
+SMALL = OptimConfig(lr=3e-4, min_lr=3e-6, warmup_steps=200, weight_decay=0.01, beta2=0.999)  # ours and scratch
+
+
+def _configs() -> dict[str, Config]:
+    return {
         "minilm": Config(),
         "minilm_mean": Config(pooling="mean", workdir="runs/bert_sst2_minilm_mean"),
-        "ours": Config(init="ours", workdir="runs/bert_sst2_ours", **small),
-        "scratch": Config(init="scratch", workdir="runs/bert_sst2_scratch", **small),
+        "ours": Config(init="ours", workdir="runs/bert_sst2_ours", optim=SMALL),
+        "scratch": Config(init="scratch", workdir="runs/bert_sst2_scratch", optim=SMALL),
         "frozen": Config(init="frozen", workdir="runs/bert_sst2_frozen"),
         "smoke": Config(max_train=64, max_dev=16, batch_size=8, workdir="runs/bert_sst2_smoke",
                         train=TrainConfig(steps=2, log_every=1, eval_every=0, ckpt_every=0, progress=False)),
     }
-    for init, run in [("ours", "tapt"), ("ours", "corpus"), ("scratch", "corpus"), ("ours", "ptb_sst"),
-                      ("scratch", "ptb_sst"), ("ours", "ptb_sst_more"), ("frozen", "ptb_sst"),
-                      ("frozen", "ptb_sst_more")]:  # fine-tuned on (or probing) bert_pretrain.py's runs/ exports
-        configs[f"{init}_{run}"] = Config(init=init, init_dir=f"runs/bert_pretrain_{run}/export",
-                                          workdir=f"runs/bert_sst2_{init}_{run}", **({} if init == "frozen" else small))
-    configs["frozen_random_ptb_sst"] = dataclasses.replace(configs["frozen_ptb_sst"], frozen_weights="random",
-                                                           workdir="runs/bert_sst2_frozen_random_ptb_sst")
-    if arg in (None, "", "default"):
-        return configs["minilm"]
-    if arg not in configs:
-        raise ValueError(f"unknown config {arg!r}; choose {', '.join(configs)}")
-    return configs[arg]
+
+
+CONFIGS = tuple(_configs())  # what get_config accepts (every one is built by tests/test_configs.py)
+
+
+def get_config(arg: str | None = None) -> Config:
+    arg = arg or "minilm"
+    if arg not in CONFIGS:
+        raise ValueError(f"unknown config {arg!r}; choose {', '.join(CONFIGS)} (variants: studies/bert_pretraining)")
+    return _configs()[arg]
 
 
 def _model(cfg: Config) -> BertClassifier:
     d = cfg.source_dir
     if not (d / "config.json").exists():
-        hint = (" (run the pretraining that exports it first: `make bert-pretrain`, `make bert-tapt` for ours_tapt, "
-                "`make bert-pretrain-corpus` for *_corpus, `make bert-ptb-sst2` for *_ptb_sst, "
-                "`make bert-ptb-sst2-more` for *_ptb_sst_more)"
-                if cfg.init in ("ours", "scratch") else "")
+        hint = (" (run the pretraining that exports it first: `make bert-pretrain`, or the study config that "
+                "pretrains it: studies/bert_pretraining)" if cfg.init in ("ours", "scratch") else "")
         raise FileNotFoundError(f"no BERT checkpoint in {d}{hint}")
-    if cfg.init == "scratch":
-        return init_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,
-                            dropout=cfg.dropout, attn_dropout=None)
+    if cfg.init == "scratch":  # the configured shape, the vocabulary of the pretraining it is the baseline of
+        vocab = WordPieceTokenizer.from_pretrained(d).vocab_size
+        shape = dataclasses.replace(cfg.model, vocab_size=vocab, dropout=cfg.dropout, attn_dropout=None)
+        theirs = config_from_hf(json.loads((d / "config.json").read_text()), str(d / "config.json"))
+        fields = ("n_layer", "n_embd", "n_head", "n_inner", "block_size")
+        differ = {f: (getattr(theirs, f), getattr(shape, f)) for f in fields if getattr(theirs, f) != getattr(shape, f)}
+        if differ:
+            raise ValueError(f"model= has another shape than the pretraining in {d} it is the baseline of "
+                             f"(checkpoint, config): {differ}; set model= to the checkpoint's shape")
+        return BertClassifier(shape, num_labels=2, pooling=cfg.pooling, rngs=nnx.Rngs(cfg.train.seed))
     model = load_hf_bert(d, head="classifier", num_labels=2, pooling=cfg.pooling, seed=cfg.train.seed,
                          dropout=cfg.dropout, attn_dropout=None)  # None: cfg.dropout on attention too
     print(f"initialised from {d}; fresh (untrained) heads: {', '.join(model.fresh_heads) or 'none'}")
@@ -138,8 +150,8 @@ def dev_split(cfg: Config) -> tuple[list[str], np.ndarray]:
 
 def resolve_config(cfg: Config) -> Config:
     n = cfg.max_train or len(read_sst2("train")[0])
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
-                                                              steps=cfg.train.steps or cfg.epochs * (n // cfg.batch_size)))
+    steps = cfg.train.steps or cfg.epochs * (n // cfg.batch_size)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
 
 
 def run_frozen(cfg: Config) -> dict:

@@ -1,7 +1,7 @@
 """Character-level GPT on Tiny Shakespeare (nanoGPT's shakespeare_char).
 
-Launch:  python -m nlp_jax.run experiments/gpt_shakespeare_char.py:cpu   (or :gpu, :smoke)
-         make demo   (= the cpu config)
+Launch:  make demo   (make gpt C=cpu; python -m nlp_jax.run experiments/gpt_shakespeare_char.py:cpu)
+         make gpt C=gpu   (nanoGPT's GPU config; :smoke for tests)
 
 Configs:
 - ``cpu``: nanoGPT's CPU config: 4 layers, 4 heads, 128 dims, context 64, batch 12, 2000 iters, lr 1e-3
@@ -17,7 +17,10 @@ Configs:
 Validation loss is reported two ways: over the whole validation split in non-overlapping blocks of the
 context length (``val_loss``), and as nanoGPT estimates it, from 20 random batches (``val_loss_estimate``).
 
-Measured results: see README.md (section "Results") for the command, machine, date and numbers.
+Results: ``cpu`` (2026-11-28, a 2-core CPU): full-split validation loss **1.8951** (nanoGPT 1.8983 on the
+same config), 100 s; the same loss in 137 s on a 2-core AMD EPYC with AVX2 (2026-12-01). ``gpu``
+(2026-12-04, an NVIDIA H200, ``make gpu-check``): best validation loss 1.4946 (target 1.47, missed: no
+attention-probability dropout on the cuDNN path), 5.33 ms a bf16 step, **2.78x** nanoGPT's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +37,8 @@ from flax import nnx
 
 from nlp_jax.data.corpus import RandomBlocks, load_char_corpus
 from nlp_jax.eval.perplexity import perplexity
-from nlp_jax.models.gpt2 import GPT2, GPT2Config, generate, lm_loss
+from nlp_jax.models.gpt2 import GPT2, GPT2Config, generate
+from nlp_jax.objectives import lm_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
 from nlp_jax.train.records import write_summary
@@ -53,12 +58,16 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("sample_tokens",)  # besides optim and train.steps: a resume may change it
     model: GPT2Config
     optim: OptimConfig
     train: TrainConfig
     data: DataConfig = DataConfig()
     workdir: str = "runs/gpt_shakespeare_char"  # run directory: metrics, checkpoints, plot, sample
     sample_tokens: int = 500  # characters sampled at the end (temperature 0.8, top-k 200, as nanoGPT)
+
+
+CONFIGS = ("cpu", "gpu", "smoke")  # what get_config accepts (every one is built by tests/test_configs.py)
 
 
 def get_config(arg: str | None = "cpu") -> Config:
@@ -89,7 +98,7 @@ def get_config(arg: str | None = "cpu") -> Config:
             workdir="runs/gpt_shakespeare_char_smoke",
             sample_tokens=20,
         )
-    raise ValueError(f"unknown config {arg!r}; choose cpu, gpu or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose {', '.join(CONFIGS)}")
 
 
 def val_loss_estimate(model: nnx.Module, data: np.ndarray, cfg: Config) -> float:

@@ -1,6 +1,6 @@
 """TF-IDF document similarity on the Lee corpus, and TF-IDF speed and equality against scikit-learn.
 
-Launch:  python -m nlp_jax.run experiments/tfidf_lee.py        (or: make tfidf)
+Launch:  make tfidf   (python -m nlp_jax.run experiments/tfidf_lee.py; :smoke for tests)
 
 1. Lee et al. (2005): fit TF-IDF on the 300 background documents, embed the 50 test documents, and
    correlate their pairwise cosine similarities with the human judgements (Pearson over the 1,225 pairs
@@ -10,7 +10,8 @@ Launch:  python -m nlp_jax.run experiments/tfidf_lee.py        (or: make tfidf)
    largest absolute difference between the two matrices, and documents/s of fit_transform for both
    (best of ``repeats`` runs each, interleaved).
 
-Measured results: README.md, section "Results".
+Result (2026-11-28, a 2-core CPU): Pearson **0.5430** with the human judgements (0.5531 without stop
+words); scikit-learn's mode equals ``TfidfVectorizer`` (2.2e-16) at 1.24x its speed.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ class Config:
     workdir: str = "runs/tfidf_lee"  # summary.json goes here
 
 
+CONFIGS = ("default", "smoke")  # what get_config accepts (every one is built by tests/test_configs.py)
+
+
 def get_config(arg: str | None = None) -> Config:
     if arg in (None, "", "default"):
         return Config()
     if arg == "smoke":
         return Config(sst2_docs=500, repeats=1, workdir="runs/tfidf_lee_smoke")
-    raise ValueError(f"unknown config {arg!r}; choose default or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose {', '.join(CONFIGS)}")
 
 
 def lee_documents() -> tuple[list[str], list[str], np.ndarray]:

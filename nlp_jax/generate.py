@@ -4,7 +4,7 @@
 
 A policy directory is a HF GPT-2 export (``config.json`` + ``model.safetensors``, ``models.gpt2_hf``) with
 its WordPiece tokenizer (``tokenizer.json``) and ``bos_token_id`` / ``eos_token_id`` in its config, as
-``experiments/rlhf_sentiment.py`` writes one per policy. Each prompt is encoded as BOS + its pieces (cut
+the controlled-sentiment experiment writes one per policy. Each prompt is encoded as BOS + its pieces (cut
 to BOS + its last pieces if it would leave fewer than ``--max-new-tokens`` positions), sampled with the one
 sampler, and printed as ``prompt<TAB>completion<TAB>log-prob`` lines (``--json``: one JSON object a line).
 """

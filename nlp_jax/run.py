@@ -1,4 +1,5 @@
-"""Launch an experiment: ``python -m nlp_jax.run experiments/<name>.py[:arg] [--set key.path=value ...]``.
+"""Launch an experiment or a study: ``python -m nlp_jax.run experiments/<name>[.py][:arg] [--set key.path=value ...]``
+(or ``studies/<name>/study.py:<config>``).
 
 The experiment file defines ``get_config(arg) -> config`` and ``run(config) -> dict``, and, where the data
 fixes some fields (vocabulary size, steps from epochs), ``resolve_config(config) -> config``; ``--set``
@@ -10,6 +11,7 @@ a cluster JAX detects: SLURM, Open MPI, Cloud TPU) joins a multi-process run (``
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import signal
@@ -21,29 +23,59 @@ from nlp_jax.train.config import apply_overrides, to_json
 
 
 def load_experiment(spec: str):
-    """``path/to/file.py[:arg]`` -> (module, arg). The file's folder goes on ``sys.path`` first, as ``python
-    path/to/file.py`` would put it, so an experiment can import a helper file beside it (by convention named
-    with a leading underscore: no experiment of its own)."""
+    """``path[:arg]`` -> (module, arg). ``path`` is an experiment's file (``experiments/<name>.py``), an
+    experiment package's folder (``experiments/<name>``) or a study's file (``studies/<name>/study.py``). A
+    path inside the current directory's packages is imported by its dotted name
+    (``experiments.rlhf_sentiment``), so a study imports the experiments it varies by theirs; anything else
+    (your own experiment, elsewhere) is loaded from its location."""
     path, _, arg = spec.partition(":")
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"experiment file not found: {file}")
-    folder = str(file.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    module_spec = importlib.util.spec_from_file_location(f"experiment_{file.stem}", file)
+    target = Path(path)
+    init = target / "__init__.py"
+    if not (target.is_file() and target.suffix == ".py") and not init.is_file():
+        raise FileNotFoundError(f"experiment not found: {target} (give an experiment's .py file, a package folder "
+                                "with an __init__.py, or a study's study.py)")
+    module = _import_by_name(target) or _import_by_location(target)
+    for name in ("get_config", "run"):
+        if not hasattr(module, name):
+            raise AttributeError(f"{target} must define {name}()")
+    return module, arg or None
+
+
+def _import_by_name(target: Path):
+    """The module at ``target`` imported by its dotted name relative to the current directory, when every
+    folder on the way is a package and the current directory is on ``sys.path`` (``python -m``, pytest)."""
+    try:
+        parts = target.resolve().relative_to(Path.cwd().resolve()).with_suffix("").parts
+    except ValueError:
+        return None
+    top = Path.cwd() / parts[0]
+    if len(parts) < 2 or not all((top.parent.joinpath(*parts[:i]) / "__init__.py").is_file()
+                                 for i in range(1, len(parts))):
+        return None
+    try:
+        return importlib.import_module(".".join(parts))
+    except ModuleNotFoundError as err:
+        if err.name != parts[0]:  # the experiment itself imports something missing
+            raise
+        return None  # the current directory is not on sys.path (a script in another folder)
+
+
+def _import_by_location(target: Path):
+    package = target.is_dir()
+    file = target / "__init__.py" if package else target
+    name = f"experiment_{target.stem if not package else target.name}"
+    module_spec = importlib.util.spec_from_file_location(
+        name, file, submodule_search_locations=[str(target)] if package else None)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_spec.name] = module  # dataclasses resolve annotations through sys.modules
     module_spec.loader.exec_module(module)
-    for name in ("get_config", "run"):
-        if not hasattr(module, name):
-            raise AttributeError(f"{file} must define {name}()")
-    return module, arg or None
+    return module
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", help="experiments/<name>.py[:config], e.g. experiments/gpt_shakespeare_char.py:cpu")
+    parser.add_argument("experiment", help="experiments/<name>[.py][:config] or studies/<name>/study.py:<config>, "
+                                           "e.g. experiments/gpt_shakespeare_char.py:cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")

@@ -1,5 +1,5 @@
 """Sentence-level uses of a BERT checkpoint directory (HF format with its tokenizer, e.g. the ``export/``
-of ``experiments/bert_sst2.py``, or all-MiniLM-L6-v2):
+of the BERT SST-2 experiment, or all-MiniLM-L6-v2):
 
     python -m nlp_jax.sentences classify runs/bert_sst2/export sentences.txt      # label + probabilities
     python -m nlp_jax.sentences nearest  minilm corpus.txt --query "a great film" -k 5

@@ -4,7 +4,8 @@ every layer may use it."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def check_fields(cfg: Any, **rules: tuple[Callable[[Any], bool], str]) -> None:

@@ -1,7 +1,6 @@
 """Every experiment runs end to end for 2 steps with its ``:smoke`` config, through the real launcher."""
 
 import dataclasses
-import importlib
 import json
 from pathlib import Path
 
@@ -10,9 +9,10 @@ import pytest
 
 from nlp_jax.run import load_experiment, main
 
-OWN_TESTS = {"rlhf_sentiment", "preferences_hh", "translate"}  # tested below (rlhf_sentiment's builds its oracle)
-EXPERIMENTS = sorted(p for p in Path(__file__).resolve().parents[1].glob("experiments/*.py")
-                     if p.stem not in OWN_TESTS and not p.stem.startswith("_"))  # _name.py: an experiment's helpers
+ROOT = Path(__file__).resolve().parents[1]
+OWN_TESTS = {"rlhf_sentiment", "preferences_hh", "translate"}  # tested below and in test_rlhf_sentiment.py
+EXPERIMENTS = sorted(p for p in [*ROOT.glob("experiments/*.py"), *ROOT.glob("experiments/*/__init__.py")]
+                     if p.stem != "__init__" and p.stem not in OWN_TESTS)
 GPT = Path(__file__).resolve().parents[1] / "experiments" / "gpt_shakespeare_char.py"
 
 
@@ -34,12 +34,20 @@ def test_launcher_rejects_unknown_override(capsys):
     assert "unknown config key" in capsys.readouterr().err
 
 
-def test_an_experiment_imports_a_helper_file_beside_it(tmp_path):
-    (tmp_path / "_helper_for_test.py").write_text("ANSWER = 42\n")
-    (tmp_path / "exp.py").write_text("from _helper_for_test import ANSWER\n\n\ndef get_config(arg=None):\n"
-                                     "    return ANSWER\n\n\ndef run(cfg):\n    return {}\n")
-    module, arg = load_experiment(f"{tmp_path / 'exp.py'}:x")
+def test_an_experiment_is_a_file_or_a_package_and_a_study_imports_the_experiment_it_varies(tmp_path):
+    module, arg = load_experiment("experiments/rlhf_sentiment:smoke")  # a package, by its dotted name
+    assert module.__name__ == "experiments.rlhf_sentiment" and arg == "smoke"
+    study, arg = load_experiment("studies/rlhf_sentiment/study.py:online")
+    assert study.run is module.run and type(study.get_config(arg)) is module.Config
+    package = tmp_path / "mine"  # your own experiment package elsewhere: loaded from its location
+    package.mkdir()
+    (package / "helper.py").write_text("ANSWER = 42\n")
+    (package / "__init__.py").write_text("from .helper import ANSWER\n\n\ndef get_config(arg=None):\n"
+                                         "    return ANSWER\n\n\ndef run(cfg):\n    return {}\n")
+    module, arg = load_experiment(f"{package}:x")
     assert module.get_config(arg) == 42 and arg == "x"
+    with pytest.raises(FileNotFoundError, match="experiment not found: .*nowhere"):
+        load_experiment(str(tmp_path / "nowhere"))
 
 
 def test_print_config(capsys):
@@ -155,6 +163,11 @@ def test_pretraining_on_en_corpus_holds_out_whole_documents(tmp_path):
 
 
 def test_task_adaptive_pretraining_continues_from_an_export(tmp_path):
+    import jax
+    from flax import nnx
+
+    from nlp_jax.models.bert_hf import load_hf_bert
+
     pretrain = Path(__file__).resolve().parents[1] / "experiments" / "bert_pretrain.py"
     first = tmp_path / "first"
     main([f"{pretrain}:smoke", "--set", f"workdir={first}"])
@@ -166,125 +179,17 @@ def test_task_adaptive_pretraining_continues_from_an_export(tmp_path):
     with pytest.raises(ValueError, match="init_dir=.*another architecture.*num_hidden_layers"):
         main([f"{pretrain}:smoke", "--set", f"workdir={tmp_path / 'bad'}", "--set", f"init_dir={first / 'export'}",
               "--set", "model.n_layer=3"])
-
-
-def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
-    import jax
-    from flax import nnx
-
-    from nlp_jax.data.sst2 import read_sst2
-    from nlp_jax.data.wordpiece import WordPieceTokenizer
-    from nlp_jax.models.bert import BertClassifier, BertConfig
-    from nlp_jax.models.bert_hf import save_hf_bert
-
-    tok = WordPieceTokenizer.train(read_sst2("train")[0][:300], 120, max_length=64)  # an untrained tiny oracle
-    oracle = BertClassifier(BertConfig.tiny(vocab_size=tok.vocab_size, block_size=64), rngs=nnx.Rngs(0))
-    tok.save(save_hf_bert(oracle, tmp_path / "oracle" / "export", labels=["negative", "positive"]))
-    rlhf = Path(__file__).resolve().parents[1] / "experiments" / "rlhf_sentiment.py"
-    args = [f"{rlhf}:smoke", "--set", f"workdir={tmp_path / 'rlhf'}", "--set", f"oracle_dir={tmp_path / 'oracle/export'}"]
-    summary = main(args)
-    assert summary["status"] == "finished"
-    for name in ("sft", "bon_1", "bon_2", "dpo_b0.05", "ppo_rm_b0.05", "ppo_oracle_b0.05"):
-        row = summary[name]
-        assert 0.0 <= row["reward/oracle"] <= 1.0 and 0.0 <= row["reward/tfidf_lr"] <= 1.0
-    assert summary["bon_2"]["reward/oracle"] >= summary["bon_1"]["reward/oracle"]  # the oracle picks the better
-    assert summary["sft"]["kl"] == pytest.approx(0.0, abs=1e-5)
-    assert (tmp_path / "rlhf" / "frontier.png").stat().st_size > 0
-    assert "| dpo_b0.05 | DPO |" in (tmp_path / "rlhf" / "results.md").read_text()
-    assert "| dpo_iter2 | DPO, iterative, beta 0.05 |" in (tmp_path / "rlhf" / "results.md").read_text()
-    assert 0.0 <= summary["dpo_iter2"]["reward/oracle"] <= 1.0  # round 2 trained on its own samples' pairs:
-    assert (tmp_path / "rlhf" / "dpo_iter2" / "round2" / "pairs.npz").exists()
-    first = summary["dpo_iter2_round1"]  # round 1 is judged too, and is the one-round run of the same beta
-    assert first["method"] == summary["dpo_iter2"]["method"]
-    measured = ("reward/oracle", "reward/tfidf_lr", "kl")
-    assert {k: first[k] for k in measured} == {k: summary["dpo_b0.05"][k] for k in measured}
-    assert first["kl"] != summary["dpo_iter2"]["kl"]  # round 2 trained on: its policy is not round 1's
-    # dpo_iter3 continues dpo_iter2: only its round 3 is trained here, from dpo_iter2's last policy
-    extended = tmp_path / "rlhf" / "dpo_iter3"
-    assert (extended / "round3" / "pairs.npz").exists() and not (extended / "round2").exists()
-    assert not (extended / "checkpoints").exists() and "dpo_iter3_round2" not in summary
-    assert summary["dpo_iter3"]["method"] == summary["dpo_iter2"]["method"]  # one curve
-    assert summary["dpo_iter3"]["kl"] != summary["dpo_iter2"]["kl"]
-    # dpo_bw3_iter2: 3 samples a prefix, only the best against the worst, in both rounds: one pair a prefix at most
-    for r in ("dpo_bw3_iter2", "dpo_bw3_iter2/round2", "dpo_bw3_after_iter3/round4"):
-        bw = np.load(tmp_path / "rlhf" / r / "pairs.npz")
-        assert 0 < len(bw["chosen"]) <= 4 and (bw["chosen_score"] > bw["rejected_score"]).all()
-    assert summary["dpo_bw3_iter2"]["method"] == "DPO, iterative, beta 0.05, best vs worst of 3 samples"
-    # dpo_bw3_after_iter3 continues dpo_iter3 with other pairs: round 4 only, a curve of its own
-    assert not (tmp_path / "rlhf" / "dpo_bw3_after_iter3" / "round3").exists()
-    assert summary["dpo_bw3_after_iter3"]["method"] == ("DPO, iterative, beta 0.05, best vs worst of 3 samples, "
-                                                        "after dpo_iter3")
-    # min_gap (with soft labels): its round 1 redraws the shared pairs' SFT samples and keeps those pairs apart by more
-    shared, strong = ({(tuple(c), tuple(r)) for c, r in zip(p["chosen"], p["rejected"])}
-                      for p in (np.load(tmp_path / "rlhf" / d / "pairs.npz") for d in (".", "dpo_gap_soft")))
-    assert 0 < len(strong) <= len(shared) and strong <= shared  # (the untrained oracle: scores ~1e-6 apart)
-    assert summary["dpo_gap_soft"]["method"] == "DPO, beta 0.05, oracle gap > 1e-07, soft labels tau 0.1"
-    assert 0.0 <= summary["reward_model"]["heldout_pair_accuracy"] <= 1.0
-    # online DPO: 5 steps, each on pairs of the policy then, judged at steps 2 and 4 and at the end
-    assert [k for k in summary if k.startswith("dpo_online_")] == ["dpo_online_step2", "dpo_online_step4"]
-    assert summary["dpo_online"]["method"] == summary["dpo_online_step2"]["method"] == (
-        "DPO, online 5 steps, beta 0.05, best vs worst of 3 samples")
-    assert summary["dpo_online_step2"]["kl"] != summary["dpo_online"]["kl"]
-    assert (tmp_path / "rlhf" / "dpo_online" / "export" / "model.safetensors").exists()
-    again = main(args)  # every stage is read back, nothing is measured twice
-    assert again["sft"]["seconds"] == summary["sft"]["seconds"]
-    longer = main(args + ["--set", "ppo_rollouts=3"])  # one stage's change: its runs resume, the rest is kept
-    assert longer["ppo_rm_b0.05"]["seconds"] != summary["ppo_rm_b0.05"]["seconds"]
-    assert all(longer[k] == summary[k] for k in ("sft", "bon_2", "dpo_b0.05", "reward_model"))
-    # other judge settings: every policy is judged again (2 samples a prefix -> 1), none trained again
-    logs = {d: (tmp_path / "rlhf" / d / "metrics.jsonl").read_text()
-            for d in ("dpo_b0.05", "dpo_online", "ppo_rm_b0.05")}
-    rejudged = main(args + ["--set", "ppo_rollouts=3", "--set", "eval_samples=1"])
-    assert rejudged["sft_train"] == summary["sft_train"] and rejudged["bon_2"] == summary["bon_2"]
-    for name in ("sft", "dpo_b0.05", "dpo_iter2_round1", "dpo_online", "ppo_rm_b0.05", "ppo_oracle_b0.05"):
-        assert rejudged[name]["reward_sem/oracle"] != longer[name]["reward_sem/oracle"], name
-    assert rejudged["dpo_online_step2"] == summary["dpo_online_step2"]  # judged during training, kept
-    assert all((tmp_path / "rlhf" / d / "metrics.jsonl").read_text() == log for d, log in logs.items())
-    module, _ = load_experiment(str(rlhf))
-    stages = importlib.import_module("_rlhf_stages")  # its helper file, importable beside it
-    smoke = module.get_config("smoke")
-    for bad in (dict(continues="dpo_iter9"), dict(beta=0.1), dict(rounds=2)):
-        wrong = dataclasses.replace(smoke.method("dpo_iter3"), **bad)
-        with pytest.raises(ValueError, match="dpo_iter3 continues=.* must name a method listed before it"):
-            dataclasses.replace(smoke, methods=(*smoke.methods[:2], wrong))
-    with pytest.raises(KeyError, match="no method named 'dpo_iter9'; the methods are dpo_b0.05, dpo_iter2"):
-        smoke.method("dpo_iter9")
-    # each round draws its prefixes from the next slice of train_prompts, cyclically past the last one
-    prefixes = (np.arange(10)[:, None] * np.ones((1, 3), int), np.arange(10)[:, None] > 4)
-    assert [stages.round_prefixes(prefixes, r, 4)[0][:, 0].tolist() for r in (0, 1, 2, 3)] == [
-        [0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3], [4, 5, 6, 7]]
-    assert stages.round_prefixes(prefixes, 3, 4)[1][:, 0].tolist() == [False, True, True, True]
-    with pytest.raises(ValueError, match="train_prompts=11 is more than the 10 training prefixes"):
-        stages.round_prefixes(prefixes, 0, 11)
-    # a continuing method starts from the exported last policy of the one it continues, after its rounds
-    from nlp_jax.models.gpt2_hf import load_hf_gpt2
-
-    cfg, sft = dataclasses.replace(smoke, workdir=str(tmp_path / "rlhf")), load_hf_gpt2(tmp_path / "rlhf/sft/export")
-    assert stages.start_policy(cfg, sft, cfg.method("dpo_iter2"))[0] == 0
-    first_round, start = stages.start_policy(cfg, sft, cfg.method("dpo_iter3"))
-    last = nnx.state(load_hf_gpt2(tmp_path / "rlhf" / "dpo_iter2" / "export"), nnx.Param)
-    assert first_round == 2 and all(np.array_equal(a, b) for a, b in zip(
-        jax.tree.leaves(nnx.state(start, nnx.Param)), jax.tree.leaves(last), strict=True))
-    with pytest.raises(ValueError, match=r"dpo_b0.05 holds a run trained with other settings \(batch: 4 -> 2\)"):
-        main(args + ["--set", "dpo_batch=2"])  # DPO's weights were trained otherwise (SFT still resumed)
-
-    from nlp_jax.generate import generate, main as generate_main
-
-    rows = generate(tmp_path / "rlhf" / "dpo_b0.05" / "export", ["a fine", "the worst film"], samples=2,
-                    max_new_tokens=5)
-    assert [r["prompt"] for r in rows] == ["a fine", "a fine", "the worst film", "the worst film"]
-    assert all(isinstance(r["completion"], str) and r["logprob"] <= 0 for r in rows)
-    (tmp_path / "prompts.txt").write_text("a fine\n\nthe worst film\n")
-    generate_main([str(tmp_path / "rlhf" / "sft" / "export"), str(tmp_path / "prompts.txt"), "--max-new-tokens", "4"])
-    with pytest.raises(FileNotFoundError, match="has no config.json"):
-        generate(tmp_path, ["a"])
-    from nlp_jax.generate import encode_prompts, load_policy
-
-    _, tok, bos, _ = load_policy(tmp_path / "rlhf" / "sft" / "export")
-    long_prompt = "the worst film of the year by far"
-    ids, mask = encode_prompts(tok, [long_prompt, "a"], bos, room=4)  # cut: BOS stays, then the last pieces
-    assert ids[0].tolist() == [bos, *tok.pieces([long_prompt])[0][-3:]]
-    assert mask.tolist() == [[True] * 4, [False, False, True, True]]
+    # SST-2 from random weights at that pretraining's shape (a config field) and vocabulary (its tokenizer)
+    tiny = ["--set", "model.n_layer=2", "--set", "model.n_embd=16", "--set", "model.n_head=2", "--set",
+            "model.n_inner=32", "--set", "model.block_size=32", "--set", "max_length=32"]
+    scratch = [f"{SST2}:smoke", "--set", "init=scratch", "--set", f"init_dir={first / 'export'}"]
+    summary = main([*scratch, *tiny, "--set", f"workdir={tmp_path / 'scratch'}"])
+    assert summary["status"] == "finished" and summary["init"] == "scratch"
+    assert summary["parameters"] == sum(  # the tiny shape with the export's vocabulary and a 2-way head
+        p.size for p in jax.tree.leaves(nnx.state(load_hf_bert(first / "export", head="classifier",
+                                                               num_labels=2), nnx.Param)))
+    with pytest.raises(ValueError, match=r"model= has another shape .*'n_layer': \(2, 4\)"):
+        main([*scratch, "--set", f"workdir={tmp_path / 'scratch_mini'}"])
 
 
 @pytest.mark.parametrize("config", ["smoke", "smoke_dpo"])
@@ -300,13 +205,18 @@ def test_hh_preferences_score_every_curve_point_beside_the_baselines(config, tmp
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {name} " in table for name in names)
     assert main([f"{hh}:{config}", "--set", f"workdir={tmp_path}"])[names[-1]] == summary[names[-1]]  # read back
+    if config == "smoke":  # a changed setting measures again the rows that depend on it, and only those
+        changed = main([f"{hh}:{config}", "--set", f"workdir={tmp_path}", "--set", "linear_l2=0.5"])
+        assert changed["linear_8"]["settings"] != summary["linear_8"]["settings"]
+        assert changed["fine_tuned_16"] == summary["fine_tuned_16"]
 
 
 @pytest.mark.parametrize("config", ["smoke", "smoke_transformer"])
 def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_path, capsys):
     import json as json_
 
-    from nlp_jax.translate import load_export, main as translate_main
+    from nlp_jax.translate import load_export
+    from nlp_jax.translate import main as translate_main
 
     exp = Path(__file__).resolve().parents[1] / "experiments" / "translate.py"
     averaging = ["--set", "average_last=2"] if config == "smoke_transformer" else []  # both final-model choices
@@ -321,7 +231,8 @@ def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_pat
         assert 0 <= summary[name]["bleu"] <= 100 and "case:mixed" in summary[name]["signature"]
         assert sum(r["sentences"] for r in summary[name]["by_length"]) == 1014
         assert len((tmp_path / f"val.{name}.de").read_text(encoding="utf-8").splitlines()) == 1014
-    assert (tmp_path / "attention.png").stat().st_size > 0 and "| words from |" in (tmp_path / "by_length.md").read_text()
+    assert (tmp_path / "attention.png").stat().st_size > 0
+    assert "| words from |" in (tmp_path / "by_length.md").read_text()
     (tmp_path / "in.txt").write_text("A man rides a bike.\n\n" + "very " * 200 + "long\n", encoding="utf-8")
     capsys.readouterr()
     translate_main([str(tmp_path / "export"), str(tmp_path / "in.txt"), "--beam", "2"])

@@ -13,10 +13,11 @@ from flax import nnx
 from nlp_jax.data.corpus import RandomBlocks, SequentialBlocks
 from nlp_jax.data.synthetic import MarkovSource
 from nlp_jax.eval.perplexity import perplexity, recurrent_perplexity
-from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
-from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
+from nlp_jax.models.gpt2 import GPT2, GPT2Config
+from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig
+from nlp_jax.objectives import Objective, bptt_loss, lm_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import Objective, train
+from nlp_jax.train.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ data pipeline adds ``<s>`` / ``</s>`` where it needs them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from nlp_jax.data.hf_tokenizer import HFTokenizer
 
@@ -48,7 +48,7 @@ class BPETokenizer(HFTokenizer):
         self._tok = tokenizer
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2) -> "BPETokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2) -> BPETokenizer:
         """Learn merges from ``texts`` until the vocabulary (specials included) has ``vocab_size`` entries
         or no pair occurs ``min_frequency`` times."""
         from tokenizers import trainers
@@ -62,7 +62,7 @@ class BPETokenizer(HFTokenizer):
         return cls(tok)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "BPETokenizer":
+    def from_pretrained(cls, directory: str | Path) -> BPETokenizer:
         from tokenizers import Tokenizer
 
         path = Path(directory, "tokenizer.json")

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 class HFTokenizer:
@@ -23,10 +24,16 @@ class HFTokenizer:
         return tok
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``<directory>/tokenizer.json``."""
+        """Write ``<directory>/tokenizer.json`` (to a temporary file first, renamed: a crash or a full disk
+        never leaves a partial file that later runs would read)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._tok.save(str(directory / "tokenizer.json"))
+        tmp = directory / f".tokenizer.json.{os.getpid()}.tmp"
+        try:
+            self._tok.save(str(tmp))
+            os.replace(tmp, directory / "tokenizer.json")
+        finally:
+            tmp.unlink(missing_ok=True)
         return directory
 
     @property

@@ -10,7 +10,7 @@ naming the pair, or dropped and counted with ``drop_invalid=True``.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

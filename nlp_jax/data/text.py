@@ -73,7 +73,7 @@ class Vocabulary:
 
     @classmethod
     def from_counts(cls, words: Sequence[str], counts: np.ndarray, *, min_count: int = 1,
-                    max_size: int | None = None) -> tuple["Vocabulary", np.ndarray]:
+                    max_size: int | None = None) -> tuple[Vocabulary, np.ndarray]:
         """Keep words with count >= ``min_count`` (and, with ``max_size``, the most frequent, ties
         alphabetical). Returns the vocabulary and ``remap``: old id -> new id, -1 for dropped words."""
         keep = np.asarray(counts) >= min_count

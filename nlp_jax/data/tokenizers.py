@@ -27,7 +27,7 @@ class CharTokenizer:
         self._codes = np.frombuffer(self.chars.encode("utf-32-le"), np.uint32)  # sorted code points
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
+    def from_text(cls, text: str) -> CharTokenizer:
         return cls(text)
 
     @property

@@ -8,7 +8,7 @@ stays); an empty line is ``</s>`` alone, which the encoder reads like any other.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ def pad_rows(rows: Sequence[np.ndarray], width: int, *, left: int | None = None)
 
 
 def pair_batch(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray], width: int) -> dict[str, np.ndarray]:
-    """The arrays of :func:`models.seq2seq.seq2seq_loss` for rows that end in ``</s>``, padded to ``width``."""
+    """The arrays of ``objectives.seq2seq_loss`` for rows that end in ``</s>``, padded to ``width``."""
     src = pad_rows(sources, width)
     target_out = pad_rows(targets, width)
     target_in = pad_rows([t[:-1] for t in targets], width, left=BOS)

@@ -16,8 +16,8 @@ included) fits.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class WordPieceTokenizer(HFTokenizer):
         tokenizer.enable_truncation(max_length, strategy="longest_first")
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, max_length: int | None = None) -> "WordPieceTokenizer":
+    def from_pretrained(cls, directory: str | Path, *, max_length: int | None = None) -> WordPieceTokenizer:
         """From ``tokenizer.json`` when the directory has one, else ``vocab.txt`` (+ ``tokenizer_config.json``
         for ``do_lower_case``, ``strip_accents``, ``tokenize_chinese_chars``, ``model_max_length``)."""
         from tokenizers import Tokenizer
@@ -98,7 +98,7 @@ class WordPieceTokenizer(HFTokenizer):
 
     @classmethod
     def from_vocab(cls, vocab_file: str | Path, *, lowercase: bool = True, strip_accents: bool | None = None,
-                   chinese_chars: bool = True, max_length: int = 512) -> "WordPieceTokenizer":
+                   chinese_chars: bool = True, max_length: int = 512) -> WordPieceTokenizer:
         """From a ``vocab.txt`` (one token a line, the line number is its id), as BertTokenizerFast builds it."""
         vocab_file = Path(vocab_file)
         if not vocab_file.exists():
@@ -110,7 +110,7 @@ class WordPieceTokenizer(HFTokenizer):
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2, lowercase: bool = True,
-              max_length: int = 512) -> "WordPieceTokenizer":
+              max_length: int = 512) -> WordPieceTokenizer:
         """Learn a WordPiece vocabulary of ``vocab_size`` from ``texts`` with BERT's pipeline; the specials
         take ids 0-4 ([PAD], [UNK], [CLS], [SEP], [MASK])."""
         from tokenizers.models import WordPiece

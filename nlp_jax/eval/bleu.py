@@ -11,7 +11,7 @@ the shape of Bahdanau et al.'s Figure 2.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

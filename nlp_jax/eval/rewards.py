@@ -15,8 +15,7 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +24,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from nlp_jax.models.reward import response_logprobs
-from nlp_jax.models.sampler import sample
+from nlp_jax.objectives.sampling import rollout
 
 Judge = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (tokens (B, T), attention mask (B, T)) -> (B,)
 
@@ -42,14 +41,9 @@ def draw(policy: nnx.Module, prompts: np.ndarray, prompt_mask: np.ndarray, *, n:
     for b, i in enumerate(tqdm(range(0, len(rows), batch_size), desc=f"sampling {n} per prompt", leave=False)):
         idx = rows[i:i + batch_size]
         full = np.resize(idx, batch_size)  # the last batch padded with repeats: one compiled shape
-        s = sample(policy, prompts[full], prompt_mask[full], max_new_tokens=max_new_tokens,
-                   key=jax.random.fold_in(key, b), temperature=temperature, eos_id=eos_id, pad_id=pad_id)
-        k = len(idx)
-        response = np.asarray(s.mask)[:k]
-        parts.append({"tokens": np.asarray(s.tokens)[:k],
-                      "mask": np.concatenate([prompt_mask[idx], response], axis=1),
-                      "response": np.concatenate([np.zeros_like(prompt_mask[idx]), response], axis=1),
-                      "logprob": np.where(response, np.asarray(s.logprobs)[:k], 0.0).sum(1)})
+        drawn = rollout(policy, prompts[full], prompt_mask[full], max_new_tokens=max_new_tokens,
+                        key=jax.random.fold_in(key, b), temperature=temperature, eos_id=eos_id, pad_id=pad_id)
+        parts.append({k: drawn[k][:len(idx)] for k in ("tokens", "mask", "response", "logprob")})
     return {key_: np.concatenate([p[key_] for p in parts]) for key_ in parts[0]}
 
 
@@ -128,41 +122,3 @@ def evaluate(policy: nnx.Module, reference: nnx.Module, prompts: np.ndarray, pro
 def _sem(values: np.ndarray) -> float:
     """The standard error of the mean of ``values`` (0 for fewer than two)."""
     return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-
-
-def frontier_table(rows: dict[str, dict]) -> str:
-    """A markdown table of policies: name, method, beta or N, each judge's reward, KL, seconds."""
-    judges = sorted({k for r in rows.values() for k in r if k.startswith("reward/")})
-    lines = ["| policy | method | beta / N | " + " | ".join(j.removeprefix("reward/") for j in judges)
-             + " | KL (nats) | seconds |", "|---" * (len(judges) + 5) + "|"]
-    for name, r in rows.items():
-        rewards = " | ".join(f"{r[j]:.3f}" if j in r else "-" for j in judges)
-        lines.append(f"| {name} | {r['method']} | {r['param']} | {rewards} | {r['kl']:.2f} | {r.get('seconds', '')} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_frontier(rows: dict[str, dict], png: str | Path, *, judge: str = "reward/oracle", title: str = "",
-                  zoom: float = 10.0) -> Path:
-    """Reward (``judge``) against KL per sequence, one curve per method (its points sorted by KL; colour and
-    marker together tell up to 60 methods apart); left all of it, right KL <= ``zoom`` nats."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for i, method in enumerate(sorted({r["method"] for r in rows.values()})):
-        points = sorted((r["kl"], r[judge]) for r in rows.values() if r["method"] == method)
-        for ax in axes:
-            ax.plot(*zip(*points), marker="osD^vP"[i // 10 % 6], color=plt.cm.tab10(i % 10), label=method)
-    axes[1].set_xlim(-0.2, zoom)
-    for ax, name in zip(axes, (title, f"KL <= {zoom:g} nats")):
-        ax.set_xlabel("KL(pi || pi_ref) per sequence (nats)")
-        ax.set_ylabel(f"mean {judge.removeprefix('reward/')} reward")
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return Path(png)

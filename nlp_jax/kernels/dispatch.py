@@ -19,7 +19,7 @@ does not take, a platform it does not run on) the call fails with a message that
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 from jax.extend.core import Primitive

@@ -10,8 +10,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from nlp_jax.ops import recurrent as R
 from nlp_jax.kernels import build, dispatch
+from nlp_jax.ops import recurrent as R
 
 Array = jax.Array
 _FORWARD, _BACKWARD = "nlp_jax_lstm_fwd", "nlp_jax_lstm_bwd"

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nlp_jax import kernels, ops
+from nlp_jax import ops
 from nlp_jax.nn import MLP, LayerNorm, Linear, SelfAttention, keys_for
 from nlp_jax.nn.layers import ACTIVATIONS, guard_ids
 from nlp_jax.validate import COMPUTE_DTYPES, at_least, check_fields, in_unit, one_of
@@ -54,16 +54,21 @@ class BertConfig:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
 
     @classmethod
-    def tiny(cls, **kw) -> "BertConfig":
+    def tiny(cls, **kw) -> BertConfig:
         return cls(**{**dict(vocab_size=50, block_size=24, n_layer=2, n_head=2, n_embd=16, n_inner=32), **kw})
 
     @classmethod
-    def minilm_l6(cls, **kw) -> "BertConfig":
+    def mini(cls, **kw) -> BertConfig:
+        """BERT-Mini (Turc et al. 2019): 4 layers, 256 wide, 4 heads, MLP 1024; positions up to 128."""
+        return cls(**{**dict(n_layer=4, n_embd=256, n_head=4, n_inner=1024, block_size=128), **kw})
+
+    @classmethod
+    def minilm_l6(cls, **kw) -> BertConfig:
         """all-MiniLM-L6-v2's shape: 6 layers, 384 wide, 12 heads, MLP 1536 (22.7M parameters)."""
         return cls(**{**dict(n_layer=6, n_embd=384, n_head=12, n_inner=1536), **kw})
 
     @classmethod
-    def base(cls, **kw) -> "BertConfig":
+    def base(cls, **kw) -> BertConfig:
         """BERT-base: 12 layers, 768 wide, 12 heads, MLP 3072 (110M parameters)."""
         return cls(**kw)
 
@@ -207,46 +212,6 @@ class BertClassifier(nnx.Module):
         sentence = aux["pooled"] if self.pooling == "cls" else mean_pool(h, attention_mask)
         logits = self.head(ops.dropout(sentence, self.config.dropout, drop_key))
         return logits, {**aux, "sentence": sentence}
-
-
-def pretraining_loss(model: BertForPreTraining, batch: dict, key: Array | None, *, mask_id: int,
-                     special_ids: tuple[int, ...], rate: float = 0.15,
-                     max_predictions: int | None = None) -> tuple[Array, dict]:
-    """MLM + NSP on a ``data.pretraining.PretrainingBatches`` batch: ``input_ids``, ``token_type_ids``,
-    ``attention_mask``, ``nsp_labels`` (B,), optionally ``nsp_weight`` (B,), and ``mlm_seed``, which keys ``ops.mlm_mask`` (so evaluation
-    masks the same positions each time). The MLM loss is the mean over the chosen positions only; with
-    ``max_predictions`` the MLM head runs on the first that many chosen positions of each row (BERT's
-    max_predictions_per_seq; aux ``mlm_dropped`` counts chosen positions beyond it). aux: both losses and
-    accuracies, the number predicted, ``tokens``. Bind the keywords (the tokenizer's ids) with
-    ``functools.partial``."""
-    mask = batch["attention_mask"]
-    mlm_key = jax.random.fold_in(jax.random.key(0), batch["mlm_seed"])
-    inputs, chosen = ops.mlm_mask(batch["input_ids"], mlm_key, vocab_size=model.config.vocab_size, mask_id=mask_id,
-                                  special_ids=special_ids, attention_mask=mask, rate=rate)
-    targets, weights, where = batch["input_ids"], chosen, None
-    if max_predictions is not None:
-        where, weights = ops.mlm_positions(chosen, max_predictions)
-        targets = jnp.take_along_axis(targets, where, axis=1)
-    logits, aux = model(inputs, segments=batch["token_type_ids"], attention_mask=mask, key=key, mlm_positions=where)
-    mlm = kernels.cross_entropy(logits, targets, mask=weights)
-    nsp_weight = batch.get("nsp_weight")  # 0 on rows without a sentence pair (MLM only)
-    nsp = kernels.cross_entropy(aux["nsp_logits"], batch["nsp_labels"], mask=nsp_weight)
-    return mlm + nsp, {
-        "mlm_loss": mlm, "nsp_loss": nsp, "mlm_accuracy": ops.masked_mean(jnp.argmax(logits, -1) == targets, weights),
-        "nsp_accuracy": ops.masked_mean(jnp.argmax(aux["nsp_logits"], -1) == batch["nsp_labels"], nsp_weight),
-        "masked": jnp.sum(weights), "mlm_dropped": jnp.sum(chosen) - jnp.sum(weights), "tokens": jnp.sum(mask)}
-
-
-def classification_loss(model: BertClassifier, batch: dict, key: Array | None, *,
-                        all_hidden: bool = False) -> tuple[Array, dict]:
-    """Cross-entropy of ``labels`` (B,) on a ``SentenceBatches`` batch; aux accuracy and ``tokens``. The
-    logits alone are read, so with [CLS] pooling the last block computes [CLS] only (``all_hidden=True``
-    computes every position, as a reference)."""
-    logits, _ = model(batch["input_ids"], segments=batch["token_type_ids"], attention_mask=batch["attention_mask"],
-                      key=key, all_hidden=all_hidden)
-    loss = kernels.cross_entropy(logits, batch["labels"])
-    return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["labels"]),
-                  "tokens": jnp.sum(batch["attention_mask"])}
 
 
 def normalized_mean(hidden: Array, attention_mask: Array) -> Array:

@@ -19,7 +19,8 @@ from flax import nnx
 from nlp_jax.models.bert import BertClassifier, BertConfig, BertEncoder, BertForPreTraining
 
 _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
-_IGNORED = ("embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias")  # buffers, tied
+# buffers and tied weights
+_IGNORED = ("embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
 _OTHER_HEADS = ("cls.", "classifier.")  # tensors of heads the loaded model has not: skipped, not unexpected
 _LAYER = {  # our block module -> HF module under encoder.layer.<i>.
     ("attn", "c_proj"): "attention.output.dense", ("ln_1",): "attention.output.LayerNorm",

@@ -54,9 +54,3 @@ class BiLSTMClassifier(nnx.Module):
         return self.out(sentence), {"sentence": sentence}
 
 
-def classification_loss(model: BiLSTMClassifier, batch: dict, key: Array | None) -> tuple[Array, dict]:
-    """Cross-entropy of the labels on ``{'tokens' (B, T), 'lengths' (B,), 'labels' (B,)}``; aux accuracy."""
-    mask = ops.padding_mask(batch["lengths"], batch["tokens"].shape[1])
-    logits, _ = model(batch["tokens"], attention_mask=mask, key=key)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
-    return kernels.cross_entropy(logits, batch["labels"]), {"accuracy": accuracy, "tokens": jnp.sum(batch["lengths"])}

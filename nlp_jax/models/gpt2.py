@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nlp_jax import kernels, ops
+from nlp_jax import ops
 from nlp_jax.models import sampler
 from nlp_jax.nn import MLP, LayerNorm, SelfAttention, keys_for
 from nlp_jax.nn.layers import guard_ids
@@ -63,11 +63,11 @@ class GPT2Config:
         return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
 
     @classmethod
-    def gpt2_124m(cls, **kw) -> "GPT2Config":
+    def gpt2_124m(cls, **kw) -> GPT2Config:
         return cls(**kw)
 
     @classmethod
-    def tiny(cls, **kw) -> "GPT2Config":
+    def tiny(cls, **kw) -> GPT2Config:
         return cls(**{**dict(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=16), **kw})
 
 
@@ -164,24 +164,6 @@ def without_dropout(model: GPT2) -> GPT2:
     copy = GPT2(dataclasses.replace(model.config, dropout=0.0, attn_dropout=0.0), rngs=nnx.Rngs(0))
     nnx.update(copy, nnx.clone(nnx.state(model, nnx.Param)))
     return copy
-
-
-def lm_loss(model: GPT2, batch: dict, key: Array | None) -> tuple[Array, dict]:
-    """Next-token cross-entropy on ``batch = {'inputs': (B, T), 'targets': (B, T)}`` (optional 'mask');
-    aux ``tokens``: the number of predicted tokens. With ``config.loss_chunk`` the output layer and the loss
-    are taken in chunks of tokens (:func:`kernels.linear_cross_entropy`)."""
-    mask, chunk = batch.get("mask"), model.config.loss_chunk
-    if chunk:
-        _, aux = model(batch["inputs"], key=key, logits=False)
-        loss = kernels.linear_cross_entropy(aux["hidden"].astype(jnp.float32), model.output_weight, batch["targets"],
-                                            mask=mask, chunk=chunk)
-    else:
-        logits, _ = model(batch["inputs"], key=key)
-        loss = kernels.cross_entropy(logits, batch["targets"], mask=mask)
-    tokens = batch["targets"].size if mask is None else jnp.sum(mask)
-    vocab = model.config.vocab_size
-    bad = sum(jnp.sum((x < 0) | (x >= vocab)) for x in (batch["inputs"], batch["targets"]))
-    return loss, {"tokens": tokens, "bad_ids": bad}
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "steps", "temperature", "top_k", "top_p"))

@@ -127,12 +127,3 @@ def pair_batch(batch: dict) -> tuple[Array, Array, Array]:
     return cat(""), cat("_mask"), cat("_response")
 
 
-def reward_loss(model: RewardModel, batch: dict, key: Array | None, *, center_coef: float = 0.0,
-                ) -> tuple[Array, dict]:
-    """Bradley-Terry on the reward of the chosen and the rejected sequence (prompt + response):
-    aux ``accuracy``, ``margin``, ``tokens``."""
-    tokens, mask, _ = pair_batch(batch)
-    rewards, _ = model(tokens, attention_mask=mask, key=key)
-    r_chosen, r_rejected = jnp.split(rewards, 2)
-    loss, metrics = ops.bradley_terry_loss(r_chosen, r_rejected, batch.get("margin"), center_coef)
-    return loss, {**metrics, "tokens": jnp.sum(mask)}

@@ -39,7 +39,7 @@ class RNNLMConfig:
             raise ValueError(f"cell must be 'lstm' or 'rnn', got {self.cell!r}")
 
     @classmethod
-    def tiny(cls, **kw) -> "RNNLMConfig":
+    def tiny(cls, **kw) -> RNNLMConfig:
         return cls(**{**dict(vocab_size=23, hidden=8, layers=2), **kw})
 
 
@@ -85,13 +85,3 @@ class RNNLM(nnx.Module):
         return logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), {"cache": new_carry}
 
 
-def bptt_loss(model: RNNLM, batch: dict, key: Array | None, carry: list, frozen=None) -> tuple[Array, dict, list]:
-    """Zaremba et al.'s objective on ``{'inputs', 'targets'}`` (B, T) from the state ``carry`` (the objective
-    state, carried from batch to batch: truncated BPTT): the cross-entropy summed over the T steps of the
-    window and averaged over the batch (so lr 1 and clip 5 mean what the paper means). Returns (loss, aux,
-    the new carry); aux ``token_nll`` is the per-token mean, what perplexity exponentiates. The signature is
-    a ``train.Objective``'s loss: ``Objective(bptt_loss, init_state=lambda: model.init_carry(batch))``."""
-    logits, aux = model(batch["inputs"], key=key, cache=carry)
-    token_nll = kernels.cross_entropy(logits, batch["targets"])
-    new_carry = jax.tree.map(jax.lax.stop_gradient, aux["cache"])
-    return token_nll * batch["inputs"].shape[1], {"token_nll": token_nll, "tokens": batch["targets"].size}, new_carry

@@ -1,7 +1,7 @@
 """TF-IDF document vectors: the cheat sheet's definition, and a scikit-learn-compatible mode.
 
-- ``mode='seed'``: TF(t, d) = c(t, d) / |d| (|d| = number of terms of d), IDF(t) = log(N / (1 + df(t))),
-  no normalisation.
+- ``mode='seed'``: ``TF(t, d) = c(t, d) / |d|`` (``|d|``: the number of terms of d),
+  ``IDF(t) = log(N / (1 + df(t)))``, no normalisation.
 - ``mode='sklearn'``: raw counts, IDF(t) = ln((1 + N) / (1 + df(t))) + 1, rows l2-normalised: the
   defaults of ``sklearn.feature_extraction.text.TfidfVectorizer`` (proven equal in the peers tests).
 """
@@ -74,7 +74,7 @@ class Tfidf:
         self.idf = None
         return self._weights(docs, doc_ids, remap[ids])
 
-    def fit(self, docs: Iterable[str]) -> "Tfidf":
+    def fit(self, docs: Iterable[str]) -> Tfidf:
         self.fit_transform(docs)
         return self
 

@@ -55,7 +55,7 @@ class TransformerSeq2SeqConfig:
                              f"tgt_vocab={self.tgt_vocab}")
 
     @classmethod
-    def tiny(cls, **kw) -> "TransformerSeq2SeqConfig":
+    def tiny(cls, **kw) -> TransformerSeq2SeqConfig:
         return cls(**{**dict(src_vocab=31, tgt_vocab=29, d_model=16, n_head=2, enc_layers=2, dec_layers=2, d_ff=32,
                              dropout=0.0, max_len=16), **kw})
 

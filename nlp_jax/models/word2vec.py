@@ -25,8 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nlp_jax.data.word2vec import IndexedCorpus, keep_probabilities, subsample
-from nlp_jax.models.word_vectors import WordVectors
 from nlp_jax.kernels import sgns_train
+from nlp_jax.models.word_vectors import WordVectors
 from nlp_jax.ops.sampling import alias_table
 
 
@@ -43,7 +43,7 @@ class Word2VecConfig:
     chunk_words: int = 1 << 16  # centre words per jitted call
     batch: int = 4096  # examples (skip-gram pairs, CBOW windows) per SGD step on the 'xla' path
     noise_power: float = 0.75  # negatives ~ count**noise_power
-    init_range: float = 1.0  # input vectors start uniform in [-init_range, init_range) / D (gensim 4: 1, word2vec.c: 0.5)
+    init_range: float = 1.0  # input vectors start uniform in [-init_range, init_range) / D (gensim: 1, word2vec.c: 0.5)
     implementation: str = "auto"  # 'cpu' (C++ kernel, sequential SGD), 'reference' (batched updates), 'auto'
     threads: int = 0  # threads of the 'cpu' kernel (0: all cores; > 1 is lock-free and not bit-reproducible)
     seed: int = 1

@@ -35,7 +35,7 @@ class WordVectors:
                 f.write(word + " " + " ".join(f"{x:.9g}" for x in row) + "\n")  # 9 digits: float32 round-trips
 
     @classmethod
-    def load(cls, path: str | Path) -> "WordVectors":
+    def load(cls, path: str | Path) -> WordVectors:
         """Read word2vec's text format (see ``save``)."""
         with open(path, encoding="utf-8") as f:
             n, dim = (int(x) for x in f.readline().split())

@@ -25,7 +25,7 @@ class CSR:
         """(nnz,) the row of each stored value."""
         return np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
 
-    def with_data(self, data: np.ndarray) -> "CSR":
+    def with_data(self, data: np.ndarray) -> CSR:
         return CSR(self.indptr, self.indices, data, self.shape)
 
     def row_sums(self) -> np.ndarray:
@@ -36,7 +36,7 @@ class CSR:
         out[self.row_ids, self.indices] = self.data
         return out
 
-    def where(self, keep: np.ndarray) -> "CSR":
+    def where(self, keep: np.ndarray) -> CSR:
         """The matrix with only the stored values where ``keep`` (nnz,) is True."""
         indptr = np.zeros_like(self.indptr)
         np.cumsum(np.bincount(self.row_ids[keep], minlength=self.shape[0]), out=indptr[1:])

@@ -3,8 +3,8 @@
 Each eligible position (not a special token, not padding) is chosen with probability ``rate`` (15%); a
 chosen token is replaced by [MASK] with probability ``mask_rate`` (80%), by a uniformly random id with
 ``random_rate`` (10%), and kept otherwise (10%). The model must predict the original token at every
-chosen position, and only there: L = -(1 / |C|) sum_{i in C} log p(x_i | x~), with x~ the corrupted input.
-Per-position draws (as Hugging Face's ``DataCollatorForLanguageModeling``), so the number chosen per row
+chosen position, and only there: ``L = -(1 / |C|) sum_{i in C} log p(x_i | x~)``, with x~ the corrupted
+input. Per-position draws (as Hugging Face's ``DataCollatorForLanguageModeling``), so the number chosen per row
 is Binomial(eligible, rate): vectorised, no loop per token.
 """
 

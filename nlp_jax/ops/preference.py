@@ -3,8 +3,9 @@ the DPO family (Rafailov et al. 2023, and the variants the field compares it wit
 
 Notation: for a prompt x with a preferred response y_w and a dispreferred y_l, ``pi_w = log pi(y_w | x)``
 (a sum over the response tokens), ``ref_w = log pi_ref(y_w | x)``, and ``h = (pi_w - ref_w) - (pi_l - ref_l)``
-the difference of the implicit rewards divided by beta. Losses are means over the pairs; metrics are named
-as the field names them (``rewards/chosen``, ``rewards/margins``, ``logps/chosen``, ...).
+the difference of the implicit rewards divided by beta (:func:`dpo_margin`). One small function per loss of
+the DPO family, each per pair (B,), as optax writes its losses; ``objectives.dpo_objective`` picks one,
+averages it and reports :func:`implicit_rewards` (named as the field names them: ``rewards/chosen``, ...).
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ import jax.numpy as jnp
 from nlp_jax.ops.losses import _pick
 
 Array = jax.Array
-
-DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "simpo")
-_NORMALISED = ("ipo", "sigmoid_norm", "simpo")  # these compare per-token mean log-probs
 
 
 def token_logprobs(logits: Array, tokens: Array) -> Array:
@@ -86,9 +84,82 @@ def bradley_terry_loss(r_chosen: Array, r_rejected: Array, margin: Array | None 
     return loss, {"accuracy": accuracy, "margin": diff.mean()}
 
 
-def _check_dpo(loss_type: str, beta: float, label_smoothing: float, gamma: float, lengths, soft: bool) -> None:
-    if soft and loss_type != "sigmoid":
-        raise ValueError(f"preference (soft labels) applies to loss_type 'sigmoid', not {loss_type!r}")
+def dpo_margin(policy_chosen: Array, policy_rejected: Array, ref_chosen: Array, ref_rejected: Array) -> Array:
+    """``h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))`` (B,): how much more the policy
+    than the reference prefers the chosen response, from summed (or per-token mean) response log-probs (B,).
+    Every loss of the DPO family below is a function of ``beta h``; reference-free losses pass zeros as the
+    reference."""
+    chex.assert_rank(policy_chosen, 1)
+    chex.assert_equal_shape([policy_chosen, policy_rejected, ref_chosen, ref_rejected])
+    return (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+
+
+def dpo_sigmoid_loss(h: Array, beta: float) -> Array:
+    """``-log sigma(beta h)`` (B,): DPO's loss (Rafailov et al. 2023, eq. 7), the cheat sheet's. With
+    per-token mean log-probs in ``h``, the length-normalised variant."""
+    return -jax.nn.log_sigmoid(beta * h)
+
+
+def dpo_soft_loss(h: Array, beta: float, preference: Array) -> Array:
+    """``-q log sigma(beta h) - (1 - q) log sigma(-beta h)`` (B,), with ``preference`` q (B,) the probability
+    that y_w is preferred (a soft label, e.g. Bradley-Terry's sigma(r_w - r_l) of a known reward): its minimum
+    is at beta h = logit(q), where the hard label's lies at infinity, so with q = sigma(r_w - r_l) the optimum
+    is the KL-regularised one, pi ~ pi_ref exp(r / beta) (the derivation DPO starts from)."""
+    chex.assert_equal_shape([h, preference])
+    return -preference * jax.nn.log_sigmoid(beta * h) - (1 - preference) * jax.nn.log_sigmoid(-beta * h)
+
+
+def cdpo_loss(h: Array, beta: float, label_smoothing: float) -> Array:
+    """``-(1 - eps) log sigma(beta h) - eps log sigma(-beta h)`` (B,): conservative DPO, labels flipped with
+    probability eps = ``label_smoothing`` (Mitchell 2023)."""
+    eps = label_smoothing
+    return -(1 - eps) * jax.nn.log_sigmoid(beta * h) - eps * jax.nn.log_sigmoid(-beta * h)
+
+
+def robust_dpo_loss(h: Array, beta: float, label_smoothing: float) -> Array:
+    """``(-(1 - eps) log sigma(beta h) + eps log sigma(-beta h)) / (1 - 2 eps)`` (B,): unbiased under label
+    noise eps = ``label_smoothing`` (Chowdhury et al. 2024)."""
+    eps = label_smoothing
+    return (-(1 - eps) * jax.nn.log_sigmoid(beta * h) + eps * jax.nn.log_sigmoid(-beta * h)) / (1 - 2 * eps)
+
+
+def ipo_loss(h: Array, beta: float) -> Array:
+    """``(h - 1 / (2 beta))^2`` (B,) (Azar et al. 2023, eq. 17), on per-token mean log-probs (as its authors
+    average them): minimised at h = 1 / (2 beta)."""
+    return (h - 1 / (2 * beta)) ** 2
+
+
+def dpo_hinge_loss(h: Array, beta: float) -> Array:
+    """``max(0, 1 - beta h)`` (B,) (SLiC, Zhao et al. 2023)."""
+    return jax.nn.relu(1 - beta * h)
+
+
+def simpo_loss(h: Array, beta: float, gamma: float) -> Array:
+    """``-log sigma(beta h - gamma)`` (B,) (SimPO, Meng et al. 2024), with h the difference of the per-token
+    mean log-probs of y_w and y_l and no reference; gamma is the target margin."""
+    return -jax.nn.log_sigmoid(beta * h - gamma)
+
+
+def implicit_rewards(policy_chosen: Array, policy_rejected: Array, ref_chosen: Array, ref_rejected: Array,
+                     beta: float) -> dict[str, Array]:
+    """DPO's implicit rewards ``beta (log pi - log pi_ref)`` of both sides, as the field reports them:
+    ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies`` (chosen reward above
+    the rejected one), means over the batch."""
+    chosen, rejected = beta * (policy_chosen - ref_chosen), beta * (policy_rejected - ref_rejected)
+    return {"rewards/chosen": chosen.mean(), "rewards/rejected": rejected.mean(),
+            "rewards/margins": (chosen - rejected).mean(), "rewards/accuracies": (chosen > rejected).mean()}
+
+
+DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "simpo")
+NORMALISED = ("ipo", "sigmoid_norm", "simpo")  # these compare per-token mean log-probs
+REFERENCE_FREE = ("simpo",)
+
+
+def check_dpo_arguments(*, loss_type: str, beta: float, label_smoothing: float = 0.0, gamma: float = 0.0,
+                        soft: bool = False) -> None:
+    """Refuse settings the DPO family cannot mean, naming the argument: an unknown ``loss_type``, beta <= 0,
+    ``label_smoothing`` outside [0, 0.5) or on a loss without it, ``gamma`` on a loss other than SimPO, soft
+    labels on a loss other than the sigmoid."""
     if loss_type not in DPO_LOSSES:
         raise ValueError(f"loss_type must be one of {DPO_LOSSES}, got {loss_type!r}")
     if not beta > 0:
@@ -99,66 +170,5 @@ def _check_dpo(loss_type: str, beta: float, label_smoothing: float, gamma: float
         raise ValueError(f"label_smoothing applies to loss_type 'cdpo' and 'robust', not {loss_type!r}")
     if gamma and loss_type != "simpo":
         raise ValueError(f"gamma (the target margin) applies to loss_type 'simpo', not {loss_type!r}")
-    if loss_type in _NORMALISED and any(n is None for n in lengths):
-        raise ValueError(f"loss_type {loss_type!r} compares per-token log-probs: pass chosen_lengths and "
-                         "rejected_lengths (response tokens per sequence)")
-
-
-def dpo_loss(policy_chosen: Array, policy_rejected: Array, ref_chosen: Array, ref_rejected: Array, *,
-             beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0, gamma: float = 0.0,
-             chosen_lengths: Array | None = None, rejected_lengths: Array | None = None,
-             reference_free: bool = False, preference: Array | None = None) -> tuple[Array, dict]:
-    """The DPO family's loss on summed response log-probs (B,) of the policy and the frozen reference.
-
-    With ``h = (pi_w - ref_w) - (pi_l - ref_l)`` (``ref`` = 0 when ``reference_free``):
-
-    - ``sigmoid``: ``-log sigma(beta h)`` (Rafailov et al. 2023, eq. 7). With ``preference`` q (B,), the
-      probability that y_w is preferred (a soft label, e.g. Bradley-Terry's sigma(r_w - r_l) of a known
-      reward), the cross-entropy ``-q log sigma(beta h) - (1 - q) log sigma(-beta h)``: its minimum is at
-      beta h = logit(q), where the hard label's lies at infinity, so with q = sigma(r_w - r_l) the optimum is
-      the KL-regularised one, pi ~ pi_ref exp(r / beta) (the derivation DPO starts from).
-    - ``cdpo``: ``-(1 - eps) log sigma(beta h) - eps log sigma(-beta h)``: labels flipped with probability
-      eps = ``label_smoothing`` (Mitchell 2023, conservative DPO).
-    - ``robust``: ``(-(1 - eps) log sigma(beta h) + eps log sigma(-beta h)) / (1 - 2 eps)``, unbiased under
-      label noise eps (Chowdhury et al. 2024).
-    - ``ipo``: ``(h - 1 / (2 beta))^2`` on per-token mean log-probs (Azar et al. 2023, eq. 17; the
-      averaging is what its authors use): minimised at h = 1 / (2 beta).
-    - ``hinge``: ``max(0, 1 - beta h)`` (SLiC, Zhao et al. 2023).
-    - ``sigmoid_norm``: ``-log sigma(beta h)`` with every log-prob divided by its response length.
-    - ``simpo``: ``-log sigma(beta (pi_w / |y_w| - pi_l / |y_l|) - gamma)``, reference-free with a target
-      margin gamma (Meng et al. 2024).
-
-    The implicit rewards ``beta (pi - ref)`` are reported on the log-probs the loss compares (per-token
-    means for the normalised losses). Metrics: ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``,
-    ``rewards/accuracies`` (chosen reward > rejected), ``logps/chosen``, ``logps/rejected`` (summed).
-    """
-    chex.assert_rank(policy_chosen, 1)
-    chex.assert_equal_shape([policy_chosen, policy_rejected, ref_chosen, ref_rejected])
-    _check_dpo(loss_type, beta, label_smoothing, gamma, (chosen_lengths, rejected_lengths), preference is not None)
-    if preference is not None:
-        chex.assert_equal_shape([policy_chosen, preference])
-    pw, pl, rw, rl = policy_chosen, policy_rejected, ref_chosen, ref_rejected
-    if reference_free or loss_type == "simpo":
-        rw, rl = jnp.zeros_like(rw), jnp.zeros_like(rl)
-    if loss_type in _NORMALISED:
-        nw, nl = (jnp.maximum(jnp.asarray(n, pw.dtype), 1) for n in (chosen_lengths, rejected_lengths))
-        pw, pl, rw, rl = pw / nw, pl / nl, rw / nw, rl / nl
-    h = (pw - rw) - (pl - rl)
-    eps = label_smoothing
-    q = preference
-    losses = {
-        "sigmoid": lambda: -jax.nn.log_sigmoid(beta * h) if q is None
-        else -q * jax.nn.log_sigmoid(beta * h) - (1 - q) * jax.nn.log_sigmoid(-beta * h),
-        "sigmoid_norm": lambda: -jax.nn.log_sigmoid(beta * h),
-        "cdpo": lambda: -(1 - eps) * jax.nn.log_sigmoid(beta * h) - eps * jax.nn.log_sigmoid(-beta * h),
-        "robust": lambda: (-(1 - eps) * jax.nn.log_sigmoid(beta * h) + eps * jax.nn.log_sigmoid(-beta * h))
-        / (1 - 2 * eps),
-        "ipo": lambda: (h - 1 / (2 * beta)) ** 2,
-        "hinge": lambda: jax.nn.relu(1 - beta * h),
-        "simpo": lambda: -jax.nn.log_sigmoid(beta * h - gamma),
-    }
-    chosen, rejected = beta * (pw - rw), beta * (pl - rl)
-    metrics = {"rewards/chosen": chosen.mean(), "rewards/rejected": rejected.mean(),
-               "rewards/margins": (chosen - rejected).mean(), "rewards/accuracies": (chosen > rejected).mean(),
-               "logps/chosen": policy_chosen.mean(), "logps/rejected": policy_rejected.mean()}
-    return losses[loss_type]().mean(), metrics
+    if soft and loss_type != "sigmoid":
+        raise ValueError(f"preference (soft labels) applies to loss_type 'sigmoid', not {loss_type!r}")

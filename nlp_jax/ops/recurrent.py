@@ -25,7 +25,7 @@ Layout: sequences are time-major inside the scans, (T, B, D); the public functio
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

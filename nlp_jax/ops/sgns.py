@@ -124,7 +124,8 @@ def _chunk_examples(tokens, docs, reach, bounds, window: int, sg: bool):
 
 def sgns_train(w_in: jax.Array, w_out: jax.Array, tokens: jax.Array, docs: jax.Array, reach: jax.Array,
                bounds: jax.Array, lrs: jax.Array, noise: tuple[jax.Array, jax.Array], key: jax.Array, *,
-               window: int, negative: int, sg: bool, batch: int, negatives: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+               window: int, negative: int, sg: bool, batch: int,
+               negatives: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Train on one chunk of the token stream: every centre in ``bounds[0] .. bounds[1] - 1``.
 
     Args:

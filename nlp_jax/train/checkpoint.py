@@ -65,22 +65,8 @@ def checksum(*trees) -> str:
     return "fp64:" + digest.hexdigest()
 
 
-def _legacy_checksum(*trees) -> str:
-    """The sha256 over the bytes of every array that checkpoints written before ``fp64:`` recorded."""
-    digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(trees):
-        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        x = np.asarray(leaf)
-        digest.update(f"{x.dtype}{x.shape}".encode())
-        digest.update(np.ascontiguousarray(x).tobytes())
-    return digest.hexdigest()
-
-
 def _verifies(stored: str | None, *trees) -> bool:
-    if not stored:
-        return False
-    return stored == (checksum(*trees) if stored.startswith("fp64:") else _legacy_checksum(*trees))
+    return bool(stored) and stored == checksum(*trees)
 
 
 def _no_space(err: BaseException) -> bool:

@@ -3,17 +3,18 @@ policy of the preference experiments), through the one loop."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from flax import nnx
 
 from nlp_jax.data.corpus import RandomBlocks
-from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
+from nlp_jax.models.gpt2 import GPT2, GPT2Config
+from nlp_jax.objectives import lm_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import train
-from nlp_jax.train.records import Interrupted
+from nlp_jax.train.stages import train_stage
 
 
 def train_on_stream(model_cfg: GPT2Config, train_ids: np.ndarray, *, batch_size: int, train_cfg: TrainConfig,
@@ -24,8 +25,6 @@ def train_on_stream(model_cfg: GPT2Config, train_ids: np.ndarray, *, batch_size:
     stopped by a signal raises :class:`Interrupted` naming ``stage`` (its checkpoint is saved)."""
     source = RandomBlocks(train_ids, batch_size, model_cfg.block_size, seed=train_cfg.seed,
                           vocab_size=model_cfg.vocab_size)
-    model, result = train(GPT2(model_cfg, rngs=nnx.Rngs(train_cfg.seed)), lm_loss, source, train_cfg=train_cfg,
-                          optim_cfg=optim_cfg, workdir=workdir, eval_fn=eval_fn, config=config)
-    if result.interrupted:
-        raise Interrupted(stage, result)
+    model, _ = train_stage(GPT2(model_cfg, rngs=nnx.Rngs(train_cfg.seed)), lm_loss, source, train_cfg=train_cfg,
+                           optim_cfg=optim_cfg, workdir=workdir, eval_fn=eval_fn, config=config, stage=stage)
     return model

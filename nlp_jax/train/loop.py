@@ -16,20 +16,22 @@ import contextlib
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 from flax import nnx
 
+from nlp_jax.objectives import Objective
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig, to_dict
 from nlp_jax.train.distributed import is_main, sync
 from nlp_jax.train.metrics import MetricsLog, plot_losses
 from nlp_jax.train.records import check_resume, move_aside, run_lock, write_config
 from nlp_jax.train.sharding import make_mesh
-from nlp_jax.train.trainer import Objective, Trainer, TrainingDiverged
+from nlp_jax.train.trainer import Trainer, TrainingDiverged
 
 __all__ = ["Objective", "RunResult", "Trainer", "TrainingDiverged", "train"]
 
@@ -170,91 +172,137 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
     if train_cfg.resume and ckpt.latest_step() is not None:
         stored = ckpt.latest_meta()
         check_resume(workdir, (stored or {}).get("config"), to_dict(config) if config is not None else None,
-                     ckpt.latest_step())
+                     ckpt.latest_step(), getattr(config, "RESUMABLE", ()))
         best = trainer.restore(ckpt)["best"]
     if hasattr(source, "bind"):  # a source that reads the model being trained (PPO's rollouts)
         source.bind(trainer)
     start = trainer.step_count
-    log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None,
-                     tensorboard=train_cfg.tensorboard, enabled=main)
     if config is not None and main:
         write_config(workdir, config)
-    result = RunResult(status="finished", step=start, best=best)
     if start >= train_cfg.steps and main:
         print(f"{workdir} already holds a finished run ({start} of {train_cfg.steps} steps); "
               "remove it or pass --set train.resume=false to train again")
-
-    def meta() -> dict:
-        return {"data_position": trainer.step_count, "best": result.best,
-                "config": to_dict(config) if config is not None else None}
-
-    bar = _progress(train_cfg, start) if main else None
-    pending, last_saved = _Pending(), (start or None)
-    t0, t_steady, tokens, window = time.perf_counter(), None, 0.0, []
-    paused = 0.0  # seconds spent saving and evaluating: not training, so not in tokens/s
+    run = _Run(trainer, ckpt, train_cfg, workdir, eval_fn, best_metric, best_mode, config, start, best, main)
     batch = source(start) if start < train_cfg.steps else None
     with _stop_on_signals() as flag:
         for step in range(start, train_cfg.steps):
-            pending.add(step, trainer.step(batch))
+            run.pending.add(step, trainer.step(batch))
             done = step + 1
             batch = source(done) if done < train_cfg.steps else None  # host work overlaps the device's
-            last = done == train_cfg.steps
-            # Read the flag once: a signal handled while the flush below waits for the device (steps run
-            # ahead asynchronously) is acted on after the next step, saved then, never skipped.
+            # Read the flag once: a signal handled while a read below waits for the device (steps run ahead
+            # asynchronously) is acted on after the next step, saved then, never skipped.
             stop = flag["stop"]
-            evaluating = eval_fn is not None and (last or (train_cfg.eval_every and done % train_cfg.eval_every == 0))
-            saving = last or stop or (train_cfg.ckpt_every and done % train_cfg.ckpt_every == 0)
-            if done % train_cfg.log_every == 0 or last or evaluating or saving:
-                flushed = pending.flush(result, last_saved)  # raises on a NaN before anything is saved
-                for m in flushed:
-                    window.append(float(m["loss"]))
-                    if t_steady is not None:
-                        tokens += float(m.get("tokens", 0))
-                if t_steady is None:
-                    t_steady = time.perf_counter()  # the first step compiles; time the rest
-                    tokens, result.startup_seconds = 0.0, t_steady - t0
-                if done % train_cfg.log_every == 0 or last:
-                    elapsed = time.perf_counter() - t_steady - paused
-                    rate = tokens / elapsed if elapsed > 0 else 0.0
-                    host = {k: float(v) for k, v in flushed[-1].items() if k != "tokens"}
-                    log.write({"step": done, **host, "loss": sum(window) / len(window), "tokens_per_s": rate})
-                    window = []
-                    if bar:
-                        bar.set_postfix(loss=f"{host['loss']:.4f}", lr=f"{host['lr']:.2e}", tok_s=f"{rate:,.0f}")
-                result.step = done
-            if bar:
-                bar.update(1)
-            pause_start = time.perf_counter()
-            if saving or evaluating:  # save before evaluating: an error there loses no training
-                trainer.save(ckpt, meta())
-                last_saved = done
-            if evaluating:
-                record = {"step": done, **trainer.evaluate(eval_fn)}
-                result.evals.append(record)
-                log.write(record)
-                if best_metric in record and _improved(record[best_metric], result.best, best_mode):
-                    result.best = record[best_metric]
-                    trainer.save(ckpt, meta(), best=True)
-                if bar:
-                    bar.write(f"step {done}: " + ", ".join(f"{k} {_shown(v)}" for k, v in record.items() if k != "step"))
-            if t_steady is not None:
-                paused += time.perf_counter() - pause_start
+            run.after_step(done, stop)
             if stop:
-                result.status, result.signal = "interrupted", flag["signal"]
+                run.result.status, run.result.signal = "interrupted", flag["signal"]
                 break
-    if bar:
-        bar.close()
-    ckpt.close()
-    log.close()
-    result.seconds = time.perf_counter() - t0
-    if t_steady is not None and time.perf_counter() - t_steady - paused > 0:
-        result.tokens_per_second = tokens / (time.perf_counter() - t_steady - paused)
-    if main and (workdir / "metrics.jsonl").stat().st_size:
+    return trainer.model, run.close()
+
+
+def _every(n: int, done: int) -> bool:
+    return bool(n) and done % n == 0
+
+
+class _Speed:
+    """Steady-state tokens/s: from the first read after the compiling first step, without the time spent
+    saving and evaluating."""
+
+    def __init__(self):
+        self.t0, self.steady, self.tokens, self.paused = time.perf_counter(), None, 0.0, 0.0
+
+    def read(self, metrics: list[dict], result: RunResult) -> None:
+        if self.steady is None:
+            self.steady, result.startup_seconds = time.perf_counter(), time.perf_counter() - self.t0
+            return  # the first read holds the compiling step: not timed
+        self.tokens += sum(float(m.get("tokens", 0)) for m in metrics)
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.steady - self.paused if self.steady is not None else 0.0
+        return self.tokens / elapsed if elapsed > 0 else 0.0
+
+    @contextlib.contextmanager
+    def pause(self):
+        t = time.perf_counter()
         try:
-            plot_losses(workdir / "metrics.jsonl", workdir / "loss.png", title=workdir.name)
-        except ImportError as err:  # e.g. a GPU machine's Python without matplotlib: the JSON lines remain
-            print(f"no loss plot: {err}")
-    return trainer.model, result
+            yield
+        finally:
+            if self.steady is not None:
+                self.paused += time.perf_counter() - t
+
+
+class _Run:
+    """One call of the loop: the periodic actions after each step (read the metrics back, log, save,
+    evaluate, keep the best) and what they share."""
+
+    def __init__(self, trainer, ckpt, cfg, workdir, eval_fn, best_metric, best_mode, config, start, best, main):
+        self.trainer, self.ckpt, self.cfg, self.workdir, self.eval_fn = trainer, ckpt, cfg, workdir, eval_fn
+        self.best_metric, self.best_mode, self.config, self.main = best_metric, best_mode, config, main
+        self.result = RunResult(status="finished", step=start, best=best)
+        self.log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None,
+                              tensorboard=cfg.tensorboard, enabled=main)
+        self.bar = _progress(cfg, start) if main else None
+        self.pending, self.last_saved, self.speed, self.window = _Pending(), (start or None), _Speed(), []
+
+    def after_step(self, done: int, stop: bool) -> None:
+        last = done == self.cfg.steps
+        logging = last or _every(self.cfg.log_every, done)
+        evaluating = self.eval_fn is not None and (last or _every(self.cfg.eval_every, done))
+        saving = last or stop or _every(self.cfg.ckpt_every, done)
+        if logging or evaluating or saving:  # (a NaN raises here, before anything is saved)
+            self.read(done, logging)
+        if self.bar:
+            self.bar.update(1)
+        with self.speed.pause():
+            if saving or evaluating:  # save before evaluating: an error there loses no training
+                self.save(done)
+            if evaluating:
+                self.evaluate(done)
+
+    def read(self, done: int, logging: bool) -> None:
+        flushed = self.pending.flush(self.result, self.last_saved)
+        self.window += [float(m["loss"]) for m in flushed]
+        self.speed.read(flushed, self.result)
+        if logging:
+            host = {k: float(v) for k, v in flushed[-1].items() if k != "tokens"}
+            rate = self.speed.rate()
+            self.log.write({"step": done, **host, "loss": sum(self.window) / len(self.window), "tokens_per_s": rate})
+            self.window = []
+            if self.bar:
+                self.bar.set_postfix(loss=f"{host['loss']:.4f}", lr=f"{host['lr']:.2e}", tok_s=f"{rate:,.0f}")
+        self.result.step = done
+
+    def meta(self) -> dict:
+        return {"data_position": self.trainer.step_count, "best": self.result.best,
+                "config": to_dict(self.config) if self.config is not None else None}
+
+    def save(self, done: int) -> None:
+        self.trainer.save(self.ckpt, self.meta())
+        self.last_saved = done
+
+    def evaluate(self, done: int) -> None:
+        record = {"step": done, **self.trainer.evaluate(self.eval_fn)}
+        self.result.evals.append(record)
+        self.log.write(record)
+        if self.best_metric in record and _improved(record[self.best_metric], self.result.best, self.best_mode):
+            self.result.best = record[self.best_metric]
+            self.trainer.save(self.ckpt, self.meta(), best=True)
+        if self.bar:
+            shown = ", ".join(f"{k} {_shown(v)}" for k, v in record.items() if k != "step")
+            self.bar.write(f"step {done}: {shown}")
+
+    def close(self) -> RunResult:
+        if self.bar:
+            self.bar.close()
+        self.ckpt.close()
+        self.log.close()
+        self.result.seconds = time.perf_counter() - self.speed.t0
+        self.result.tokens_per_second = self.speed.rate()
+        if self.main and (self.workdir / "metrics.jsonl").stat().st_size:
+            try:
+                plot_losses(self.workdir / "metrics.jsonl", self.workdir / "loss.png", title=self.workdir.name)
+            except ImportError as err:  # e.g. a GPU machine's Python without matplotlib: the JSON lines remain
+                print(f"no loss plot: {err}")
+        return self.result
 
 
 def _shown(value) -> str:

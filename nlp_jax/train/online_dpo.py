@@ -1,20 +1,20 @@
 """Online DPO through the one loop (Guo et al. 2024, "Direct language model alignment from online AI
 feedback"): every step's pairs are drawn from the policy being trained, at that step.
 
-Iterative DPO (``train.dpo_methods``) draws a round's pairs from the policy of the round before and then
+Iterative DPO (the controlled-sentiment study) draws a round's pairs from the policy of the round before and then
 trains on them for hundreds of steps, by which time they are no longer the policy's own. Here
 :class:`OnlinePairs` is the loop's ``source(step)``, bound to its :class:`Trainer` like PPO's rollouts:
 for step t it samples ``samples`` responses to each of ``batch_size`` prompts from ``trainer.model`` (the
 parameters after step t - 1), scores them with ``score_fn`` (an oracle or a reward model), pairs each
 prompt's best against its worst and adds the frozen reference's log-probs of both. The objective is
-``preference.dpo_objective`` unchanged. A batch is a function of the step and the policy only (prompts and
-sampling key seeded by the step), so a run resumed from a checkpoint draws the same batches again.
+``objectives.dpo_objective`` unchanged; ``stages.train_stage`` trains it like any other stage. A batch is a
+function of the step and the policy only (prompts and sampling key seeded by the step), so a run resumed
+from a checkpoint draws the same batches again.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -22,11 +22,9 @@ from flax import nnx
 
 from nlp_jax.data.corpus import epoch_rows
 from nlp_jax.data.preferences import pairs_at
-from nlp_jax.models.sampler import sample
-from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import RunResult, train
-from nlp_jax.train.preference import REF_KEYS, pair_logprobs
-from nlp_jax.train.records import Interrupted
+from nlp_jax.objectives.preference import REF_KEYS
+from nlp_jax.objectives.sampling import rollout
+from nlp_jax.train.preference import pair_logprobs
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (tokens (B, T), attention mask (B, T)) -> (B,)
 
@@ -61,10 +59,8 @@ class OnlinePairs:
         """``samples`` responses of ``policy`` to each of step ``step``'s prompts, rows prompt-major."""
         rows = np.repeat(epoch_rows(self.seed, step, len(self.prompts), self.batch_size), self.samples)
         key = jax.random.fold_in(jax.random.key(self.seed), step)
-        s = sample(policy, self.prompts[rows], self.prompt_mask[rows], key=key, **self.sample_kw)
-        response = np.asarray(s.mask)
-        return {"tokens": np.asarray(s.tokens), "mask": np.concatenate([self.prompt_mask[rows], response], axis=1),
-                "response": np.concatenate([np.zeros_like(self.prompt_mask[rows]), response], axis=1)}
+        drawn = rollout(policy, self.prompts[rows], self.prompt_mask[rows], key=key, **self.sample_kw)
+        return {k: drawn[k] for k in ("tokens", "mask", "response")}
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         if self.trainer is None:
@@ -78,20 +74,3 @@ class OnlinePairs:
         pairs = pairs_at(drawn, scores, best, worst)
         refs = pair_logprobs(self.reference, pairs)
         return {**pairs, **{k: np.asarray(v) for k, v in zip(REF_KEYS, refs)}}
-
-
-def train_online_dpo(policy: nnx.Module, objective, source: OnlinePairs, *, steps: int, optim_cfg: OptimConfig,
-                     workdir: str | Path, config, eval_fn: Callable[[nnx.Module], dict] | None = None,
-                     eval_every: int = 0, ckpt_every: int = 100, progress: bool = True,
-                     stage: str | None = None) -> tuple[nnx.Module, RunResult]:
-    """``policy`` trained by ``objective`` (``preference.dpo_objective``) for ``steps`` steps on the pairs of
-    ``source`` (:class:`OnlinePairs`, bound by the loop), ``eval_fn`` every ``eval_every`` steps and at the
-    end, checkpointed in ``workdir`` under ``config`` (a rerun resumes it, or reads a finished run back). A
-    run stopped by a signal raises ``records.Interrupted`` naming ``stage`` (default: the workdir's name)."""
-    train_cfg = TrainConfig(steps=steps, log_every=min(25, steps), eval_every=eval_every, ckpt_every=ckpt_every,
-                            progress=progress)
-    model, result = train(policy, objective, source, train_cfg=train_cfg, optim_cfg=optim_cfg, workdir=workdir,
-                          config=config, eval_fn=eval_fn)
-    if result.interrupted:
-        raise Interrupted(stage or Path(workdir).name, result)
-    return model, result

@@ -1,9 +1,8 @@
-"""Objectives for learning from preference pairs, trained by the one loop (``train.loop.train``):
+"""Training on preference pairs through the one loop (``train.loop.train``); the objectives themselves
+(``objectives.dpo_objective``, ``objectives.reward_loss``) live in ``nlp_jax.objectives``.
 
-- :func:`dpo_objective`: the DPO family on a policy (``ops.dpo_loss``), the reference log-probs read from
-  the batch (``ref_chosen`` / ``ref_rejected``, computed once by :func:`reference_logprobs` and cached on
-  disk) or, when absent, computed in the step from a frozen reference model (``frozen['reference']``).
-- the reward model's Bradley-Terry objective is ``models.reward.reward_loss`` (stateless).
+- :func:`reference_logprobs`: the reference policy's log-probs of every pair, computed once and cached on
+  disk with a fingerprint of the reference and the pairs;
 - :func:`train_on_pairs`: either objective for whole epochs over a set of pairs, by the one loop.
 
 A batch holds ``chosen``/``rejected`` (B, T) ids with their ``*_mask`` and ``*_response`` masks
@@ -12,6 +11,7 @@ A batch holds ``chosen``/``rejected`` (B, T) ids with their ``*_mask`` and ``*_r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -22,61 +22,11 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from nlp_jax import ops
 from nlp_jax.data.corpus import ShuffledBatches
 from nlp_jax.models.reward import pair_batch, response_logprobs
+from nlp_jax.objectives.preference import REF_KEYS
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import train
-from nlp_jax.train.records import Interrupted
-from nlp_jax.train.trainer import Objective
-
-REF_KEYS = ("ref_chosen", "ref_rejected")
-
-
-def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0, gamma: float = 0.0,
-                  reference_free: bool = False, soft_labels: float = 0.0) -> Objective:
-    """An :class:`Objective` whose loss is ``ops.dpo_loss`` of the policy being trained against the
-    reference; aux: the ``rewards/*`` and ``logps/*`` metrics and ``tokens``. Arguments are checked here.
-    ``soft_labels`` tau > 0: each pair's label is Bradley-Terry's sigma((s_w - s_l) / tau) of the scores
-    ``chosen_score`` / ``rejected_score`` in the batch (the optimum: pi ~ pi_ref exp(s / (beta tau)))."""
-    one = jnp.zeros(1)
-    if not soft_labels >= 0:
-        raise ValueError(f"soft_labels (the temperature on the score difference) must be >= 0, got {soft_labels}")
-    ops.dpo_loss(one, one, one, one, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing,
-                 gamma=gamma, chosen_lengths=one + 1, rejected_lengths=one + 1, reference_free=reference_free,
-                 preference=one + 1 if soft_labels else None)
-    free = reference_free or loss_type == "simpo"
-
-    def loss(model, batch, key, state, frozen):
-        tokens, mask, response = pair_batch(batch)
-        total, _, _ = response_logprobs(model, tokens, mask, response, key)
-        if free:
-            ref = jnp.zeros_like(total)
-        elif all(k in batch for k in REF_KEYS):
-            ref = jnp.concatenate([batch["ref_chosen"], batch["ref_rejected"]])
-        elif "reference" in frozen:
-            ref = jax.lax.stop_gradient(response_logprobs(frozen["reference"], tokens, mask, response)[0])
-        else:
-            raise ValueError("DPO needs the reference log-probs: put ref_chosen/ref_rejected in the batch "
-                             "(reference_logprobs) or pass frozen={'reference': model}")
-        lengths = response[:, 1:].sum(-1)
-        (pw, pl), (rw, rl), (nw, nl) = (jnp.split(x, 2) for x in (total, ref, lengths))
-        value, metrics = ops.dpo_loss(pw, pl, rw, rl, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing,
-                                      gamma=gamma, chosen_lengths=nw, rejected_lengths=nl,
-                                      reference_free=reference_free, preference=soft_label(batch, soft_labels))
-        return value, {**metrics, "tokens": jnp.sum(mask)}, state
-
-    return Objective(loss=loss)
-
-
-def soft_label(batch: dict, tau: float) -> jax.Array | None:
-    """sigma((s_w - s_l) / tau) of the batch's pair scores; None for hard labels (tau = 0)."""
-    if not tau:
-        return None
-    if not {"chosen_score", "rejected_score"} <= set(batch):
-        raise ValueError("soft_labels needs each pair's scores: put chosen_score and rejected_score in the batch "
-                         "(data.preferences.pairs_from_samples returns them)")
-    return jax.nn.sigmoid((batch["chosen_score"] - batch["rejected_score"]) / tau)
+from nlp_jax.train.stages import train_stage
 
 
 def _fingerprint(model: nnx.Module, pairs: dict[str, np.ndarray]) -> str:
@@ -122,21 +72,20 @@ def reference_logprobs(reference: nnx.Module, pairs: dict[str, np.ndarray], cach
     return out
 
 
+PAIRS_TRAIN = TrainConfig(steps=0, log_every=25, eval_every=0, ckpt_every=100)  # steps 0: from the epochs
+
+
 def train_on_pairs(model: nnx.Module, objective, pairs: dict[str, np.ndarray], *, epochs: int, batch_size: int,
-                   optim_cfg: OptimConfig, workdir: str | Path, config, seed: int = 0, multiple: int = 8,
-                   log_every: int = 25, ckpt_every: int = 100, progress: bool = True,
-                   stage: str | None = None) -> nnx.Module:
-    """``model`` trained by ``objective`` (:func:`dpo_objective`, ``models.reward.reward_loss``) for
-    ``epochs`` over ``pairs`` in shuffled batches of ``batch_size`` (at most the number of pairs), each cut
-    to its longest pair (a multiple of ``multiple`` wide), checkpointed in ``workdir`` under ``config``
-    (a rerun resumes it, or reads a finished run back). A run stopped by a signal raises
-    ``records.Interrupted`` naming ``stage`` (default: the workdir's name)."""
-    source = ShuffledBatches(pairs, min(batch_size, len(pairs["chosen"])), seed,
+                   optim_cfg: OptimConfig, workdir: str | Path, config, train_cfg: TrainConfig = PAIRS_TRAIN,
+                   multiple: int = 8, stage: str | None = None) -> nnx.Module:
+    """``model`` trained by ``objective`` (``objectives.dpo_objective``, ``objectives.reward_loss``) for
+    ``epochs`` over ``pairs`` in shuffled batches of ``batch_size`` (at most the number of pairs, in an order
+    seeded by ``train_cfg.seed``), each cut to its longest pair (a multiple of ``multiple`` wide), checkpointed
+    in ``workdir`` under ``config`` (``stages.train_stage``: a rerun resumes it, or reads a finished run back).
+    ``train_cfg.steps`` 0 means ``epochs`` passes over the pairs."""
+    source = ShuffledBatches(pairs, min(batch_size, len(pairs["chosen"])), train_cfg.seed,
                              trim_by=("chosen_mask", "rejected_mask"), multiple=multiple)
-    train_cfg = TrainConfig(steps=epochs * source.steps_per_epoch, log_every=log_every, eval_every=0,
-                            ckpt_every=ckpt_every, progress=progress)
-    model, result = train(model, objective, source, train_cfg=train_cfg, optim_cfg=optim_cfg, workdir=workdir,
-                          config=config)
-    if result.interrupted:
-        raise Interrupted(stage or Path(workdir).name, result)
+    steps = train_cfg.steps or epochs * source.steps_per_epoch
+    model, _ = train_stage(model, objective, source, train_cfg=dataclasses.replace(train_cfg, steps=steps),
+                           optim_cfg=optim_cfg, workdir=workdir, config=config, stage=stage)
     return model

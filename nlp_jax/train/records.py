@@ -1,15 +1,15 @@
-"""What every run directory holds, written one way: ``config.json`` (the resolved config) and
-``summary.json`` (the results), and the Markdown tables experiments and benchmarks print."""
+"""What every run directory holds, written one way: ``config.json`` (the resolved config),
+``summary.json`` (the results), the checks a resume makes against the stored config, the lock that keeps a
+second process out, and the Markdown tables experiments and benchmarks print. A multi-stage run's stages
+and their results: :mod:`nlp_jax.train.stages`."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,10 @@ def dumps(value: Any, **kw) -> str:
 
 
 # Fields a resumed run may change (what a divergence message advises, longer runs, logging); anything else
-# (model shape, seed, data, batch) would make the stored weights a different run's.
+# (model shape, seed, data, batch) would make the stored weights a different run's. An experiment's config
+# adds its own such fields as a class attribute ``RESUMABLE`` (e.g. ``("epochs",)``).
 RESUMABLE = ("optim.", "train.steps", "train.log_every", "train.eval_every", "train.ckpt_every",
-             "train.keep_last", "train.progress", "train.tensorboard", "train.resume", "train.mesh", "workdir",
-             "epochs", "sample_tokens")
+             "train.keep_last", "train.progress", "train.tensorboard", "train.resume", "train.mesh", "workdir")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -56,13 +56,15 @@ def config_changes(old: dict, new: dict) -> dict[str, tuple]:
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def check_resume(workdir: Path, stored: dict | None, current: dict | None, step: int) -> None:
+def check_resume(workdir: Path, stored: dict | None, current: dict | None, step: int,
+                 resumable: tuple[str, ...] = ()) -> None:
     """Refuse to resume with changed fields that the stored weights were not trained with (naming them);
-    record the allowed changes as a new segment in ``config_segments.jsonl``."""
+    record the allowed changes (``RESUMABLE`` and the config's own ``resumable`` fields) as a new segment
+    in ``config_segments.jsonl``."""
     if stored is None or current is None:
         return
     changes = config_changes(json_safe(stored), json_safe(current))
-    refused = {k: v for k, v in changes.items() if not k.startswith(RESUMABLE)}
+    refused = {k: v for k, v in changes.items() if not k.startswith(RESUMABLE + tuple(resumable))}
     if refused:
         listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
         raise ValueError(f"{workdir} holds a run trained with other settings ({listed}). Resuming would mix "
@@ -110,65 +112,6 @@ def write_summary(workdir: str | Path, summary: dict, *, echo: bool = True) -> d
     if echo:
         print(text)
     return summary
-
-
-def fingerprint(config: Any) -> str:
-    """A short hash of a config (a dataclass or a dict of them), equal exactly when the configs are."""
-    return hashlib.sha256(dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:16]
-
-
-class StageResults:
-    """``<workdir>/results.json`` of a multi-stage experiment: one entry per stage or method, written as soon
-    as it is measured, so a rerun (or a resume after a crash) reads it back instead of measuring it twice."""
-
-    def __init__(self, workdir: str | Path):
-        self.path = Path(workdir, "results.json")
-        self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def put(self, name: str, row: dict, settings: Any = None) -> None:
-        self.data[name] = row if settings is None else {**row, "settings": fingerprint(settings)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(dumps(self.data, indent=2))
-        os.replace(tmp, self.path)  # a crash mid-write keeps the previous file whole
-        print(f"{name}: {row}")
-
-    def get(self, name: str, fn, settings: Any = None) -> dict:
-        """The stored entry, or ``fn()`` measured now with its ``seconds``. With ``settings`` (a config, or a
-        dict of them: what the entry depends on), the entry keeps their :func:`fingerprint` and one stored
-        with other settings is measured again."""
-        if not self.has(name, settings):
-            if name in self.data:
-                print(f"{self.path}: {name} was measured with other settings; measuring it again")
-            t0 = time.perf_counter()
-            row = {**fn(), "seconds": round(time.perf_counter() - t0, 1)}
-            self.put(name, row, settings)
-        return self.data[name]
-
-    def has(self, name: str, settings: Any = None) -> bool:
-        """Whether the entry is stored (with these ``settings``, when given)."""
-        stored = self.data.get(name)
-        return stored is not None and stored.get("settings") == (None if settings is None else fingerprint(settings))
-
-
-class Interrupted(Exception):
-    """A stage's training run stopped on a signal (its checkpoint saved): the experiment ends with this
-    summary (status ``interrupted``, the stage named) and a rerun resumes the stage."""
-
-    def __init__(self, stage: str, result):
-        super().__init__(stage)
-        self.summary = {**result.summary(), "status": "interrupted", "stage": stage}
-
-
-def run_resumable(workdir: str | Path, stages: Any) -> dict:
-    """``stages()`` (a multi-stage experiment's body, returning its summary), or, when a stage raises
-    :class:`Interrupted`, that stage's summary written to ``<workdir>/summary.json``: the launcher exits with
-    128 + the signal and a rerun resumes the stage."""
-    try:
-        return stages()
-    except Interrupted as stop:
-        print(f"stage {stop.summary['stage']} interrupted; its checkpoint is saved: rerun to resume")
-        return write_summary(workdir, stop.summary)
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -17,11 +17,13 @@ The same code runs on one process or many (``jax.distributed``): batches are bui
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from nlp_jax.train.config import MeshConfig
 

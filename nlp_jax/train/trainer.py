@@ -15,8 +15,8 @@ arithmetic, and so the result, is the one-device step's.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,23 +24,13 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from nlp_jax.objectives.base import Objective
 from nlp_jax.train import sharding
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig
 from nlp_jax.train.optim import make_optimizer
 
 Array = jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective:
-    loss: Callable[..., tuple[Array, dict, Any]]  # (model, batch, key, state, frozen) -> (loss, aux, state)
-    init_state: Callable[[], Any] = lambda: None  # the state at the start (and where a batch says reset_state)
-
-    @classmethod
-    def of(cls, loss_fn: Callable[[nnx.Module, dict, Array], tuple[Array, dict]]) -> "Objective":
-        """A stateless objective from ``loss_fn(model, batch, key) -> (loss, aux)``."""
-        return cls(loss=lambda model, batch, key, state, frozen: (*loss_fn(model, batch, key), state))
 
 
 class TrainingDiverged(RuntimeError):

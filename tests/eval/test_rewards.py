@@ -70,17 +70,6 @@ def test_best_of_n_kl_is_the_analytic_formula():
         best_of_n_kl(0)
 
 
-def test_the_frontier_table_and_plot(tmp_path):
-    from nlp_jax.eval.rewards import frontier_table, plot_frontier
-
-    rows = {"sft": {"method": "SFT", "param": 0, "reward/oracle": 0.5, "reward/judge": 0.6, "kl": 0.0},
-            "dpo": {"method": "sigmoid", "param": 0.1, "reward/oracle": 0.8, "kl": 2.5, "seconds": 3.0}}
-    table = frontier_table(rows).splitlines()
-    assert table[0] == "| policy | method | beta / N | judge | oracle | KL (nats) | seconds |"
-    assert table[3] == "| dpo | sigmoid | 0.1 | - | 0.800 | 2.50 | 3.0 |"
-    assert plot_frontier(rows, tmp_path / "f.png").stat().st_size > 0
-
-
 def test_reward_scores_in_batches_equal_one_pass_and_pairwise_accuracy_counts_ties_half():
     from nlp_jax.eval.rewards import pairwise_accuracy, reward_scores
     from nlp_jax.models.reward import RewardModel

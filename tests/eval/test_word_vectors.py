@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 
 from nlp_jax.data.root import resolve
+from nlp_jax.eval.word_vectors import evaluate_analogies, evaluate_word_pairs, rank_average, spearman
 from nlp_jax.models.word_vectors import WordVectors
-from nlp_jax.eval.word_vectors import (evaluate_analogies, evaluate_word_pairs, rank_average,
-                                       spearman)
 
 
 def toy_vectors():
@@ -61,7 +60,7 @@ def test_matches_gensim_protocol_on_random_vectors():
     sections = [line for line in resolve("word_eval/questions-words.txt").read_text().splitlines()]
     vocab = sorted({w.lower() for line in sections if not line.startswith(":") for w in line.split()})
     rng.shuffle(vocab)
-    vocab = vocab[:700] + ["filler%d" % i for i in range(300)]
+    vocab = vocab[:700] + [f"filler{i}" for i in range(300)]
     vectors = rng.normal(size=(len(vocab), 16)).astype(np.float32)
     index = {w: i for i, w in enumerate(vocab)}
     planted = 0

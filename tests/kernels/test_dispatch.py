@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from nlp_jax import kernels, ops
-from nlp_jax.kernels import sdpa as A
 from nlp_jax.kernels import dispatch
+from nlp_jax.kernels import sdpa as A
 
 
 def qkv(b=2, t=6, s=6, h=3, d=4, seed=0):

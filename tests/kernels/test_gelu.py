@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from nlp_jax import ops
-from nlp_jax import kernels
+from nlp_jax import kernels, ops
 from nlp_jax.kernels import elementwise
 from nlp_jax.ops.activations import gelu as activations_gelu
 

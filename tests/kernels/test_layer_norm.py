@@ -3,8 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nlp_jax import nn, ops
-from nlp_jax import kernels
+from nlp_jax import kernels, nn, ops
 from nlp_jax.kernels import elementwise
 
 

@@ -9,9 +9,9 @@ import pytest
 from flax import nnx
 
 from nlp_jax import ops
-from nlp_jax.models.bert import (BertClassifier, BertConfig, BertEncoder, BertForPreTraining, classification_loss,
-                                 mean_pool, pretraining_loss)
+from nlp_jax.models.bert import BertClassifier, BertConfig, BertEncoder, BertForPreTraining, mean_pool
 from nlp_jax.nn import SelfAttention
+from nlp_jax.objectives import classification_loss, pretraining_loss
 
 CFG = BertConfig.tiny(dropout=0.0)
 

@@ -75,7 +75,8 @@ def test_random_bert_for_pretraining_gives_equal_mlm_and_nsp_logits(random_pretr
     ours = load_hf_bert(path, head="pretraining")
     assert ours.fresh_heads == ()
     rng = np.random.default_rng(0)
-    batch = {"input_ids": rng.integers(0, 120, (3, 17)), "token_type_ids": (np.arange(17) > 8)[None].repeat(3, 0).astype(np.int32),
+    batch = {"input_ids": rng.integers(0, 120, (3, 17)),
+             "token_type_ids": (np.arange(17) > 8)[None].repeat(3, 0).astype(np.int32),
              "attention_mask": np.arange(17)[None, :] < np.array([[17], [11], [5]])}
     with torch.no_grad():
         out = hf(**_torch(batch))

@@ -7,7 +7,8 @@ from flax import nnx
 from nlp_jax import ops
 from nlp_jax.data.corpus import ShuffledBatches
 from nlp_jax.data.sst2 import UNK, encode
-from nlp_jax.models.classifier import BiLSTMClassifier, BiLSTMConfig, classification_loss
+from nlp_jax.models.classifier import BiLSTMClassifier, BiLSTMConfig
+from nlp_jax.objectives import bilstm_classification_loss
 
 
 def model():
@@ -37,13 +38,14 @@ def test_learns_a_word_order_task():
     first, second = rng.integers(0, 6, 256), rng.integers(0, 6, 256)
     second = np.where(second == first, (first + 1) % 6, second)
     tokens[np.arange(256), first], tokens[np.arange(256), second] = 3, 4
-    batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.full(256, 6), "labels": jnp.asarray((first < second).astype(np.int32))}
+    batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.full(256, 6),
+             "labels": jnp.asarray((first < second).astype(np.int32))}
     m = model()
     opt = nnx.Optimizer(m, optax.adam(2e-2), wrt=nnx.Param)
 
     @nnx.jit
     def step(m, opt):
-        (loss, aux), g = nnx.value_and_grad(lambda m: classification_loss(m, batch, None), has_aux=True)(m)
+        (loss, aux), g = nnx.value_and_grad(lambda m: bilstm_classification_loss(m, batch, None), has_aux=True)(m)
         opt.update(m, g)
         return aux["accuracy"]
 

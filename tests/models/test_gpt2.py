@@ -8,7 +8,8 @@ import optax
 import pytest
 from flax import nnx
 
-from nlp_jax.models.gpt2 import GPT2, GPT2Config, generate, lm_loss
+from nlp_jax.models.gpt2 import GPT2, GPT2Config, generate
+from nlp_jax.objectives import lm_loss
 
 
 @pytest.fixture(scope="module")

@@ -80,11 +80,10 @@ def test_training_trajectory_matches_torch_adamw(hf_dir):
     follows PyTorch's AdamW on the transformers model step for step."""
     import copy
 
-
-    from nlp_jax.models.gpt2 import lm_loss
+    from nlp_jax.objectives import Objective, lm_loss
     from nlp_jax.train.config import OptimConfig
-    from nlp_jax.train.trainer import Objective, Trainer
     from nlp_jax.train.optim import learning_rate_schedule
+    from nlp_jax.train.trainer import Trainer
 
     path, hf_model = hf_dir
     hf_model = copy.deepcopy(hf_model).train()
@@ -104,7 +103,8 @@ def test_training_trajectory_matches_torch_adamw(hf_dir):
         for g in torch_opt.param_groups:
             g["lr"] = float(lr_at(k))
         out = hf_model(torch.tensor(batch["inputs"]), labels=None)
-        loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 101), torch.tensor(batch["targets"]).reshape(-1))
+        targets = torch.tensor(batch["targets"]).reshape(-1)
+        loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 101), targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(hf_model.parameters(), optim.grad_clip)
         torch_opt.step()

@@ -9,9 +9,10 @@ import pytest
 from flax import nnx
 
 from nlp_jax.data.corpus import SequentialBlocks
-from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
+from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig
+from nlp_jax.objectives import Objective, bptt_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import Objective, train
+from nlp_jax.train.loop import train
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])

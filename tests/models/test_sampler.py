@@ -51,7 +51,8 @@ def test_eos_stops_a_row_and_pads_after_it(model):
                  eos_id=eos, pad_id=36)
     stop = int(np.argmax(np.asarray(out.tokens[0, 3:]) == eos))
     assert out.mask[0, :stop + 1].all() and not out.mask[0, stop + 1:].any()
-    assert (np.asarray(out.tokens[0, 3 + stop + 1:]) == 36).all() and (np.asarray(out.logprobs[0, stop + 1:]) == 0).all()
+    assert (np.asarray(out.tokens[0, 3 + stop + 1:]) == 36).all()
+    assert (np.asarray(out.logprobs[0, stop + 1:]) == 0).all()
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -10,8 +10,9 @@ import pytest
 from flax import nnx
 
 from nlp_jax.models.beam import beam_search, greedy
-from nlp_jax.models.seq2seq import SCORES, LSTMSeq2Seq, Seq2SeqConfig, seq2seq_loss
+from nlp_jax.models.seq2seq import SCORES, LSTMSeq2Seq, Seq2SeqConfig
 from nlp_jax.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
+from nlp_jax.objectives import seq2seq_loss
 
 SRC = jnp.array([[5, 6, 7, 3, 0, 0], [8, 9, 3, 0, 0, 0], [4, 3, 0, 0, 0, 0]])
 TGT = jnp.array([[2, 5, 6, 7, 9], [2, 8, 4, 0, 0], [2, 11, 0, 0, 0]])

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from nlp_jax.data.word2vec import index_word_corpus
-from nlp_jax.models.word2vec import Word2Vec, Word2VecConfig
 from nlp_jax.kernels import sgns as sgns_cpu
+from nlp_jax.models.word2vec import Word2Vec, Word2VecConfig
 
 
 def topic_corpus(n_docs=300, length=30, seed=0):

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from nlp_jax.ops.counting import (CSR, bag_of_words, cosine_similarity, document_frequency, idf,
-                                  l2_normalize_rows, tfidf)
+from nlp_jax.ops.counting import CSR, bag_of_words, cosine_similarity, document_frequency, idf, l2_normalize_rows, tfidf
 
 # Three documents over a 4-word vocabulary, as (doc, term) pairs of every token.
 DOCS = [[0, 1, 1, 2], [1, 3], [0, 0, 0]]

@@ -100,46 +100,58 @@ def _reference(kind, pw, pl, rw, rl, beta, eps, gamma, nw, nl):
     }[kind])
 
 
+def _loss(kind, pw, pl, rw, rl, beta, eps=0.0, gamma=0.0, nw=None, nl=None, q=None):
+    """Our per-pair op for ``kind``, on the inputs as the DPO objective prepares them."""
+    if kind in ops.preference.NORMALISED:
+        pw, pl, rw, rl = pw / nw, pl / nl, rw / nw, rl / nl
+    if kind in ops.preference.REFERENCE_FREE:
+        rw, rl = jnp.zeros_like(rw), jnp.zeros_like(rl)
+    h = ops.dpo_margin(*(jnp.asarray(a, jnp.float32) for a in (pw, pl, rw, rl)))
+    return {"sigmoid": lambda: ops.dpo_sigmoid_loss(h, beta) if q is None else ops.dpo_soft_loss(h, beta, q),
+            "sigmoid_norm": lambda: ops.dpo_sigmoid_loss(h, beta), "cdpo": lambda: ops.cdpo_loss(h, beta, eps),
+            "robust": lambda: ops.robust_dpo_loss(h, beta, eps), "ipo": lambda: ops.ipo_loss(h, beta),
+            "hinge": lambda: ops.dpo_hinge_loss(h, beta), "simpo": lambda: ops.simpo_loss(h, beta, gamma)}[kind]()
+
+
 @pytest.mark.parametrize("kind", ops.DPO_LOSSES)
 def test_each_dpo_loss_equals_its_float64_formula(kind):
     (pw, pl, rw, rl), (nw, nl) = _logps()
     eps = 0.1 if kind in ("cdpo", "robust") else 0.0
     gamma = 0.5 if kind == "simpo" else 0.0
-    loss, _ = jax.jit(lambda *a: ops.dpo_loss(*a, beta=0.3, loss_type=kind, label_smoothing=eps, gamma=gamma,
-                                              chosen_lengths=nw, rejected_lengths=nl))(pw, pl, rw, rl)
+    loss = jax.jit(lambda *a: _loss(kind, *a, 0.3, eps, gamma, nw, nl).mean())(pw, pl, rw, rl)
     ref = _reference(kind, pw, pl, rw, rl, 0.3, eps, gamma, nw, nl)
     assert abs(float(loss) - ref) < 1e-5 * max(1.0, abs(ref)), (kind, float(loss), ref)
 
 
 def test_dpo_with_the_policy_equal_to_the_reference_is_log2_and_its_gradient_prefers_the_chosen():
     (pw, pl, _, _), _ = _logps()
-    loss, metrics = ops.dpo_loss(pw, pl, pw, pl, beta=0.1)
-    assert abs(float(loss) - np.log(2)) < 1e-6 and float(metrics["rewards/margins"]) == 0.0
-    gw, gl = jax.grad(lambda a, b: ops.dpo_loss(a, b, pw, pl, beta=0.1)[0], argnums=(0, 1))(pw, pl)
+    h = ops.dpo_margin(pw, pl, pw, pl)
+    assert abs(float(ops.dpo_sigmoid_loss(h, 0.1).mean()) - np.log(2)) < 1e-6
+    assert float(ops.implicit_rewards(pw, pl, pw, pl, 0.1)["rewards/margins"]) == 0.0
+    loss = lambda a, b: ops.dpo_sigmoid_loss(ops.dpo_margin(a, b, pw, pl), 0.1).mean()  # noqa: E731
+    gw, gl = jax.grad(loss, argnums=(0, 1))(pw, pl)
     assert (gw < 0).all() and (gl > 0).all()  # descent raises log pi(y_w) and lowers log pi(y_l)
 
 
 def test_soft_labels_are_the_cross_entropy_minimised_at_beta_h_equal_logit_q():
     (pw, pl, rw, rl), _ = _logps()
     q = np.linspace(0.3, 0.95, len(pw))
-    loss, _ = ops.dpo_loss(pw, pl, rw, rl, beta=0.3, preference=jnp.asarray(q, jnp.float32))
+    loss = _loss("sigmoid", pw, pl, rw, rl, 0.3, q=jnp.asarray(q, jnp.float32)).mean()
     h = (pw - rw) - (pl - rl)
     ref = np.mean(-q * _logsig(0.3 * h) - (1 - q) * _logsig(-0.3 * h))  # float64
     assert abs(float(loss) - ref) < 1e-5 * max(1.0, abs(ref))
-    hard, _ = ops.dpo_loss(pw, pl, rw, rl, beta=0.3)
-    assert float(ops.dpo_loss(pw, pl, rw, rl, beta=0.3, preference=jnp.ones(len(pw)))[0]) == pytest.approx(float(hard))
-    beta, zero = 0.5, jnp.zeros(1)
-    one_pair = lambda h: ops.dpo_loss(jnp.array([h]), zero, zero, zero, beta=beta,  # noqa: E731
-                                      preference=jnp.array([0.8]))[0]
+    hard = _loss("sigmoid", pw, pl, rw, rl, 0.3).mean()
+    assert float(_loss("sigmoid", pw, pl, rw, rl, 0.3, q=jnp.ones(len(pw))).mean()) == pytest.approx(float(hard))
+    beta = 0.5
+    one_pair = lambda h: ops.dpo_soft_loss(jnp.array([h]), beta, jnp.array([0.8]))[0]  # noqa: E731
     h_star = float(np.log(0.8 / 0.2)) / beta  # the hard label's minimum is at h = infinity
     assert abs(float(jax.grad(one_pair)(h_star))) < 1e-6
     assert float(one_pair(h_star + 0.2)) > float(one_pair(h_star)) < float(one_pair(h_star - 0.2))
 
 
 def test_ipo_is_minimised_at_h_equal_one_over_two_beta():
-    beta, n = 0.25, np.ones(1)
-    loss = lambda h: ops.dpo_loss(jnp.array([h]), jnp.zeros(1), jnp.zeros(1), jnp.zeros(1), beta=beta,  # noqa: E731
-                                  loss_type="ipo", chosen_lengths=n, rejected_lengths=n)[0]
+    beta = 0.25
+    loss = lambda h: ops.ipo_loss(jnp.array([h]), beta)[0]  # noqa: E731
     assert float(loss(1 / (2 * beta))) == 0.0
     assert abs(float(jax.grad(loss)(1 / (2 * beta)))) < 1e-7
     assert float(loss(1 / (2 * beta) + 0.1)) > 0 and float(loss(1 / (2 * beta) - 0.1)) > 0
@@ -147,14 +159,12 @@ def test_ipo_is_minimised_at_h_equal_one_over_two_beta():
 
 def test_dpo_metrics_are_the_implicit_rewards():
     (pw, pl, rw, rl), _ = _logps()
-    _, m = ops.dpo_loss(pw, pl, rw, rl, beta=0.5)
+    m = ops.implicit_rewards(pw, pl, rw, rl, 0.5)
     chosen, rejected = 0.5 * (pw - rw), 0.5 * (pl - rl)
     np.testing.assert_allclose([m["rewards/chosen"], m["rewards/rejected"], m["rewards/margins"],
-                                m["rewards/accuracies"], m["logps/chosen"], m["logps/rejected"]],
+                                m["rewards/accuracies"]],
                                [chosen.mean(), rejected.mean(), (chosen - rejected).mean(),
-                                (chosen > rejected).mean(), pw.mean(), pl.mean()], rtol=1e-5)
-    _, free = ops.dpo_loss(pw, pl, rw, rl, beta=0.5, reference_free=True)
-    assert abs(float(free["rewards/chosen"]) - 0.5 * pw.mean()) < 1e-4
+                                (chosen > rejected).mean()], rtol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -164,18 +174,18 @@ def test_dpo_metrics_are_the_implicit_rewards():
     (dict(beta=0.1, loss_type="cdpo", label_smoothing=0.5), r"label_smoothing must be in \[0, 0.5\)"),
     (dict(beta=0.1, label_smoothing=0.1), "label_smoothing applies to loss_type 'cdpo' and 'robust'"),
     (dict(beta=0.1, gamma=1.0), "gamma .* applies to loss_type 'simpo'"),
-    (dict(beta=0.1, loss_type="ipo"), "pass chosen_lengths and rejected_lengths"),
-    (dict(beta=0.1, loss_type="cdpo", preference=jnp.full(4, 0.7)), r"preference \(soft labels\) applies to"),
+    (dict(beta=0.1, loss_type="cdpo", soft=True), r"preference \(soft labels\) applies to"),
 ])
 def test_bad_dpo_arguments_are_refused_by_name(kwargs, message):
-    (pw, pl, rw, rl), _ = _logps()
     with pytest.raises(ValueError, match=message):
-        ops.dpo_loss(pw, pl, rw, rl, **kwargs)
+        ops.check_dpo_arguments(**{"loss_type": "sigmoid", **kwargs})
 
 
 def test_mismatched_pair_shapes_are_refused():
     (pw, pl, rw, rl), _ = _logps()
     with pytest.raises(AssertionError):
-        ops.dpo_loss(pw, pl[:3], rw, rl, beta=0.1)
+        ops.dpo_margin(pw, pl[:3], rw, rl)
+    with pytest.raises(AssertionError):
+        ops.dpo_soft_loss(pw, 0.1, pl[:3])
     with pytest.raises(AssertionError):
         ops.bradley_terry_loss(pw, pl[:3])

@@ -99,8 +99,8 @@ def test_variable_lengths_equal_unpadded_runs():
 
 def test_bidirectional_mirror_and_padding():
     rng = np.random.default_rng(3)
-    pf = {"U": jnp.asarray(rng.normal(size=(H, H)), jnp.float32), "W": jnp.asarray(rng.normal(size=(D, H)), jnp.float32)}
-    pb = {"U": jnp.asarray(rng.normal(size=(H, H)), jnp.float32), "W": jnp.asarray(rng.normal(size=(D, H)), jnp.float32)}
+    pf, pb = ({"U": jnp.asarray(rng.normal(size=(H, H)), jnp.float32),
+               "W": jnp.asarray(rng.normal(size=(D, H)), jnp.float32)} for _ in range(2))
     xs = jnp.asarray(inputs(), jnp.float32)
     out, _ = R.bidirectional(rnn_run, pf, pb, xs)
     chex.assert_shape(out, (B, T, 2 * H))

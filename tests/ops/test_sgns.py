@@ -113,8 +113,9 @@ def test_untrained_positions_stay_untouched_and_drawn_negatives_follow_the_noise
     weights[30:] = 1.0  # negatives only among words 30..39
     noise = tuple(map(jnp.asarray, alias_table(weights)))
     w_in, w_out = rand(V, D), rand(V, D, seed=1)
-    new_in, new_out = kernels.sgns_train(w_in, w_out, *map(jnp.asarray, (tokens, docs, reach, bounds)), jnp.array([0.05, 0.05]),
-                                 noise, jax.random.key(3), window=W, negative=K, sg=True, batch=8, implementation=impl, threads=2)
+    new_in, new_out = kernels.sgns_train(w_in, w_out, *map(jnp.asarray, (tokens, docs, reach, bounds)),
+                                         jnp.array([0.05, 0.05]), noise, jax.random.key(3), window=W, negative=K,
+                                         sg=True, batch=8, implementation=impl, threads=2)
     moved_in = np.flatnonzero(np.abs(np.asarray(new_in - w_in)).sum(1))
     moved_out = np.flatnonzero(np.abs(np.asarray(new_out - w_out)).sum(1))
     assert set(moved_in) <= set(range(10))  # only centres inside bounds trained

@@ -14,13 +14,14 @@ from flax import nnx  # noqa: E402
 from tiny_gpt_run import GPT, OPTIM, SOURCE  # noqa: E402
 
 from nlp_jax.data.corpus import RandomBlocks  # noqa: E402
-from nlp_jax.models.gpt2 import GPT2, lm_loss  # noqa: E402
-from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss  # noqa: E402
+from nlp_jax.models.gpt2 import GPT2  # noqa: E402
+from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig  # noqa: E402
+from nlp_jax.objectives import Objective, bptt_loss, lm_loss
 from nlp_jax.train.checkpoint import Checkpointer  # noqa: E402
 from nlp_jax.train.config import MeshConfig, OptimConfig, TrainConfig  # noqa: E402
 from nlp_jax.train.loop import train  # noqa: E402
 from nlp_jax.train.sharding import make_mesh  # noqa: E402
-from nlp_jax.train.trainer import Objective, Trainer  # noqa: E402
+from nlp_jax.train.trainer import Trainer  # noqa: E402
 
 MESHES = {"dp": (8, 1), "fsdp": (1, 8), "dp_fsdp": (2, 4)}
 STEPS = 3

@@ -20,7 +20,8 @@ import jax  # noqa: E402
 from flax import nnx  # noqa: E402
 from tiny_gpt_run import GPT, OPTIM, SOURCE  # noqa: E402
 
-from nlp_jax.models.gpt2 import GPT2, lm_loss  # noqa: E402
+from nlp_jax.models.gpt2 import GPT2  # noqa: E402
+from nlp_jax.objectives import lm_loss  # noqa: E402
 from nlp_jax.train.config import MeshConfig, TrainConfig  # noqa: E402
 from nlp_jax.train.loop import train  # noqa: E402
 

@@ -60,7 +60,7 @@ def test_out_of_range_values_are_refused_at_the_override(assignment, message):
 
 def test_a_stage_share_of_a_config_is_plain_data_and_results_keep_their_settings(tmp_path, capsys):
     from nlp_jax.train.config import to_dict
-    from nlp_jax.train.records import StageResults, fingerprint
+    from nlp_jax.train.stages import StageResults, fingerprint
 
     share = {"optim": OptimConfig(lr=0.5), "inner": {"train": TrainConfig(steps=3)}, "batch": 4}
     assert to_dict(share) == {"optim": to_dict(OptimConfig(lr=0.5)), "inner": {"train": to_dict(TrainConfig(steps=3))},

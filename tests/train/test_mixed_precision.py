@@ -15,13 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from flax import nnx
-from nlp_jax.models.bert import BertClassifier, BertConfig, classification_loss
-from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
-from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, bptt_loss
+
+from nlp_jax.models.bert import BertClassifier, BertConfig
+from nlp_jax.models.gpt2 import GPT2, GPT2Config
+from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig
+from nlp_jax.objectives import Objective, bptt_loss, classification_loss, lm_loss
 from nlp_jax.train.config import OptimConfig
-from nlp_jax.train.trainer import Objective, Trainer
+from nlp_jax.train.trainer import Trainer
 
 STEPS, WINDOW = 300, 25
 TOLERANCE = {"gpt2": 0.01, "bert": 0.1, "lstm": 0.01}  # nats, between 25-step mean losses

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flax import nnx
-
 from tiny_gpt_run import GPT, OPTIM, SOURCE
 
-from nlp_jax.models.gpt2 import GPT2, lm_loss
+from nlp_jax.models.gpt2 import GPT2
+from nlp_jax.objectives import lm_loss
 from nlp_jax.train.config import TrainConfig
 from nlp_jax.train.distributed import settings
 from nlp_jax.train.loop import train

@@ -6,15 +6,16 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-
 from test_ppo_loop import CFG, Interrupting, _prompts, score
 
 from nlp_jax.models.gpt2 import GPT2
 from nlp_jax.models.reward import response_logprobs
+from nlp_jax.objectives import dpo_objective
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
-from nlp_jax.train.online_dpo import OnlinePairs, train_online_dpo
-from nlp_jax.train.preference import dpo_objective, pair_logprobs
+from nlp_jax.train.online_dpo import OnlinePairs
+from nlp_jax.train.preference import pair_logprobs
+from nlp_jax.train.stages import train_stage
 from nlp_jax.train.trainer import Trainer
 
 OPTIM = OptimConfig(lr=3e-3, warmup_steps=0, schedule="constant")
@@ -107,9 +108,10 @@ def _mean_score(source, model):
 def test_online_dpo_raises_the_score(tmp_path):
     source = _source(samples=4, batch_size=16)
     start = _mean_score(source, GPT2(CFG, rngs=nnx.Rngs(0)))
-    model, result = train_online_dpo(GPT2(CFG, rngs=nnx.Rngs(0)), dpo_objective(beta=0.1), source, steps=40,
-                                     optim_cfg=OptimConfig(lr=1e-2, warmup_steps=0, schedule="constant"),
-                                     workdir=tmp_path, config={"test": 1}, ckpt_every=0, progress=False)
+    model, result = train_stage(GPT2(CFG, rngs=nnx.Rngs(0)), dpo_objective(beta=0.1), source,
+                                train_cfg=TrainConfig(steps=40, log_every=20, ckpt_every=0, progress=False),
+                                optim_cfg=OptimConfig(lr=1e-2, warmup_steps=0, schedule="constant"),
+                                workdir=tmp_path, config={"test": 1})
     end = _mean_score(source, model)
     assert result.step == 40 and end > start + 0.2, (start, end)
 

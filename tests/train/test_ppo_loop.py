@@ -11,9 +11,10 @@ from flax import nnx
 
 from nlp_jax.models.gpt2 import GPT2, GPT2Config
 from nlp_jax.models.reward import PolicyWithValue
+from nlp_jax.objectives import PPOConfig, ppo_objective
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
-from nlp_jax.train.ppo import PPOConfig, PPORollouts, ppo_objective
+from nlp_jax.train.ppo import PPORollouts
 from nlp_jax.train.trainer import Trainer
 
 CFG = GPT2Config.tiny(dropout=0.0, block_size=16)

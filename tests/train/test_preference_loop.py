@@ -10,10 +10,11 @@ from flax import nnx
 from nlp_jax.data.corpus import ShuffledBatches
 from nlp_jax.data.preferences import encode_pairs
 from nlp_jax.models.gpt2 import GPT2, GPT2Config
-from nlp_jax.models.reward import RewardModel, pair_batch, reward_loss
+from nlp_jax.models.reward import RewardModel, pair_batch
+from nlp_jax.objectives import Objective, dpo_objective, reward_loss
 from nlp_jax.train.config import OptimConfig
-from nlp_jax.train.preference import dpo_objective, reference_logprobs
-from nlp_jax.train.trainer import Objective, Trainer
+from nlp_jax.train.preference import reference_logprobs
+from nlp_jax.train.trainer import Trainer
 
 CFG = GPT2Config.tiny(dropout=0.0, block_size=24)
 
@@ -61,7 +62,6 @@ def test_the_reference_receives_no_gradient():
 
 
 def test_soft_labels_come_from_the_batch_scores():
-    from nlp_jax import ops
     from nlp_jax.models.reward import response_logprobs
 
     batch = {k: jnp.asarray(v[:4]) for k, v in _pairs().items()}
@@ -72,7 +72,9 @@ def test_soft_labels_come_from_the_batch_scores():
     total = [response_logprobs(m, *pair_batch(batch))[0] for m in (policy, reference)]
     (pw, pl), (rw, rl) = (jnp.split(t, 2) for t in total)
     q = jax.nn.sigmoid((scores["chosen_score"] - scores["rejected_score"]) / 0.2)
-    assert float(soft) == pytest.approx(float(ops.dpo_loss(pw, pl, rw, rl, beta=0.5, preference=q)[0]), rel=1e-5)
+    h, q = np.float64(pw - rw) - np.float64(pl - rl), np.float64(q)
+    logsig = lambda x: -np.logaddexp(0.0, -x)  # noqa: E731
+    assert float(soft) == pytest.approx(np.mean(-q * logsig(0.5 * h) - (1 - q) * logsig(-0.5 * h)), rel=1e-5)
     with pytest.raises(ValueError, match="soft_labels needs each pair's scores: put chosen_score"):
         dpo_objective(beta=0.5, soft_labels=0.2).loss(policy, batch, None, None, {"reference": reference})
     with pytest.raises(ValueError, match="preference \\(soft labels\\) applies to loss_type 'sigmoid'"):
@@ -116,3 +118,31 @@ def test_reward_model_learns_to_prefer_the_chosen_response():
     for step in range(30):
         metrics = trainer.step(source(step))
     assert float(metrics["accuracy"]) == 1.0 and float(metrics["margin"]) > 1.0
+
+
+@pytest.mark.parametrize("loss_type", ["ipo", "simpo", "cdpo"])
+def test_the_objective_compares_the_log_probs_each_loss_is_defined_on(loss_type):
+    """ipo and simpo on per-token means (simpo with no reference), cdpo on sums: the objective's mean loss
+    equals the float64 formula on the log-probs it should use."""
+    from nlp_jax.models.reward import response_logprobs
+
+    batch = {k: jnp.asarray(v[:4]) for k, v in _pairs().items()}
+    policy, reference = _policy(0), _policy(1)
+    kw = {"ipo": {}, "simpo": {"gamma": 0.3}, "cdpo": {"label_smoothing": 0.1}}[loss_type]
+    value, aux, _ = dpo_objective(beta=0.5, loss_type=loss_type, **kw).loss(policy, batch, None, None,
+                                                                            {"reference": reference})
+    tokens, mask, response = pair_batch(batch)
+    (pw, pl), (rw, rl) = (np.split(np.float64(response_logprobs(m, tokens, mask, response)[0]), 2)
+                          for m in (policy, reference))
+    nw, nl = np.split(np.float64(np.asarray(response)[:, 1:].sum(-1)), 2)
+    logsig = lambda x: -np.logaddexp(0.0, -x)  # noqa: E731
+    if loss_type == "ipo":
+        want = np.mean(((pw / nw - rw / nw) - (pl / nl - rl / nl) - 1 / (2 * 0.5)) ** 2)
+    elif loss_type == "simpo":
+        want = np.mean(-logsig(0.5 * (pw / nw - pl / nl) - 0.3))
+    else:
+        h = (pw - rw) - (pl - rl)
+        want = np.mean(-0.9 * logsig(0.5 * h) - 0.1 * logsig(-0.5 * h))
+    assert float(value) == pytest.approx(want, rel=1e-4)
+    assert float(aux["logps/chosen"]) == pytest.approx(np.mean(pw), rel=1e-5)
+

@@ -7,10 +7,11 @@ import numpy as np
 from flax import nnx
 
 from nlp_jax.data.corpus import RandomBlocks
-from nlp_jax.models.gpt2 import GPT2, GPT2Config, lm_loss
+from nlp_jax.models.gpt2 import GPT2, GPT2Config
+from nlp_jax.objectives import Objective, lm_loss
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import Objective, Trainer, train
+from nlp_jax.train.loop import Trainer, train
 
 CFG = GPT2Config.tiny()
 DATA = np.random.default_rng(0).integers(0, 37, 3000).astype(np.int32)

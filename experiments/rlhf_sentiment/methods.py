@@ -1,11 +1,12 @@
 """A DPO recipe as data: :class:`DPOMethod` names one preference-optimised policy (its loss, beta, learning
-rate, epochs, and for iterative DPO its rounds and how each round's pairs are drawn), so an experiment can
-list many, record each one's settings, and name each curve the same way in its table and plot.
+rate, epochs, and for iterative DPO its rounds and how each round's pairs are drawn), so the
+controlled-sentiment experiment and its study can list many, record each one's settings, and name each
+curve the same way in its table and plot.
 
 Iterative DPO: round 1 trains on the shared pairs (or, for a method with pairs of its own, pairs drawn its
 own way from the start policy); each further round draws samples from the policy so far on fresh
 prefixes, labels them by the oracle and trains on them from that policy; the reference stays fixed.
-Online DPO (``online_steps``, ``train.online_dpo``) draws every step's pairs from the policy at that step:
+Online DPO (``online_steps``, ``nlp_jax.train.online_dpo``) draws every step's pairs from the policy at that step:
 the best against the worst of ``samples`` (default 2) per prefix.
 A method that ``continues`` another (listed earlier, with fewer rounds and the same objective: beta, loss,
 label smoothing) starts from that method's last policy at the round after its last
@@ -21,7 +22,6 @@ import dataclasses
 from nlp_jax.validate import at_least, check_fields, optional, positive
 
 LOSS_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as tables and plots name it
-LATER_FIELDS = ("min_gap", "soft_labels", "continues", "samples", "extremes", "online_steps")  # recorded only when set
 OBJECTIVE_FIELDS = ("beta", "loss_type", "label_smoothing")  # what a continuation keeps from the run it continues
 
 
@@ -73,11 +73,6 @@ class DPOMethod:
         how = f", online {self.online_steps:,} steps" if self.online_steps else ", iterative" * (self.rounds > 1)
         return (f"{kind}{how}, beta {self.beta:g}"
                 + "".join(f", {k} {v:g}" for k, v in extra.items() if v) + pairs)
-
-    def recorded(self) -> dict:
-        """The settings a run of this method records: the fields added after runs were stored are left out
-        while unset, so those runs stay resumable."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in LATER_FIELDS or v}
 
 
 def check_continuations(methods: tuple[DPOMethod, ...]) -> None:

@@ -1,0 +1,29 @@
+"""The one signature every objective is trained through: an :class:`Objective`'s loss is
+``loss(model, batch, key, state, frozen) -> (loss, aux, new_state)``. ``state`` is the objective's own pytree
+(a recurrent carry for truncated BPTT, PPO's rollout and KL coefficient; None when it has none), carried from
+step to step on the device and checkpointed; ``frozen`` holds the models the objective reads but does not
+train (a reference policy, a reward model). ``aux`` is a flat dict of scalars (``aux['tokens']`` counts the
+step's tokens for tokens/s). A stateless ``loss_fn(model, batch, key) -> (loss, aux)`` becomes one with
+:meth:`Objective.of` (the Trainer does this for a plain function)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from flax import nnx
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    loss: Callable[..., tuple[Array, dict, Any]]  # (model, batch, key, state, frozen) -> (loss, aux, state)
+    init_state: Callable[[], Any] = lambda: None  # the state at the start (and where a batch says reset_state)
+
+    @classmethod
+    def of(cls, loss_fn: Callable[[nnx.Module, dict, Array], tuple[Array, dict]]) -> Objective:
+        """A stateless objective from ``loss_fn(model, batch, key) -> (loss, aux)``."""
+        return cls(loss=lambda model, batch, key, state, frozen: (*loss_fn(model, batch, key), state))
