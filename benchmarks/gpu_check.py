@@ -144,13 +144,13 @@ def nanogpt_rows(checkout: Path, text: Path, iters: int, left, workdir: Path, ou
             ("speed, ours bf16 vs nanoGPT (goal >= 1.25x)", f"{ratio:.2f}x" if ratio else "-")]
 
 
-def run_tests(timeout: float, log: Path, tests: Path = ROOT / "tests") -> str:
+def run_tests(timeout: float, log: Path, tests: Path = ROOT / "tests", *, least: float = 30.0) -> str:
     """The fast suite (``tests``) on this machine's default device, in parallel where pytest-xdist is
     installed (JAX told not to preallocate, so the workers share the GPU), its output in ``log``; stopped at
-    ``timeout`` with all its workers."""
+    ``timeout`` with all its workers; not started with less than ``least`` seconds left."""
     if importlib.util.find_spec("pytest") is None:
         return "not run: pytest is not installed in this Python"
-    if timeout < 30:
+    if timeout < least:
         return f"not run: {timeout:.0f} s left of the budget"
     workers = min(8, (os.cpu_count() or 2) // 2) if importlib.util.find_spec("xdist") else 0
     cmd = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-m", "not slow and not peers",

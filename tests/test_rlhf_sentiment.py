@@ -137,8 +137,15 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
         "DPO, online 5 steps, beta 0.05, best vs worst of 3 samples")
     assert summary["dpo_online_step2"]["kl"] != summary["dpo_online"]["kl"]
     assert (tmp_path / "rlhf" / "dpo_online" / "export" / "model.safetensors").exists()
-    # one stage's change: its runs resume, every other stage is read back, not measured again
+    # one stage's change: its runs resume, every other stage is read back, not measured again; a damaged
+    # pairs.npz (a crash mid-write of an earlier version) is named and drawn again, the same pairs
+    shared = tmp_path / "rlhf" / "pairs.npz"
+    with np.load(shared) as stored:
+        before = dict(stored)
+    shared.write_bytes(shared.read_bytes()[:100])
     longer = main(args + ["--set", "ppo_rollouts=3"])
+    with np.load(shared) as stored:
+        assert all(np.array_equal(stored[k], v) for k, v in before.items())
     assert longer["ppo_rm_b0.05"]["seconds"] != summary["ppo_rm_b0.05"]["seconds"]
     kept = [k for k, v in summary.items() if isinstance(v, dict) and not k.startswith("ppo_")]
     assert "reward_model" in kept and all(longer[k] == summary[k] for k in kept)

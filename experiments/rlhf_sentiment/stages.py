@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
+import zipfile
 from pathlib import Path
 
 import jax
@@ -167,10 +169,13 @@ def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray, *, policy=
     path = path or Path(s.cfg.workdir, "pairs.npz")
     settings = fingerprint(settings or s.graph.settings("pairs"))
     if path.exists():
-        with np.load(path) as stored:
-            if str(stored["settings"]) == settings:
-                return {k: v for k, v in stored.items() if k != "settings"}
-        print(f"{path}: drawn with other settings; drawing the pairs again")
+        try:
+            with np.load(path) as stored:
+                if str(stored["settings"]) == settings:
+                    return {k: v for k, v in stored.items() if k != "settings"}
+            print(f"{path}: drawn with other settings; drawing the pairs again")
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # written by rename: an outside hand
+            print(f"{path} is damaged ({type(err).__name__}: {err}); drawing the pairs again")
     n = samples or s.cfg.samples_per_prompt
     drawn = draw(policy or s.sft, prompts, mask, n=n, key=jax.random.key(s.cfg.seeds.pairs if seed is None else seed),
                  **s.sample_kw())
@@ -180,7 +185,9 @@ def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray, *, policy=
                          f"min_gap={min_gap:g} apart: lower the method's min_gap")
     print(f"{path}: {len(pairs['chosen']):,} pairs from {len(prompts):,} prefixes")
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, settings=settings, **pairs)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, settings=settings, **pairs)
+    os.replace(tmp, path)  # a crash mid-write leaves the previous file, or none: never half of one
     return pairs
 
 

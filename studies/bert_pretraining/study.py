@@ -18,33 +18,43 @@ The results and the log of attempts are in this folder's README.md.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from experiments import bert_pretrain, bert_sst2
 from nlp_jax.models.bert import BertConfig
 from nlp_jax.train.config import OptimConfig, TrainConfig
 
 CONTINUE = OptimConfig(lr=5e-4, min_lr=5e-5, warmup_steps=100, weight_decay=0.01, beta2=0.98)  # a warm restart
+
+
+def export(cfg) -> str:
+    """Where a pretraining run exports its model and tokenizer (what the runs after it read)."""
+    return str(Path(cfg.workdir, "export"))
+
+
+PTB_SST2 = bert_pretrain.Config(sst2_rate=0.25, workdir="runs/bert_pretrain_ptb_sst",
+                                train=TrainConfig(steps=2500, log_every=50, eval_every=500, ckpt_every=250))
+CORPUS = bert_pretrain.Config(model=BertConfig.mini(vocab_size=8192, dropout=0.0), corpus="en_corpus",
+                              sst2_rate=0.25, workdir="runs/bert_pretrain_corpus")
 PRETRAIN = {
     # task-adaptive (Gururangan et al. 2020): bert-pretrain's export continued on mostly SST-2's own text
-    "tapt": bert_pretrain.Config(sst2_rate=0.75, init_dir="runs/bert_pretrain/export",
+    "tapt": bert_pretrain.Config(sst2_rate=0.75, init_dir=export(bert_pretrain.Config()),
                                  workdir="runs/bert_pretrain_tapt", optim=CONTINUE,
                                  train=TrainConfig(steps=1500, log_every=50, eval_every=500, ckpt_every=250)),
     # en_corpus (6.6M words, a fifth movie reviews) + a quarter SST-2's text, no dropout (it underfits)
-    "corpus": bert_pretrain.Config(model=BertConfig.mini(vocab_size=8192, dropout=0.0),
-                                   corpus="en_corpus", sst2_rate=0.25, workdir="runs/bert_pretrain_corpus"),
+    "corpus": CORPUS,
     # en_corpus pairs only, in 24-word chunks (43% more masked pieces a step), corpus's vocabulary
     "corpus24": bert_pretrain.Config(model=BertConfig.mini(vocab_size=8192, dropout=0.0),
                                      corpus="en_corpus", chunk_words=24,
-                                     tokenizer_dir="runs/bert_pretrain_corpus/tokenizer",
+                                     tokenizer_dir=str(Path(CORPUS.workdir, "tokenizer")),
                                      optim=OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=400, weight_decay=0.01,
                                                        beta2=0.98),
                                      train=TrainConfig(steps=4500, log_every=50, eval_every=500, ckpt_every=250),
                                      workdir="runs/bert_pretrain_corpus_c24"),
     # PTB (whose MLM leaves the plateau) + a quarter SST-2's text, a vocabulary of both
-    "ptb_sst2": bert_pretrain.Config(sst2_rate=0.25, workdir="runs/bert_pretrain_ptb_sst",
-                                     train=TrainConfig(steps=2500, log_every=50, eval_every=500, ckpt_every=250)),
+    "ptb_sst2": PTB_SST2,
     # ptb_sst2's export trained 3,000 steps more (another batch order, a warm restart)
-    "ptb_sst2_more": bert_pretrain.Config(sst2_rate=0.25, init_dir="runs/bert_pretrain_ptb_sst/export",
+    "ptb_sst2_more": bert_pretrain.Config(sst2_rate=0.25, init_dir=export(PTB_SST2),
                                           workdir="runs/bert_pretrain_ptb_sst_more", optim=CONTINUE,
                                           train=TrainConfig(steps=3000, log_every=50, eval_every=500, ckpt_every=250,
                                                             seed=1)),
@@ -53,15 +63,16 @@ PRETRAIN = {
 
 def _sst2(init: str, run: str, **kw) -> bert_sst2.Config:
     """SST-2 fine-tuned from (``ours``), at the shape and vocabulary of (``scratch``), or probing (``frozen``)
-    the export of ``runs/bert_pretrain_<run>``."""
+    the export of the pretraining ``PRETRAIN[run]``."""
     optim = {} if init == "frozen" else {"optim": bert_sst2.SMALL}
-    return bert_sst2.Config(init=init, init_dir=f"runs/bert_pretrain_{run}/export",
-                            workdir=f"runs/bert_sst2_{init}_{run}", **optim, **kw)
+    name = {"ptb_sst2": "ptb_sst", "ptb_sst2_more": "ptb_sst_more"}.get(run, run)  # (the runs' stored names)
+    return bert_sst2.Config(init=init, init_dir=export(PRETRAIN[run]), workdir=f"runs/bert_sst2_{init}_{name}",
+                            **optim, **kw)
 
 
-SST2 = {f"{init}_{run}": _sst2(init, run) for init, run in [
-    ("ours", "tapt"), ("ours", "corpus"), ("scratch", "corpus"), ("ours", "ptb_sst"), ("scratch", "ptb_sst"),
-    ("ours", "ptb_sst_more"), ("frozen", "ptb_sst"), ("frozen", "ptb_sst_more")]}
+SST2 = {f"{init}_{run}".replace("ptb_sst2", "ptb_sst"): _sst2(init, run) for init, run in [
+    ("ours", "tapt"), ("ours", "corpus"), ("scratch", "corpus"), ("ours", "ptb_sst2"), ("scratch", "ptb_sst2"),
+    ("ours", "ptb_sst2_more"), ("frozen", "ptb_sst2"), ("frozen", "ptb_sst2_more")]}
 SST2["frozen_random_ptb_sst"] = dataclasses.replace(SST2["frozen_ptb_sst"], frozen_weights="random",
                                                     workdir="runs/bert_sst2_frozen_random_ptb_sst")
 SIZES = ((1000, 10), (4000, 4), (16000, 2))  # (training phrases, epochs) of the data-size curve
