@@ -67,9 +67,10 @@ def check_resume(workdir: Path, stored: dict | None, current: dict | None, step:
     refused = {k: v for k, v in changes.items() if not k.startswith(RESUMABLE + tuple(resumable))}
     if refused:
         listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        fresh = ("pass --set train.resume=false (the old run is moved aside, not deleted)"
+                 if "resume" in current.get("train", {}) else f"move {workdir} aside to train it again")
         raise ValueError(f"{workdir} holds a run trained with other settings ({listed}). Resuming would mix "
-                         f"runs: restore those values, choose another workdir, or pass --set train.resume=false "
-                         f"(the old run is moved aside, not deleted).")
+                         f"runs: restore those values, choose another workdir, or {fresh}.")
     if changes:
         with open(workdir / "config_segments.jsonl", "a") as f:
             f.write(dumps({"from_step": step, "changes": {k: b for k, (_, b) in changes.items()}}) + "\n")
