@@ -44,13 +44,12 @@ def load_experiment(spec: str):
 def _import_by_name(target: Path):
     """The module at ``target`` imported by its dotted name relative to the current directory, when every
     folder on the way is a package and the current directory is on ``sys.path`` (``python -m``, pytest)."""
+    root = Path.cwd().resolve()
     try:
-        parts = target.resolve().relative_to(Path.cwd().resolve()).with_suffix("").parts
+        parts = target.resolve().relative_to(root).with_suffix("").parts
     except ValueError:
         return None
-    top = Path.cwd() / parts[0]
-    if len(parts) < 2 or not all((top.parent.joinpath(*parts[:i]) / "__init__.py").is_file()
-                                 for i in range(1, len(parts))):
+    if len(parts) < 2 or not all((root.joinpath(*parts[:i]) / "__init__.py").is_file() for i in range(1, len(parts))):
         return None
     try:
         return importlib.import_module(".".join(parts))

@@ -73,12 +73,13 @@ def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: f
         else:
             raise ValueError("DPO needs the reference log-probs: put ref_chosen/ref_rejected in the batch "
                              "(reference_logprobs) or pass frozen={'reference': model}")
-        (pw, pl), (rw, rl) = jnp.split(total, 2), jnp.split(ref, 2)
+        (sum_w, sum_l), (rw, rl) = jnp.split(total, 2), jnp.split(ref, 2)
+        pw, pl = sum_w, sum_l
         if loss_type in NORMALISED:  # per-token means of the response log-probs
             nw, nl = jnp.split(jnp.maximum(response[:, 1:].sum(-1), 1).astype(total.dtype), 2)
             pw, pl, rw, rl = pw / nw, pl / nl, rw / nw, rl / nl
         value = per_pair(ops.dpo_margin(pw, pl, rw, rl), beta, soft_label(batch, soft_labels)).mean()
-        logps = {"logps/chosen": jnp.split(total, 2)[0].mean(), "logps/rejected": jnp.split(total, 2)[1].mean()}
+        logps = {"logps/chosen": sum_w.mean(), "logps/rejected": sum_l.mean()}
         return value, {**ops.implicit_rewards(pw, pl, rw, rl, beta), **logps, "tokens": jnp.sum(mask)}, state
 
     return Objective(loss=loss)

@@ -62,8 +62,12 @@ class Stages:
     def __init__(self, config: Any, **stages: Stage):
         self.config, self.stages = config, stages
         for i, (name, stage) in enumerate(stages.items()):
-            for path in [f.partition("=")[2] or f for f in stage.fields] + list(stage.ignore):
+            paths = [_key_path(f)[1] for f in stage.fields]
+            for path in paths + list(stage.ignore):
                 _field(config, path, name)
+            for ignored in stage.ignore:
+                if not any(ignored.startswith(p + ".") for p in paths):
+                    raise ValueError(f"stage {name!r}: ignore={ignored!r} lies in none of its fields {stage.fields}")
             for read in stage.reads:
                 if read not in list(stages)[:i]:
                     raise ValueError(f"stage {name!r} reads {read!r}, which is not a stage declared before it "
@@ -75,13 +79,10 @@ class Stages:
         if name not in self.stages:
             raise KeyError(f"no stage named {name!r}; the stages are {', '.join(self.stages)}")
         stage = self.stages[name]
-        paths = {(f.partition("=")[0] if "=" in f else f): f.partition("=")[2] or f for f in stage.fields}
+        paths = dict(_key_path(f) for f in stage.fields)
         values = {key: _plain(_field(self.config, path, name)) for key, path in paths.items()}
         for ignored in stage.ignore:
-            key = max((k for k, p in paths.items() if ignored.startswith(p + ".")), key=lambda k: len(paths[k]),
-                      default=None)
-            if key is None:
-                raise ValueError(f"stage {name!r}: ignore={ignored!r} lies in none of its fields {stage.fields}")
+            key = max((k for k, p in paths.items() if ignored.startswith(p + ".")), key=lambda k: len(paths[k]))
             inner = values[key]
             *parents, last = ignored[len(paths[key]) + 1:].split(".")
             for part in parents:
@@ -90,6 +91,12 @@ class Stages:
         out = Settings({**values, **extra, **{f"<{read}>": self.settings(read) for read in stage.reads}})
         out.RESUMABLE = stage.resumable
         return out
+
+
+def _key_path(field: str) -> tuple[str, str]:
+    """``"optim=sft_optim"`` -> ("optim", "sft_optim"); ``"seeds.pairs"`` -> ("seeds.pairs", "seeds.pairs")."""
+    key, _, path = field.partition("=")
+    return key, path or key
 
 
 def _plain(value: Any) -> Any:
