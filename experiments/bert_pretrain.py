@@ -160,8 +160,7 @@ def run(cfg: Config) -> dict:
                           eval_fn=eval_fn, best_metric="val_mlm_loss", config=cfg)
     summary = {**result.summary(), **(result.evals[-1] if result.evals else {}), "parameters": n_params}
     if not result.interrupted:
-        export = save_hf_bert(model, Path(cfg.workdir, "export"))
-        tok.save(export)
+        export = save_hf_bert(model, Path(cfg.workdir, "export"), tokenizer=tok)
         plot_losses(Path(cfg.workdir, "metrics.jsonl"), Path(cfg.workdir, "pretrain_losses.png"),
                     title=f"BERT pretraining on {cfg.corpus}",
                     keys=("mlm_loss", "nsp_loss", "val_mlm_loss", "val_nsp_loss"))

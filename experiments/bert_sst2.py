@@ -194,7 +194,6 @@ def run(cfg: Config) -> dict:
                "wall_seconds": round(time.perf_counter() - t0, 1), "best_dev_accuracy": result.best}
     if result.interrupted:
         return write_summary(cfg.workdir, summary)
-    export = save_hf_bert(model, Path(cfg.workdir, "export"), labels=LABELS)
-    tok.save(export)
+    export = save_hf_bert(model, Path(cfg.workdir, "export"), labels=LABELS, tokenizer=tok)
     print(f"classifier exported to {export}: python -m nlp_jax.sentences classify {export} <file>")
     return write_summary(cfg.workdir, {**summary, "dev_accuracy": eval_fn(model)["dev_accuracy"]})

@@ -126,6 +126,9 @@ def run(cfg: Config) -> dict:
     corpus = load_char_corpus(cfg.data.path)
     cfg = resolve(cfg, corpus)
     model_cfg = cfg.model
+    if model_cfg.block_size + 1 >= len(corpus.val):  # checked now, not at the first evaluation after training
+        raise ValueError(f"model.block_size={model_cfg.block_size:,} does not fit the validation split "
+                         f"({len(corpus.val):,} characters): choose a block size below {len(corpus.val) - 1:,}")
     model = GPT2(model_cfg, rngs=nnx.Rngs(cfg.train.seed))
     print(f"train {len(corpus.train):,} chars, val {len(corpus.val):,} chars, vocab {model_cfg.vocab_size}; "
           f"{sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))):,} parameters")

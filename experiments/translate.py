@@ -40,6 +40,7 @@ from nlp_jax.objectives import seq2seq_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import load_averaged, load_trained, train
 from nlp_jax.train.records import markdown_table, write_summary
+from nlp_jax.train.sharding import make_mesh
 from nlp_jax.translate import save_export, translate
 from nlp_jax.validate import at_least, check_fields, in_unit
 
@@ -170,8 +171,10 @@ def run(cfg: Config) -> dict:
     if cfg.max_train:
         train_src, train_tgt = train_src[:cfg.max_train], train_tgt[:cfg.max_train]
     src_tok, tgt_tok = tokenizers(cfg, train_src, train_tgt)
+    mesh = make_mesh(cfg.train.mesh)  # its rows padded (masked) to a multiple of the devices, so they split evenly
     source = TokenBudgetBatches(with_end(src_tok.encode(train_src), cfg.max_len),
-                                with_end(tgt_tok.encode(train_tgt), cfg.max_len), cfg.budget, seed=cfg.train.seed)
+                                with_end(tgt_tok.encode(train_tgt), cfg.max_len), cfg.budget, seed=cfg.train.seed,
+                                rows_multiple=1 if mesh is None else mesh.size)
     model = build(cfg, src_tok.vocab_size, tgt_tok.vocab_size)
     params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     n_eval = cfg.eval_sentences or len(val_src)

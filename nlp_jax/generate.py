@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import math
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from nlp_jax.data.exports import read_json_file
+from nlp_jax.data.files import read_lines
 from nlp_jax.data.preferences import left_pad
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.eval.rewards import draw
@@ -32,8 +34,8 @@ def load_policy(directory: str | Path):
         if not (directory / name).exists():
             raise FileNotFoundError(f"{directory} has no {name}: a policy directory is a GPT-2 export with its "
                                     "tokenizer (e.g. runs/rlhf_sentiment/sft/export)")
-    config = json.loads((directory / "config.json").read_text())
-    model = load_hf_gpt2(directory)
+    model = load_hf_gpt2(directory)  # the export's checksums verified, its files named if damaged
+    config = read_json_file(directory / "config.json")
     tok = WordPieceTokenizer.from_pretrained(directory, max_length=model.config.block_size)
     return model, tok, config.get("bos_token_id", tok.cls_id), config.get("eos_token_id", tok.sep_id)
 
@@ -77,9 +79,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="JSON lines instead of tab-separated")
     args = parser.parse_args(argv)
-    text = sys.stdin.read() if args.prompts == "-" else Path(args.prompts).read_text()
-    rows = generate(args.policy, [line.strip() for line in text.splitlines() if line.strip()], samples=args.samples,
-                    max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    checks = (("samples", args.samples >= 1, ">= 1"), ("max_new_tokens", args.max_new_tokens >= 1, ">= 1"),
+              ("temperature", math.isfinite(args.temperature) and args.temperature >= 0, "finite and >= 0"))
+    for name, ok, what in checks:
+        if not ok:
+            parser.error(f"--{name.replace('_', '-')} must be {what}, got {getattr(args, name)}")
+    try:
+        prompts = [line.strip() for line in read_lines(args.prompts) if line.strip()]
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    if not prompts:
+        raise SystemExit(f"{args.prompts}: no prompts (one prompt a line expected)")
+    rows = generate(args.policy, prompts, samples=args.samples, max_new_tokens=args.max_new_tokens,
+                    temperature=args.temperature, seed=args.seed)
     for r in rows:
         print(json.dumps(r) if args.json else f"{r['prompt']}\t{r['completion']}\t{r['logprob']}")
 

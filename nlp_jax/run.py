@@ -20,6 +20,7 @@ from pathlib import Path
 
 from nlp_jax.train import distributed
 from nlp_jax.train.config import apply_overrides, to_json
+from nlp_jax.train.records import claim, move_aside, run_lock
 
 
 def load_experiment(spec: str):
@@ -99,12 +100,34 @@ def main(argv: list[str] | None = None) -> dict:
     if args.print_config:
         print(to_json(resolved))
         return {}
+    workdir = getattr(resolved, "workdir", None)
+    if workdir is not None and not str(workdir).strip():
+        parser.error("workdir is empty: name the run directory (--set workdir=runs/<name>), or leave it out")
     stored = None if args.rerun else finished_summary(resolved)
     if stored is not None:
         print(f"{resolved.workdir} holds this run, finished; its stored results (--rerun runs it again):")
         print(json.dumps(stored, indent=2))
         return stored
-    return module.run(config)
+    if workdir is None:
+        return module.run(config)
+    with run_lock(workdir):  # a second process on this run directory is refused here, before any work
+        if distributed.is_main():
+            claim(workdir, owner_name(resolved))
+            train_cfg = getattr(resolved, "train", None)
+            if train_cfg is not None and not train_cfg.resume and (aside := move_aside(Path(workdir), None)):
+                print(f"train.resume=false: everything in {workdir} (checkpoints, tokenizer, results) was moved "
+                      f"to {aside}")
+        distributed.sync("run directory claimed")
+        return module.run(config)
+
+
+def owner_name(config) -> str:
+    """The name a run directory records as its owner: the config's class, by the experiment that defines it
+    (``gpt_shakespeare_char.Config``, ``rlhf_sentiment.config.Config``), the same whether the experiment was
+    imported by name or by location, and the same for a study that varies the experiment's config (a study
+    of the controlled-sentiment run shares its run directory on purpose)."""
+    module = type(config).__module__.removeprefix("experiments.").removeprefix("experiment_")
+    return f"{module}.{type(config).__qualname__}"
 
 
 def finished_summary(config) -> dict | None:

@@ -11,7 +11,6 @@ all-MiniLM-L6-v2. Batches are sorted by length, so padding stays small.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from nlp_jax.data.exports import read_json_file
+from nlp_jax.data.files import read_lines
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import normalized_mean
 from nlp_jax.models.bert_hf import init_hf_bert, load_hf_bert, minilm_dir
@@ -64,7 +65,7 @@ class SentenceClassifier:
         if self.model.fresh_heads:
             raise ValueError(f"{directory} has no classifier head (a fine-tuned export has one)")
         self.tokenizer = WordPieceTokenizer.from_pretrained(directory, max_length=self.model.config.block_size)
-        config = json.loads(Path(directory, "config.json").read_text())
+        config = read_json_file(Path(directory, "config.json"))
         self.labels = [config.get("id2label", {}).get(str(i), str(i)) for i in range(self.model.head.kernel.shape[1])]
 
     def __call__(self, texts: list[str]) -> np.ndarray:
@@ -78,18 +79,30 @@ def classify(directory: str | Path, texts: list[str]) -> tuple[list[str], np.nda
     return clf.labels, clf(texts)
 
 
+def sequence_limit(directory: str | Path, block_size: int) -> int:
+    """The pieces a sentence embedding reads: the checkpoint's own ``sentence_bert_config.json``
+    ``max_seq_length`` when it has one (all-MiniLM-L6-v2: 256, trained so, although its position table holds
+    512), else the model's ``block_size``."""
+    config = Path(directory, "sentence_bert_config.json")
+    if not config.exists():
+        return block_size
+    return min(int(read_json_file(config).get("max_seq_length", block_size)), block_size)
+
+
 def embed(directory: str | Path, texts: list[str], random_seed: int | None = None) -> np.ndarray:
     """L2-normalised masked-mean sentence embeddings (N, D), all-MiniLM-L6-v2's recipe. With ``random_seed``
     the directory's architecture and tokenizer with random weights instead of its own (a probe's baseline)."""
     model = (load_hf_bert(directory, dropout=0.0) if random_seed is None
              else init_hf_bert(directory, dropout=0.0, seed=random_seed))
-    tok = WordPieceTokenizer.from_pretrained(directory, max_length=model.config.block_size)
-
+    tok = WordPieceTokenizer.from_pretrained(directory, max_length=sequence_limit(directory, model.config.block_size))
     return batched(model, tok, texts, lambda out, batch: normalized_mean(out[0], batch["attention_mask"]))
 
 
 def _read_lines(path: str) -> list[str]:
-    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    try:
+        lines = [line.strip() for line in read_lines(path)]
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     lines = [line for line in lines if line]
     if not lines:
         raise SystemExit(f"{path}: no sentences (one sentence a line expected)")
@@ -107,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     n.add_argument("--query", required=True, action="append", help="query sentence (repeatable)")
     n.add_argument("-k", type=int, default=5, help="neighbours per query")
     args = parser.parse_args(argv)
+    if args.command == "nearest" and args.k < 1:
+        parser.error(f"-k must be >= 1 (neighbours per query), got {args.k}")
     checkpoint = minilm_dir() if args.checkpoint == "minilm" else Path(args.checkpoint)
     texts = _read_lines(args.file)
     if args.command == "classify":

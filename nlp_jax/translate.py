@@ -7,8 +7,9 @@ An export directory (``save_export``; the translation experiments write one from
 holds ``model.json`` (the architecture and its config), ``model.safetensors`` (the parameters by their
 module path) and the tokenizers in ``source/`` and ``target/``. Each line is encoded (pieces beyond the
 model's limit dropped from the end, ``</s>`` kept: ``data.translation``), decoded by beam search (``--beam
-1``: greedy) in batches of similar length, and written detokenised, one line per input line, empty lines
-included (an empty line is translated from ``</s>`` alone).
+1``: greedy) in batches of similar length, and written detokenised, one line per input line: lines are
+split at newlines only (a form feed or U+2028 inside a line stays in it), and an empty line gives an empty
+line. The arguments are checked before the model loads.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 from flax import nnx
 
+from nlp_jax.data.atomic import atomic_path, write_atomic
 from nlp_jax.data.bpe import BOS, EOS, PAD, BPETokenizer
+from nlp_jax.data.exports import read_json_file, read_safetensors, verify_checksums, write_checksums
+from nlp_jax.data.files import read_lines
 from nlp_jax.data.translation import pad_rows, with_end
 from nlp_jax.models.beam import beam_search, greedy
 from nlp_jax.models.seq2seq import LSTMSeq2Seq, Seq2SeqConfig
@@ -63,31 +68,36 @@ def save_export(model: nnx.Module, source_tok: BPETokenizer, target_tok: BPEToke
     from safetensors.numpy import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    save_file({".".join(map(str, path)): np.asarray(v[...]) for path, v in flat}, directory / "model.safetensors")
-    (directory / "model.json").write_text(json.dumps({"arch": arch_of(model),
-                                                      "config": dataclasses.asdict(model.config)}, indent=2))
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file({".".join(map(str, path)): np.asarray(v[...]) for path, v in flat}, tmp)
+    write_atomic(directory / "model.json", json.dumps({"arch": arch_of(model),
+                                                       "config": dataclasses.asdict(model.config)}, indent=2))
     source_tok.save(directory / "source")
     target_tok.save(directory / "target")
+    write_checksums(directory)
     return directory
 
 
 def load_export(directory: str | Path) -> tuple[nnx.Module, BPETokenizer, BPETokenizer]:
-    """(model, source tokenizer, target tokenizer) of an export directory."""
-    from safetensors.numpy import load_file
-
+    """(model, source tokenizer, target tokenizer) of an export directory (its checksums verified first)."""
     directory = Path(directory)
     for name in ("model.json", "model.safetensors", "source/tokenizer.json", "target/tokenizer.json"):
         if not (directory / name).exists():
             raise FileNotFoundError(f"{directory} has no {name}: an export is what a translation experiment writes "
                                     "to <workdir>/export")
-    spec = json.loads((directory / "model.json").read_text())
-    if spec.get("arch") not in ARCHS:
-        raise ValueError(f"{directory / 'model.json'}: arch must be one of {sorted(ARCHS)}, got {spec.get('arch')!r}")
+    verify_checksums(directory)
+    spec = read_json_file(directory / "model.json")
+    if not isinstance(spec, dict) or spec.get("arch") not in ARCHS:
+        arch = spec.get("arch") if isinstance(spec, dict) else spec
+        raise ValueError(f"{directory / 'model.json'}: arch must be one of {sorted(ARCHS)}, got {arch!r}")
     cls, cfg_cls = ARCHS[spec["arch"]]
-    model = cls(cfg_cls(**spec["config"]), rngs=nnx.Rngs(0))
-    tensors = load_file(directory / "model.safetensors")
+    try:
+        cfg = cfg_cls(**spec.get("config", {}))
+    except TypeError as err:  # fields of another architecture's config
+        raise ValueError(f"{directory / 'model.json'}: its config is not a {spec['arch']} model's ({err})") from None
+    model = cls(cfg, rngs=nnx.Rngs(0))
+    tensors = read_safetensors(directory / "model.safetensors")
     params = nnx.state(model, nnx.Param)
     flat = nnx.to_flat_state(params)
     names = {".".join(map(str, path)) for path, _ in flat}
@@ -113,14 +123,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--length-penalty", type=float, default=1.0, help="hypotheses scored log p / length ** this")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
-    text = sys.stdin.read() if args.source == "-" else Path(args.source).read_text(encoding="utf-8")
-    lines = text.splitlines()
+    checks = (("beam", args.beam >= 1, ">= 1 (1: greedy)"), ("batch_size", args.batch_size >= 1, ">= 1"),
+              ("length_penalty", math.isfinite(args.length_penalty), "a finite number"))
+    for name, ok, what in checks:
+        if not ok:
+            parser.error(f"--{name.replace('_', '-')} must be {what}, got {getattr(args, name)}")
+    try:
+        lines = read_lines(args.source)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     if not lines:
         raise SystemExit(f"{args.source}: no lines to translate")
     model, src_tok, tgt_tok = load_export(args.export)
-    for line in translate(model, src_tok, tgt_tok, lines, beam=args.beam, length_penalty=args.length_penalty,
-                          batch_size=args.batch_size):
-        print(line)
+    kept = [i for i, line in enumerate(lines) if line.strip()]
+    out = [""] * len(lines)  # an empty line stays empty: nothing is invented for it
+    for i, line in zip(kept, translate(model, src_tok, tgt_tok, [lines[i] for i in kept], beam=args.beam,
+                                       length_penalty=args.length_penalty, batch_size=args.batch_size)):
+        out[i] = line
+    sys.stdout.write("".join(line + "\n" for line in out))
+
 
 
 if __name__ == "__main__":

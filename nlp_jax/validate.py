@@ -4,6 +4,7 @@ every layer may use it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,12 +18,17 @@ def check_fields(cfg: Any, **rules: tuple[Callable[[Any], bool], str]) -> None:
             raise ValueError(f"{type(cfg).__name__}.{name} must be {what}, got {value!r}")
 
 
+def _finite(v) -> bool:
+    return not isinstance(v, float) or math.isfinite(v)
+
+
 def at_least(n) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v >= n), f">= {n}"
+    """A finite number >= n (an infinite learning rate, say, is no setting at all)."""
+    return (lambda v: v >= n and _finite(v)), f"finite and >= {n}" if isinstance(n, float) else f">= {n}"
 
 
 def positive() -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v > 0), "> 0"
+    return (lambda v: v > 0 and _finite(v)), "> 0 and finite"
 
 
 def optional(rule: tuple[Callable[[Any], bool], str]) -> tuple[Callable[[Any], bool], str]:

@@ -50,6 +50,12 @@ def test_an_experiment_is_a_file_or_a_package_and_a_study_imports_the_experiment
         load_experiment(str(tmp_path / "nowhere"))
 
 
+def test_a_block_size_longer_than_the_validation_split_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="model.block_size=200,000 does not fit the validation split"):
+        main([f"{GPT}:smoke", "--set", f"workdir={tmp_path}", "--set", "model.block_size=200000"])
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_print_config(capsys):
     main([f"{GPT}:cpu", "--print-config", "--set", "train.steps=5"])
     assert json.loads(capsys.readouterr().out)["train"]["steps"] == 5
@@ -233,15 +239,32 @@ def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_pat
         assert len((tmp_path / f"val.{name}.de").read_text(encoding="utf-8").splitlines()) == 1014
     assert (tmp_path / "attention.png").stat().st_size > 0
     assert "| words from |" in (tmp_path / "by_length.md").read_text()
-    (tmp_path / "in.txt").write_text("A man rides a bike.\n\n" + "very " * 200 + "long\n", encoding="utf-8")
+    # one output line per input line: a form feed or U+2028 stays inside its line, an empty line stays empty
+    (tmp_path / "in.txt").write_text("A man rides\x0ca bike.\n\nA dog\u2028runs.\n" + "very " * 200 + "long\n",
+                                     encoding="utf-8")
     capsys.readouterr()
     translate_main([str(tmp_path / "export"), str(tmp_path / "in.txt"), "--beam", "2"])
-    assert len(capsys.readouterr().out.split("\n")) == 4  # one line per input line (the empty one too)
+    out = capsys.readouterr().out.split("\n")
+    assert len(out) == 5 and out[1] == "" and out[0] and out[2] and out[4] == ""
+    for bad in (["--beam", "0"], ["--batch-size", "0"], ["--length-penalty", "nan"]):  # refused before any load
+        with pytest.raises(SystemExit):
+            translate_main([str(tmp_path / "nowhere"), str(tmp_path / "in.txt"), *bad])
+        assert "must be" in capsys.readouterr().err
+    (tmp_path / "latin1.txt").write_bytes("A man\nin a caf\xe9.\n".encode("latin-1"))
+    with pytest.raises(SystemExit, match="latin1.txt:2: not UTF-8 text .* at byte 14"):
+        translate_main([str(tmp_path / "export"), str(tmp_path / "latin1.txt")])
     spec = json_.loads((tmp_path / "export" / "model.json").read_text())
     key = "hidden" if spec["arch"] == "lstm" else "d_model"
     spec["config"][key] *= 2  # a checkpoint of another config
     (tmp_path / "export" / "model.json").write_text(json_.dumps(spec))
+    with pytest.raises(ValueError, match="model.json does not match its checksum"):  # a changed byte is named
+        load_export(tmp_path / "export")
+    (tmp_path / "export" / "checksums.sha256").unlink()  # without checksums the loader still names the misfit
     with pytest.raises(ValueError, match="does not fit model.json|has shape"):
+        load_export(tmp_path / "export")
+    spec["arch"] = "transformer" if spec["arch"] == "lstm" else "lstm"  # the other kind's name on this config
+    (tmp_path / "export" / "model.json").write_text(json_.dumps(spec))
+    with pytest.raises(ValueError, match="model.json: its config is not a (lstm|transformer) model's"):
         load_export(tmp_path / "export")
     with pytest.raises(ValueError, match="holds a run trained with other settings"):
         main([f"{exp}:{config}", "--set", f"workdir={tmp_path}", "--set", "vocab_size=400"])

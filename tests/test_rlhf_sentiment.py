@@ -90,7 +90,7 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
 
     tok = WordPieceTokenizer.train(read_sst2("train")[0][:300], 120, max_length=64)  # an untrained tiny oracle
     oracle = BertClassifier(BertConfig.tiny(vocab_size=tok.vocab_size, block_size=64), rngs=nnx.Rngs(0))
-    tok.save(save_hf_bert(oracle, tmp_path / "oracle" / "export", labels=["negative", "positive"]))
+    save_hf_bert(oracle, tmp_path / "oracle" / "export", labels=["negative", "positive"], tokenizer=tok)
     args = ["experiments/rlhf_sentiment:smoke", "--set", f"workdir={tmp_path / 'rlhf'}",
             "--set", f"oracle_dir={tmp_path / 'oracle/export'}"]
     summary = main(args)

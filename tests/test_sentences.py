@@ -46,6 +46,12 @@ def test_nearest_ranks_by_cosine_and_empty_files_are_refused(checkpoint, tmp_pat
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(SystemExit, match="no sentences"):
         sentences.main(["classify", str(checkpoint), str(tmp_path / "empty.txt")])
+    with pytest.raises(SystemExit):  # it dropped a result silently; refused before the model loads
+        sentences.main(["nearest", str(tmp_path / "nowhere"), str(f), "--query", "x", "-k", "-1"])
+    assert "-k must be >= 1" in capsys.readouterr().err
+    (tmp_path / "latin1.txt").write_bytes("un caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SystemExit, match="latin1.txt:1: not UTF-8 text"):
+        sentences.main(["classify", str(checkpoint), str(tmp_path / "latin1.txt")])
 
 
 def test_embed_with_random_weights_keeps_the_shape_and_tokenizer_not_the_weights(checkpoint):
@@ -55,3 +61,13 @@ def test_embed_with_random_weights_keeps_the_shape_and_tokenizer_not_the_weights
     assert random.shape == trained.shape and np.abs(random - trained).max() > 0.1
     assert not np.allclose(random, sentences.embed(checkpoint, TEXT[:4], random_seed=4))
     np.testing.assert_allclose(np.linalg.norm(random, axis=-1), 1.0, rtol=1e-5)
+
+
+def test_minilm_reads_256_pieces_as_its_own_configuration_says():
+    """It truncated at 512 (its position table) where sentence-transformers stops at 256: cosine 0.946."""
+    from nlp_jax.models.bert_hf import minilm_dir
+
+    assert sentences.sequence_limit(minilm_dir(), 512) == 256
+    long = "the film is " + "very " * 300 + "good"  # ~305 pieces: only the first 256 are read
+    a, b = sentences.embed(minilm_dir(), [long, long + " and the ending is awful"])
+    np.testing.assert_allclose(a, b, atol=1e-6)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -16,6 +15,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from nlp_jax.data.atomic import atomic_path
 from nlp_jax.data.corpus import delimited_stream
 from nlp_jax.data.preferences import pairs_from_samples
 from nlp_jax.data.wordpiece import WordPieceTokenizer
@@ -42,8 +42,8 @@ from .methods import DPOMethod, curve_label
 
 def export_policy(model: GPT2, tok: WordPieceTokenizer, directory: Path) -> None:
     """A HF GPT-2 export with its tokenizer: ``python -m nlp_jax.generate <directory> prompts.txt``."""
-    save_hf_gpt2(model, directory, bos_token_id=tok.cls_id, eos_token_id=tok.sep_id, pad_token_id=tok.pad_id)
-    tok.save(directory)
+    save_hf_gpt2(model, directory, tokenizer=tok, bos_token_id=tok.cls_id, eos_token_id=tok.sep_id,
+                 pad_token_id=tok.pad_id)
 
 
 def graph(cfg: Config) -> Stages:
@@ -184,10 +184,8 @@ def preference_pairs(s: Setup, prompts: np.ndarray, mask: np.ndarray, *, policy=
         raise ValueError(f"{path}: no two samples of the {len(prompts):,} prefixes have oracle scores more than "
                          f"min_gap={min_gap:g} apart: lower the method's min_gap")
     print(f"{path}: {len(pairs['chosen']):,} pairs from {len(prompts):,} prefixes")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, settings=settings, **pairs)
-    os.replace(tmp, path)  # a crash mid-write leaves the previous file, or none: never half of one
+    with atomic_path(path, ".npz") as tmp:  # a crash mid-write leaves the previous file, or none
+        np.savez(tmp, settings=settings, **pairs)
     return pairs
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from nlp_jax.data.hf_tokenizer import HFTokenizer
+from nlp_jax.data.hf_tokenizer import HFTokenizer, read_tokenizer_file
 
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 PAD, UNK, BOS, EOS = range(4)
@@ -63,17 +63,10 @@ class BPETokenizer(HFTokenizer):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> BPETokenizer:
-        from tokenizers import Tokenizer
-
         path = Path(directory, "tokenizer.json")
         if not path.is_file():
             raise FileNotFoundError(f"no tokenizer file {path}: train one (BPETokenizer.train) and save it there")
-        try:
-            return cls(Tokenizer.from_file(str(path)), source=str(path))
-        except Exception as err:  # tokenizers raises a bare Exception on malformed JSON
-            if isinstance(err, ValueError) and "must have id" in str(err):
-                raise
-            raise ValueError(f"{path} is not a tokenizers file ({err})") from None
+        return cls(read_tokenizer_file(path), source=str(path))
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """The pieces of each text, no specials, never truncated."""

@@ -3,9 +3,21 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
+
+from nlp_jax.data.atomic import atomic_path
+
+
+def read_tokenizer_file(path: Path):
+    """The ``tokenizers.Tokenizer`` saved at ``path``; a damaged file is named with the fix."""
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception on a malformed file
+        raise ValueError(f"{path}: not a valid tokenizer.json ({err}); restore it, or delete it to train a new "
+                         "vocabulary (then move the run's checkpoints aside too: they index the old one)") from None
 
 
 class HFTokenizer:
@@ -27,13 +39,8 @@ class HFTokenizer:
         """Write ``<directory>/tokenizer.json`` (to a temporary file first, renamed: a crash or a full disk
         never leaves a partial file that later runs would read)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".tokenizer.json.{os.getpid()}.tmp"
-        try:
+        with atomic_path(directory / "tokenizer.json") as tmp:
             self._tok.save(str(tmp))
-            os.replace(tmp, directory / "tokenizer.json")
-        finally:
-            tmp.unlink(missing_ok=True)
         return directory
 
     @property

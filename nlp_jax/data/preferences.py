@@ -110,6 +110,9 @@ def pairs_from_samples(drawn: dict[str, np.ndarray], scores: np.ndarray, n: int,
         raise ValueError(f"{rows} drawn rows and {len(scores)} scores do not make whole groups of n={n}")
     if not min_gap >= 0:
         raise ValueError(f"min_gap must be >= 0, got {min_gap}")
+    if not np.isfinite(scores).all():  # a NaN compares false with everything: its pairs would vanish silently
+        raise ValueError(f"{int((~np.isfinite(scores)).sum())} of {rows} scores are NaN or infinite: the judge that "
+                         "scored the samples is at fault (its pairs would be dropped without a word)")
     starts = np.arange(0, rows, n)
     if extremes:
         grouped = np.asarray(scores).reshape(-1, n)

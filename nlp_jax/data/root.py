@@ -30,7 +30,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class RemoteFile:
-    url: str  # canonical public URL
+    url: str | None  # canonical public URL; None for a file derived locally (its PROVENANCE.txt says how)
     sha256: str  # expected hex digest of the file
 
 
@@ -90,6 +90,9 @@ REGISTRY: dict[str, RemoteFile] = {
         f"{_GH}/anthropics/hh-rlhf/0398e3636f8d641a03d65b9362aa091297f28564/harmless-base/test.jsonl.gz",
         "ebfaaed21162a4de120ae85366075b34425e2a6303fac59b99555002f7016f03",
     ),
+    "en_corpus/en_corpus_a-z.txt": RemoteFile(  # derived (no public copy): checked, never downloaded
+        None, "333d2ee3269985397ac64c394e6e0aab5b096e9afb041de115cd19fe72c3e166"
+    ),
     "word_eval/simlex999.txt": RemoteFile(
         f"{_GENSIM}/simlex999.txt", "d5e0501971478a511430ee880bd0121e94ac701ba86d90544d83e6d2ba3db05d"
     ),
@@ -137,8 +140,9 @@ def verify(path: Path, remote: RemoteFile) -> Path:
         return path
     got = sha256_of(path)
     if got != remote.sha256:
+        source = f"the file from {remote.url}" if remote.url else f"a copy rebuilt as {path.parent}/PROVENANCE.txt says"
         raise ValueError(f"{path} is damaged or a different version: sha256 {got}, expected {remote.sha256} "
-                         f"({stat.st_size:,} bytes). Replace it with the file from {remote.url}.")
+                         f"({stat.st_size:,} bytes). Replace it with {source}.")
     seen[str(path.resolve())] = stamp
     try:
         target = _verified_path()
@@ -196,7 +200,7 @@ def resolve(relpath: str) -> Path:
             return found if remote is None else verify(found, remote)
     cached = cache_dir() / relpath
     where = f"{root / relpath}" if root is not None else f"${ENV_VAR}/{relpath} (variable unset)"
-    if remote is None:
+    if remote is None or remote.url is None:
         raise FileNotFoundError(
             f"dataset file not found: {where}. Set {ENV_VAR} to the folder that holds '{relpath}'; "
             "it has no registered download URL."

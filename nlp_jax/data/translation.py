@@ -31,13 +31,18 @@ def pad_rows(rows: Sequence[np.ndarray], width: int, *, left: int | None = None)
     return out
 
 
-def pair_batch(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray], width: int) -> dict[str, np.ndarray]:
-    """The arrays of ``objectives.seq2seq_loss`` for rows that end in ``</s>``, padded to ``width``."""
+def pair_batch(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray], width: int, *,
+               empty_targets: int = 0) -> dict[str, np.ndarray]:
+    """The arrays of ``objectives.seq2seq_loss`` for rows that end in ``</s>``, padded to ``width``; the last
+    ``empty_targets`` rows are padding whose target mask is all False (they weigh nothing in the loss)."""
     src = pad_rows(sources, width)
     target_out = pad_rows(targets, width)
     target_in = pad_rows([t[:-1] for t in targets], width, left=BOS)
+    target_mask = target_out != PAD
+    if empty_targets:
+        target_mask[-empty_targets:] = False
     return {"source": src, "source_mask": src != PAD, "target_in": target_in, "target_out": target_out,
-            "target_mask": target_out != PAD}
+            "target_mask": target_mask}
 
 
 class TokenBudgetBatches:
@@ -46,13 +51,19 @@ class TokenBudgetBatches:
     (padded tokens included), and every epoch shuffles each bucket and the order of all batches, seeded by
     (seed, epoch). A bucket's last incomplete batch waits for the next epoch's shuffle (so the number of
     steps per epoch is fixed and every row is drawn as often in expectation). ``source(step)`` depends on
-    the step alone, so a resumed run reads the same batches."""
+    the step alone, so a resumed run reads the same batches.
+
+    ``rows_multiple`` (a mesh's device count) pads each batch with empty rows to a multiple of it, so the rows
+    split over the devices: a padding row has a one-piece source (``</s>``, so no attention row is empty) and
+    no target token, so it adds nothing to the loss, its gradient or its token count."""
 
     def __init__(self, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray], budget: int, *, seed: int = 0,
-                 multiple: int = 8):
+                 multiple: int = 8, rows_multiple: int = 1):
         if len(sources) != len(targets) or not len(sources):
             raise ValueError(f"need as many targets as sources (> 0), got {len(sources)} and {len(targets)}")
-        self.sources, self.targets, self.seed = list(sources), list(targets), seed
+        if rows_multiple < 1:
+            raise ValueError(f"rows_multiple must be >= 1, got {rows_multiple}")
+        self.sources, self.targets, self.seed, self.rows_multiple = list(sources), list(targets), seed, rows_multiple
         longest = np.array([max(len(s), len(t)) for s, t in zip(self.sources, self.targets)])
         widths = -(-longest // multiple) * multiple
         if budget < widths.max():
@@ -77,4 +88,7 @@ class TokenBudgetBatches:
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         epoch, k = divmod(step, self.steps_per_epoch)
         width, idx = self._epoch(epoch)[k]
-        return pair_batch([self.sources[i] for i in idx], [self.targets[i] for i in idx], width)
+        pad = -len(idx) % self.rows_multiple
+        end = np.array([EOS], np.int32)
+        return pair_batch([self.sources[i] for i in idx] + [end] * pad, [self.targets[i] for i in idx] + [end] * pad,
+                          width, empty_targets=pad)

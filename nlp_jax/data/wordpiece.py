@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nlp_jax.data.hf_tokenizer import HFTokenizer
+from nlp_jax.data.atomic import write_atomic
+from nlp_jax.data.hf_tokenizer import HFTokenizer, read_tokenizer_file
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -79,19 +80,13 @@ class WordPieceTokenizer(HFTokenizer):
     def from_pretrained(cls, directory: str | Path, *, max_length: int | None = None) -> WordPieceTokenizer:
         """From ``tokenizer.json`` when the directory has one, else ``vocab.txt`` (+ ``tokenizer_config.json``
         for ``do_lower_case``, ``strip_accents``, ``tokenize_chinese_chars``, ``model_max_length``)."""
-        from tokenizers import Tokenizer
-
         directory = Path(directory)
         config_file = directory / "tokenizer_config.json"
         config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
         max_length = max_length or min(int(config.get("model_max_length", 512)), 512)
         if (directory / "tokenizer.json").exists():
             path = directory / "tokenizer.json"
-            try:
-                tok = Tokenizer.from_file(str(path))
-            except Exception as err:  # tokenizers raises a bare Exception on a malformed file
-                raise ValueError(f"{path}: not a valid tokenizer.json ({err})") from None
-            return cls(tok, max_length=max_length, source=str(path))
+            return cls(read_tokenizer_file(path), max_length=max_length, source=str(path))
         return cls.from_vocab(directory / "vocab.txt", lowercase=config.get("do_lower_case", True),
                               strip_accents=config.get("strip_accents"),
                               chinese_chars=config.get("tokenize_chinese_chars", True), max_length=max_length)
@@ -132,8 +127,8 @@ class WordPieceTokenizer(HFTokenizer):
         """Write ``tokenizer.json`` (and the ``vocab.txt`` it implies) into ``directory``."""
         directory = super().save(directory)
         vocab = sorted(self._tok.get_vocab().items(), key=lambda kv: kv[1])
-        (directory / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab), encoding="utf-8")
-        (directory / "tokenizer_config.json").write_text(json.dumps({"model_max_length": self.max_length}))
+        write_atomic(directory / "vocab.txt", "".join(t + "\n" for t, _ in vocab))
+        write_atomic(directory / "tokenizer_config.json", json.dumps({"model_max_length": self.max_length}))
         return directory
 
     def encode(self, texts: list[str] | str, pairs: list[str] | None = None, *, pad_multiple: int = 8,

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
+from nlp_jax.data.atomic import atomic_path, write_atomic
+from nlp_jax.data.exports import read_json_file, read_safetensors, verify_checksums, write_checksums
 from nlp_jax.models.bert import BertClassifier, BertConfig, BertEncoder, BertForPreTraining
 
 _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
@@ -99,7 +101,8 @@ def _read_config(directory: Path, files: tuple[str, ...]) -> dict:
         if not (directory / name).exists():
             raise FileNotFoundError(f"{directory}: no {name} (a HF BERT checkpoint directory has config.json "
                                     "and model.safetensors)")
-    return json.loads((directory / "config.json").read_text())
+    verify_checksums(directory)
+    return read_json_file(directory / "config.json")
 
 
 def init_hf_bert(directory: str | Path, *, head: str = "encoder", num_labels: int | None = None,
@@ -121,14 +124,12 @@ def load_hf_bert(directory: str | Path, *, head: str = "encoder", num_labels: in
     else 2 and 'cls') with every tensor of a HF BERT directory copied in. A missing encoder tensor or an
     unexpected one is an error listing them; missing head tensors start fresh (seeded by ``seed``) and are
     named in ``model.fresh_heads``; another head's tensors (an MLM head when loading a classifier) are skipped."""
-    from safetensors.numpy import load_file
-
     directory = Path(directory)
     _read_config(directory, ("config.json", "model.safetensors"))
     model = init_hf_bert(directory, head=head, num_labels=num_labels, pooling=pooling, seed=seed,
                          **config_overrides)
     tensors = {k.removeprefix("bert."): np.asarray(v, np.float32)
-               for k, v in load_file(directory / "model.safetensors").items()}
+               for k, v in read_safetensors(directory / "model.safetensors").items()}
     flat, used, missing, fresh = [], set(), [], set()
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         names, is_head = _hf_names(path)
@@ -153,13 +154,13 @@ def load_hf_bert(directory: str | Path, *, head: str = "encoder", num_labels: in
     return model
 
 
-def save_hf_bert(model, directory: str | Path, *, labels: list[str] | None = None) -> Path:
+def save_hf_bert(model, directory: str | Path, *, labels: list[str] | None = None, tokenizer=None) -> Path:
     """Write ``model`` (any of the three) as a HF BERT directory: ``config.json`` + ``model.safetensors``
-    (encoder tensors prefixed ``bert.`` under a head, as ``transformers`` names them)."""
+    (encoder tensors prefixed ``bert.`` under a head, as ``transformers`` names them), the ``tokenizer``'s
+    files if given, each written whole, and ``checksums.sha256`` over them all (``data.exports``)."""
     from safetensors.numpy import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     wrapped = not isinstance(model, BertEncoder)
     tensors = {}
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
@@ -175,8 +176,12 @@ def save_hf_bert(model, directory: str | Path, *, labels: list[str] | None = Non
         labels = labels or [str(i) for i in range(n)]
         config.update(id2label=dict(enumerate(labels)), label2id={s: i for i, s in enumerate(labels)},
                       nlp_jax_pooling=model.pooling)
-    save_file(tensors, directory / "model.safetensors")
-    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(tensors, tmp)
+    write_atomic(directory / "config.json", json.dumps(config, indent=2))
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    write_checksums(directory)
     return directory
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
+from nlp_jax.data.atomic import atomic_path, write_atomic
+from nlp_jax.data.exports import read_json_file, read_safetensors, verify_checksums, write_checksums
 from nlp_jax.models.gpt2 import GPT2, GPT2Config
 
 _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
@@ -46,11 +48,19 @@ def _hf_name(path: tuple) -> str:
 
 def load_hf_gpt2(directory: str | Path, **config_overrides) -> GPT2:
     """Build a :class:`GPT2` from a HF GPT-2 directory and copy every weight in; fail on any mismatch."""
-    from safetensors.numpy import load_file
-
     directory = Path(directory)
-    cfg = config_from_hf(json.loads((directory / "config.json").read_text()), **config_overrides)
-    tensors = {k.removeprefix("transformer."): v for k, v in load_file(directory / "model.safetensors").items()}
+    for name in ("config.json", "model.safetensors"):
+        if not (directory / name).exists():
+            raise FileNotFoundError(f"{directory}: no {name} (a HF GPT-2 directory has config.json and "
+                                    "model.safetensors)")
+    verify_checksums(directory)
+    hf = read_json_file(directory / "config.json")
+    if hf.get("model_type") != "gpt2":
+        raise ValueError(f"{directory / 'config.json'}: model_type {hf.get('model_type')!r} is not a GPT-2 checkpoint "
+                         "(need 'gpt2')")
+    cfg = config_from_hf(hf, **config_overrides)
+    tensors = {k.removeprefix("transformer."): v
+               for k, v in read_safetensors(directory / "model.safetensors").items()}
     model = nnx.eval_shape(lambda: GPT2(cfg, rngs=nnx.Rngs(0)))
     state = nnx.state(model, nnx.Param)
     flat = {}
@@ -74,20 +84,25 @@ def load_hf_gpt2(directory: str | Path, **config_overrides) -> GPT2:
     return model
 
 
-def save_hf_gpt2(model: GPT2, directory: str | Path, **extra_config) -> Path:
+def save_hf_gpt2(model: GPT2, directory: str | Path, *, tokenizer=None, **extra_config) -> Path:
     """Write ``model`` as a HF GPT-2 directory (tied output layer; ``extra_config`` adds keys to
-    ``config.json``, e.g. ``bos_token_id``); a model without biases has no HF GPT-2 form and is refused."""
+    ``config.json``, e.g. ``bos_token_id``), the ``tokenizer``'s files if given, each written whole, and
+    ``checksums.sha256`` over them all (``data.exports``); a model without biases has no HF GPT-2 form and
+    is refused."""
     from safetensors.numpy import save_file
 
     cfg = model.config
     if not cfg.bias:
         raise ValueError("save_hf_gpt2: HF GPT-2 has biases in every Linear and LayerNorm; this model has bias=False")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         value = np.asarray(var[...], np.float32)
         tensors[_hf_name(path)] = np.ascontiguousarray(value[:cfg.vocab_size] if path[0] == "wte" else value)
-    save_file(tensors, directory / "model.safetensors")
-    (directory / "config.json").write_text(json.dumps({**config_to_hf(cfg), **extra_config}, indent=2))
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(tensors, tmp)
+    write_atomic(directory / "config.json", json.dumps({**config_to_hf(cfg), **extra_config}, indent=2))
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    write_checksums(directory)
     return directory

@@ -1,6 +1,7 @@
 """Orbax checkpoints of the whole training state (model, optimizer, the objective's state) plus JSON
 metadata (step, data position, best metric, config). Two managers: ``last/`` keeps the most recent N,
-``best/`` the best one.
+``best/`` the best one; ``evaluations.json`` beside them the newest evaluation and the best one (written
+whole after each evaluation).
 
 Each save records a checksum of every saved array in its metadata; restore verifies it and, when the
 newest checkpoint is damaged (a truncated or missing chunk, missing metadata, an empty step folder, flipped
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -21,7 +23,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from nlp_jax.train.records import json_safe
+from nlp_jax.data.atomic import write_atomic
+from nlp_jax.train.records import dumps, json_safe
 
 
 def _words(x: jax.Array) -> jax.Array:
@@ -123,6 +126,30 @@ class Checkpointer:
             except Exception:  # a damaged step: restore() reports it
                 continue
         return None
+
+    def best_meta(self) -> dict | None:
+        """The metadata of the ``best/`` checkpoint (its ``best`` is its own evaluation), None without one."""
+        step = self.best.latest_step()
+        if step is None:
+            return None
+        try:
+            return self.best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as err:  # damaged: the run goes on as if it had none, and the next evaluation writes one
+            print(f"checkpoint {self.directory / 'best' / str(step)} is damaged ({type(err).__name__}); the next "
+                  "evaluation replaces it", file=sys.stderr)
+            return None
+
+    def read_evaluations(self) -> dict:
+        """``evaluations.json``: ``{'last': record, 'best': record}`` ({} before the first evaluation)."""
+        path = self.directory / "evaluations.json"
+        try:
+            return json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:  # written by rename, so only an outside hand damages it; the checkpoints hold the rest
+            print(f"{path} is not valid JSON; its records are dropped", file=sys.stderr)
+            return {}
+
+    def write_evaluations(self, records: dict) -> None:
+        write_atomic(self.directory / "evaluations.json", dumps(records, indent=2))
 
     def last_steps(self) -> list[int]:
         """The steps held in ``last/``, oldest first."""

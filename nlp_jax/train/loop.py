@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 from flax import nnx
 
 from nlp_jax.objectives import Objective
@@ -29,11 +30,19 @@ from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig, to_dict
 from nlp_jax.train.distributed import is_main, sync
 from nlp_jax.train.metrics import MetricsLog, plot_losses
-from nlp_jax.train.records import check_resume, move_aside, run_lock, write_config
+from nlp_jax.train.records import (
+    LEARNING,
+    check_resume,
+    config_changes,
+    listed_changes,
+    move_aside,
+    run_lock,
+    write_config,
+)
 from nlp_jax.train.sharding import make_mesh
-from nlp_jax.train.trainer import Trainer, TrainingDiverged
+from nlp_jax.train.trainer import BadBatch, Trainer, TrainingDiverged
 
-__all__ = ["Objective", "RunResult", "Trainer", "TrainingDiverged", "train"]
+__all__ = ["BadBatch", "Objective", "RunResult", "Trainer", "TrainingDiverged", "train"]
 
 
 @dataclass
@@ -41,7 +50,8 @@ class RunResult:
     status: str  # 'finished' or 'interrupted'
     step: int  # steps completed
     losses: dict[int, float] = field(default_factory=dict)  # train loss of every step run in this call
-    evals: list[dict] = field(default_factory=list)  # every evaluation of this call
+    # every evaluation of this call, after the stored evaluation of the step it resumed at (if any)
+    evals: list[dict] = field(default_factory=list)
     best: float | None = None  # best eval metric so far (None before any evaluation)
     seconds: float = 0.0  # wall time of the loop in this call
     tokens_per_second: float = 0.0  # steady state: the compiling first step, evaluations and saves excluded
@@ -79,11 +89,13 @@ def _stop_on_signals():
 
 
 class _Pending:
-    """Metrics of steps run but not yet read back: read in one transfer, checked for NaN, logged."""
+    """Metrics of steps run but not yet read back: read in one transfer, checked for divergence (a NaN, or
+    a loss more than ``rise`` times max(|start|, 1) above the first step's), logged."""
 
-    def __init__(self):
+    def __init__(self, rise: float, start: float | None):
         self.steps: list[int] = []
         self.metrics: list[dict] = []
+        self.rise, self.start = rise, start
 
     def add(self, step: int, metrics: dict) -> None:
         self.steps.append(step)
@@ -95,9 +107,21 @@ class _Pending:
             loss = float(m["loss"])
             if not math.isfinite(loss):  # step + 1: as metrics.jsonl counts
                 raise TrainingDiverged(step + 1, loss, last_saved, bad_ids=int(m.get("bad_ids", 0)))
+            if self.start is None:
+                self.start = loss
+            elif self.rise and loss > self.start + self.rise * max(abs(self.start), 1.0):
+                raise TrainingDiverged(step + 1, loss, last_saved, bad_ids=int(m.get("bad_ids", 0)), start=self.start)
             result.losses[step] = loss
         self.steps, self.metrics = [], []
         return host
+
+
+def _check_batch(batch: dict | None, step: int) -> None:
+    """Refuse a host batch holding NaN or infinity (``BadBatch``), before the device trains on it. Arrays
+    already on the device (a rollout's) are not read back: that would stall the step ahead."""
+    for key, value in (batch or {}).items():
+        if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise BadBatch(step, key, int(np.size(value) - np.isfinite(value).sum()), np.size(value))
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -164,16 +188,14 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
     trainer = Trainer(model, objective, optim_cfg, train_cfg.steps, wrt=wrt, frozen=frozen, seed=train_cfg.seed,
                       mesh=make_mesh(train_cfg.mesh))
     main = is_main()  # of a multi-process run, the first process alone writes logs, plots and the config
-    if not train_cfg.resume and main and (aside := move_aside(workdir)) is not None:
-        print(f"train.resume=false: the previous run in {workdir} was moved to {aside}")
-    sync("run directory ready")
-    ckpt = Checkpointer(workdir / "checkpoints", train_cfg.keep_last)
-    best = None
-    if train_cfg.resume and ckpt.latest_step() is not None:
-        stored = ckpt.latest_meta()
-        check_resume(workdir, (stored or {}).get("config"), to_dict(config) if config is not None else None,
-                     ckpt.latest_step(), getattr(config, "RESUMABLE", ()))
-        best = trainer.restore(ckpt)["best"]
+    ckpt = _fresh_or_stored(workdir, train_cfg, config, main)
+    best, best_record, evals = None, None, []
+    start_loss = None
+    if ckpt.latest_step() is not None:
+        start_loss = trainer.restore(ckpt).get("start_loss")
+        best, best_record, last_eval = _stored_evaluations(ckpt)
+        if last_eval is not None and last_eval.get("step") == trainer.step_count:
+            evals = [last_eval]  # the evaluation of the step resumed at: a finished run's summary reports it
     if hasattr(source, "bind"):  # a source that reads the model being trained (PPO's rollouts)
         source.bind(trainer)
     start = trainer.step_count
@@ -183,9 +205,12 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
         print(f"{workdir} already holds a finished run ({start} of {train_cfg.steps} steps); "
               "remove it or pass --set train.resume=false to train again")
     run = _Run(trainer, ckpt, train_cfg, workdir, eval_fn, best_metric, best_mode, config, start, best, main)
+    run.result.evals, run.best_record = evals, best_record
+    run.pending.start = start_loss
     batch = source(start) if start < train_cfg.steps else None
     with _stop_on_signals() as flag:
         for step in range(start, train_cfg.steps):
+            _check_batch(batch, step)
             run.pending.add(step, trainer.step(batch))
             done = step + 1
             batch = source(done) if done < train_cfg.steps else None  # host work overlaps the device's
@@ -197,6 +222,42 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
                 run.result.status, run.result.signal = "interrupted", flag["signal"]
                 break
     return trainer.model, run.close()
+
+
+def _fresh_or_stored(workdir: Path, train_cfg: TrainConfig, config: Any, main: bool) -> Checkpointer:
+    """The run directory's checkpoints to resume from, after the resume checks; empty when the run starts
+    afresh (``train.resume=false``, or a finished run asked for with other learning settings), the previous
+    run's files moved aside first (never deleted)."""
+    ckpt = Checkpointer(workdir / "checkpoints", train_cfg.keep_last)
+    why = None if train_cfg.resume else "train.resume=false"
+    if why is None and (latest := ckpt.latest_step()) is not None:
+        stored = (ckpt.latest_meta() or {}).get("config")
+        current = to_dict(config) if config is not None else None
+        if check_resume(workdir, stored, current, latest, getattr(config, "RESUMABLE", ()),
+                        finished=latest >= train_cfg.steps):
+            why = f"the finished run's learning settings changed ({_learning_changes(stored, current)})"
+    if why is not None:
+        ckpt.close()
+        if main and (aside := move_aside(workdir)) is not None:
+            print(f"{why}: the previous run in {workdir} was moved to {aside}; training afresh")
+    sync("run directory ready")
+    return ckpt if why is None else Checkpointer(workdir / "checkpoints", train_cfg.keep_last)
+
+
+def _learning_changes(stored: dict, current: dict) -> str:
+    return listed_changes({k: v for k, v in config_changes(stored, current).items() if k.startswith(LEARNING)})
+
+
+def _stored_evaluations(ckpt: Checkpointer) -> tuple[float | None, dict | None, dict | None]:
+    """(the best metric so far, read from the metadata of the ``best/`` checkpoint itself, so the value and
+    the weights kept for it always agree; the record of that evaluation and the newest one, from
+    ``evaluations.json``). Never from ``last/``: a step is saved there before it is evaluated, with the best
+    before it."""
+    meta, stored = ckpt.best_meta(), ckpt.read_evaluations()
+    if meta is None:
+        return None, None, stored.get("last")
+    best_record = stored.get("best") if (stored.get("best") or {}).get("step") == meta["step"] else None
+    return meta.get("best"), best_record, stored.get("last")
 
 
 def _every(n: int, done: int) -> bool:
@@ -241,7 +302,9 @@ class _Run:
         self.log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None,
                               tensorboard=cfg.tensorboard, enabled=main)
         self.bar = _progress(cfg, start) if main else None
-        self.pending, self.last_saved, self.speed, self.window = _Pending(), (start or None), _Speed(), []
+        self.pending, self.last_saved, self.speed = _Pending(cfg.max_loss_rise, None), (start or None), _Speed()
+        self.window = []
+        self.best_record = None  # the evaluation that set result.best
 
     def after_step(self, done: int, stop: bool) -> None:
         last = done == self.cfg.steps
@@ -272,7 +335,7 @@ class _Run:
         self.result.step = done
 
     def meta(self) -> dict:
-        return {"data_position": self.trainer.step_count, "best": self.result.best,
+        return {"data_position": self.trainer.step_count, "best": self.result.best, "start_loss": self.pending.start,
                 "config": to_dict(self.config) if self.config is not None else None}
 
     def save(self, done: int) -> None:
@@ -286,6 +349,9 @@ class _Run:
         if self.best_metric in record and _improved(record[self.best_metric], self.result.best, self.best_mode):
             self.result.best = record[self.best_metric]
             self.trainer.save(self.ckpt, self.meta(), best=True)
+            self.best_record = record
+        if self.main:  # after the best checkpoint: a kill between the two leaves the checkpoint's own value
+            self.ckpt.write_evaluations({"last": record, "best": self.best_record})
         if self.bar:
             shown = ", ".join(f"{k} {_shown(v)}" for k, v in record.items() if k != "step")
             self.bar.write(f"step {done}: {shown}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 
 import jax
@@ -22,6 +21,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from nlp_jax.data.atomic import atomic_path
 from nlp_jax.data.corpus import ShuffledBatches
 from nlp_jax.models.reward import pair_batch, response_logprobs
 from nlp_jax.objectives.preference import REF_KEYS
@@ -65,10 +65,8 @@ def reference_logprobs(reference: nnx.Module, pairs: dict[str, np.ndarray], cach
         parts.append([np.asarray(x) for x in pair_logprobs(reference, batch)])
     out = {k: np.concatenate([p[j] for p in parts]) for j, k in enumerate(REF_KEYS)}
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, fingerprint=fingerprint, **out)
-        os.replace(tmp, cache)  # a crash mid-write leaves the old cache or none, never half of one
+        with atomic_path(cache, ".npz") as tmp:  # a crash mid-write leaves the old cache or none
+            np.savez(tmp, fingerprint=fingerprint, **out)
     return out
 
 

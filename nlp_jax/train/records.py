@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 
+from nlp_jax.data.atomic import write_atomic
 from nlp_jax.train.config import to_dict
 from nlp_jax.train.distributed import is_main
 
@@ -40,7 +41,11 @@ def dumps(value: Any, **kw) -> str:
 # (model shape, seed, data, batch) would make the stored weights a different run's. An experiment's config
 # adds its own such fields as a class attribute ``RESUMABLE`` (e.g. ``("epochs",)``).
 RESUMABLE = ("optim.", "train.steps", "train.log_every", "train.eval_every", "train.ckpt_every",
-             "train.keep_last", "train.progress", "train.tensorboard", "train.resume", "train.mesh", "workdir")
+             "train.keep_last", "train.progress", "train.tensorboard", "train.resume", "train.mesh",
+             "train.max_loss_rise", "workdir")
+# Of those, the fields that shape the trained weights: a finished run asked for with other values of these is
+# a different run, trained again (its weights reported under the new values would be a falsified result).
+LEARNING = ("optim.", "train.steps")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -56,30 +61,46 @@ def config_changes(old: dict, new: dict) -> dict[str, tuple]:
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
+def listed_changes(changes: dict[str, tuple]) -> str:
+    """``config_changes``' result as text: ``a.b: old -> new; ...``."""
+    return "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+
+
 def check_resume(workdir: Path, stored: dict | None, current: dict | None, step: int,
-                 resumable: tuple[str, ...] = ()) -> None:
+                 resumable: tuple[str, ...] = (), *, finished: bool = False) -> bool:
     """Refuse to resume with changed fields that the stored weights were not trained with (naming them);
     record the allowed changes (``RESUMABLE`` and the config's own ``resumable`` fields) as a new segment
-    in ``config_segments.jsonl``."""
+    in ``config_segments.jsonl``. Returns True when the stored run is ``finished`` (nothing left to train)
+    and a ``LEARNING`` field changed: the run must be trained again, not resumed."""
     if stored is None or current is None:
-        return
+        return False
     changes = config_changes(json_safe(stored), json_safe(current))
     refused = {k: v for k, v in changes.items() if not k.startswith(RESUMABLE + tuple(resumable))}
     if refused:
-        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        listed = listed_changes(refused)
         fresh = ("pass --set train.resume=false (the old run is moved aside, not deleted)"
                  if "resume" in current.get("train", {}) else f"move {workdir} aside to train it again")
         raise ValueError(f"{workdir} holds a run trained with other settings ({listed}). Resuming would mix "
                          f"runs: restore those values, choose another workdir, or {fresh}.")
+    if finished and any(k.startswith(LEARNING) for k in changes):
+        return True
     if changes:
         with open(workdir / "config_segments.jsonl", "a") as f:
             f.write(dumps({"from_step": step, "changes": {k: b for k, (_, b) in changes.items()}}) + "\n")
+    return False
 
 
-def move_aside(workdir: Path, names=("checkpoints", "metrics.jsonl", "summary.json", "config.json",
-                                     "config_segments.jsonl", "loss.png", "sample.txt", "tensorboard",
-                                     "export")) -> Path | None:
-    """Move a previous run's files into ``<workdir>/previous-<n>/`` (instead of overwriting them)."""
+TRAINING_OUTPUTS = ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "config_segments.jsonl", "loss.png",
+                    "sample.txt", "tensorboard", "export")
+OWNER = "run.json"  # which experiment a run directory belongs to (``claim``)
+
+
+def move_aside(workdir: Path, names: tuple[str, ...] | None = TRAINING_OUTPUTS) -> Path | None:
+    """Move a previous run's files (``names``; None: everything but earlier ``previous-<n>/`` folders, the
+    lock and the owner record) into ``<workdir>/previous-<n>/`` instead of overwriting them."""
+    if names is None:
+        names = tuple(p.name for p in sorted(workdir.iterdir()) if not p.name.startswith(("previous-", ".lock"))
+                      and p.name != OWNER) if workdir.is_dir() else ()
     present = [workdir / n for n in names if (workdir / n).exists()]
     if not present:
         return None
@@ -95,10 +116,7 @@ def move_aside(workdir: Path, names=("checkpoints", "metrics.jsonl", "summary.js
 
 def write_config(workdir: str | Path, config: Any) -> Path:
     """``<workdir>/config.json``: the resolved config dataclass as JSON."""
-    path = Path(workdir, "config.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(to_dict(config), indent=2))
-    return path
+    return write_atomic(Path(workdir, "config.json"), dumps(to_dict(config), indent=2))
 
 
 def write_summary(workdir: str | Path, summary: dict, *, echo: bool = True) -> dict:
@@ -107,9 +125,7 @@ def write_summary(workdir: str | Path, summary: dict, *, echo: bool = True) -> d
     if not is_main():
         return summary
     text = dumps(summary, indent=2)
-    path = Path(workdir, "summary.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_atomic(Path(workdir, "summary.json"), text)
     if echo:
         print(text)
     return summary
@@ -129,8 +145,12 @@ def run_lock(workdir: str | Path):
     """Hold ``<workdir>/.lock`` for the duration: a second process on the same run directory is refused
     with the holder's pid, instead of resuming from the first one's checkpoints and interleaving its log.
     The lock is the operating system's (``flock``), so a crashed holder never leaves it stuck. Each process
-    of a multi-process run holds its own (``.lock.<process>``)."""
-    path = Path(workdir, ".lock" if jax.process_count() == 1 else f".lock.{jax.process_index()}")
+    of a multi-process run holds its own (``.lock.<process>``). Within one process it is reentrant: the
+    launcher holds it for the whole run and the training loop inside takes it again."""
+    path = Path(workdir, ".lock" if jax.process_count() == 1 else f".lock.{jax.process_index()}").absolute()
+    if path in _HELD:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
         try:
@@ -144,8 +164,30 @@ def run_lock(workdir: str | Path):
         f.truncate()
         f.write(str(os.getpid()))
         f.flush()
+        _HELD.add(path)
         try:
             yield
         finally:
+            _HELD.discard(path)
             f.truncate(0)
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+_HELD: set[Path] = set()  # the lock files this process holds
+
+
+def claim(workdir: str | Path, owner: str) -> None:
+    """Record that ``workdir`` holds runs of the experiment ``owner`` (``<workdir>/run.json``), or refuse, before
+    any work, a directory that another experiment's run owns: its tokenizer, checkpoints and summary would be
+    read or overwritten as this one's."""
+    path = Path(workdir, OWNER)
+    try:
+        stored = json.loads(path.read_text())["experiment"] if path.exists() else None
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{path} is damaged (it should name the experiment that owns {workdir}): restore it, or "
+                         "delete it if you know the directory holds this experiment's run") from None
+    if stored is not None and stored != owner:
+        raise ValueError(f"{workdir} holds a run of {stored}, not of {owner}: choose another workdir "
+                         f"(--set workdir=...) or move {workdir} aside")
+    if stored is None:
+        write_atomic(path, dumps({"experiment": owner}, indent=2))

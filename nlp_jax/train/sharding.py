@@ -96,8 +96,8 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
             sharding = replicated(mesh)
         elif x.shape[0] % n:
             raise ValueError(f"batch[{name!r}] has {x.shape[0]} rows, which do not split over the mesh's {n} "
-                             f"devices (data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']}); make the batch "
-                             f"size a multiple of {n}")
+                             f"devices (data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']}); make the rows a "
+                             f"multiple of {n} (a batch size, or a token-budget source's rows_multiple)")
         else:
             sharding = NamedSharding(mesh, P(AXES))
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])

@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from nlp_jax.data.atomic import write_atomic
 from nlp_jax.train.config import to_dict
 from nlp_jax.train.loop import train
 from nlp_jax.train.records import dumps, write_summary
@@ -126,10 +126,7 @@ class StageResults:
 
     def put(self, name: str, row: dict, settings: Any = None) -> None:
         self.data[name] = row if settings is None else {**row, "settings": fingerprint(settings)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(dumps(self.data, indent=2))
-        os.replace(tmp, self.path)  # a crash mid-write keeps the previous file whole
+        write_atomic(self.path, dumps(self.data, indent=2))  # a crash mid-write keeps the previous file whole
         print(f"{name}: {row}")
 
     def get(self, name: str, fn, settings: Any = None) -> dict:

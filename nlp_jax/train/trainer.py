@@ -15,11 +15,13 @@ arithmetic, and so the result, is the one-device step's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh
@@ -34,15 +36,58 @@ Array = jax.Array
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; no checkpoint is written after the last finite step."""
+    """The loss became NaN or infinite, or rose far above its start (``start`` given); no checkpoint is
+    written after the last good step. The message tells a data fault (token ids outside the vocabulary) from
+    an optimisation one; non-finite values in a batch are refused before the step (``BadBatch``)."""
 
-    def __init__(self, step: int, loss: float, kept: int | None, bad_ids: int = 0):
+    def __init__(self, step: int, loss: float, kept: int | None, bad_ids: int = 0, start: float | None = None):
         kept_text = f"the last good checkpoint (step {kept}) is kept" if kept else "no checkpoint was saved before it"
-        advice = (f"The batch held {bad_ids} token ids outside the model's vocabulary: fix the data or the "
-                  "tokenizer." if bad_ids else "Lower optim.lr or raise optim.warmup_steps and resume.")
-        super().__init__(f"loss is {loss} at step {step} (metrics.jsonl numbering: the step-th optimizer step); "
+        if bad_ids:
+            advice = (f"The batch held {bad_ids} token ids outside the model's vocabulary: a data fault; fix the data "
+                      "or the tokenizer.")
+        else:
+            advice = ("The data was finite and in range: an optimisation fault. Lower optim.lr or raise "
+                      "optim.warmup_steps and resume.")
+        what = f"loss is {loss}" if start is None else f"loss {loss:.4g} is far above its start ({start:.4g})"
+        super().__init__(f"{what} at step {step} (metrics.jsonl numbering: the step-th optimizer step); "
                          f"stopping: {kept_text}. {advice}")
         self.step, self.loss = step, loss
+
+
+class BadBatch(ValueError):
+    """A batch holds NaN or infinite values: a data fault (or a fault of whatever made the data: a judge, a
+    reward model), found before the model trains on it; a lower learning rate cannot help."""
+
+    def __init__(self, step: int, key: str, count: int, size: int):
+        super().__init__(f"the batch of step {step + 1} holds {count} of {size} non-finite values in {key!r}: a data "
+                         "fault (or one of whatever made the data, e.g. a judge or reward model returning NaN), not an "
+                         "optimisation one; nothing was trained on it. Fix the data or its maker and rerun to resume")
+
+
+def device_memory() -> int | None:
+    """Bytes one device can hold: the accelerator's limit, or the host's physical memory on CPU (None when
+    neither is known)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(compiled, what: str) -> None:
+    """Refuse ``compiled`` (a ``jax.stages.Compiled``) when its arguments, outputs and temporaries, as XLA
+    plans them, exceed :func:`device_memory`, naming both sizes and what to lower."""
+    analysis, limit = compiled.memory_analysis(), device_memory()
+    if analysis is None or limit is None:
+        return
+    need = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+            - analysis.alias_size_in_bytes)
+    if need > limit:
+        raise MemoryError(f"{what} needs {need / 2**30:,.1f} GiB ({analysis.temp_size_in_bytes / 2**30:,.1f} GiB of "
+                          f"it temporaries, as XLA compiled it) and the device holds {limit / 2**30:,.1f} GiB: lower "
+                          "the batch size or the sequence length (block_size), or use a smaller model")
 
 
 def _split(models: dict[str, nnx.Module] | None) -> tuple[dict, dict]:
@@ -82,6 +127,7 @@ class Trainer:
         self.objective_state = self._initial_state()
         self.base_key = jax.random.key(seed)
         self.step_count = 0
+        self._compiled = {}  # the step compiled per shape of its inputs, each checked against the memory there is
 
     def _initial_state(self):
         """The objective's initial state in buffers of its own (it is donated: no two leaves may share one)."""
@@ -113,10 +159,26 @@ class Trainer:
         key = jax.random.fold_in(self.base_key, self.step_count)
         if self.mesh is not None:
             batch = sharding.shard_batch(batch, self.mesh)
-        self.leaves, self.objective_state, metrics = self._step(self.leaves, self.objective_state,
-                                                                self.frozen_states, batch, key)
+        args = (self.leaves, self.objective_state, self.frozen_states, batch, key)
+        self.leaves, self.objective_state, metrics = self._compiled_for(args)(*args)
         self.step_count += 1
         return metrics
+
+    def _compiled_for(self, args):
+        """The step compiled for these inputs' shapes (as ``jax.jit`` caches it), refused before it runs when
+        XLA's own estimate of its memory exceeds what the device has (a block size longer than anything the
+        machine can hold ran for 11 minutes, deaf to signals, instead of failing). A multi-process run calls
+        the jitted step itself: executables compiled ahead of time do not agree on their collectives' launch
+        across processes (the pair deadlocks)."""
+        if jax.process_count() > 1:
+            return self._step
+        signature = (jax.tree.structure(args), tuple((np.shape(x), getattr(x, "dtype", type(x)))
+                                                     for x in jax.tree.leaves(args[1:])))
+        if signature not in self._compiled:
+            compiled = self._step.lower(*args).compile()
+            check_memory(compiled, "the training step")
+            self._compiled[signature] = compiled
+        return self._compiled[signature]
 
     # ---- state ------------------------------------------------------------------------------------------
 

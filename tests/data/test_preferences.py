@@ -120,3 +120,5 @@ def test_pairs_from_samples_take_every_pair_with_the_higher_score_chosen():
     flat = pairs_from_samples(drawn, np.array([0.5] * 4 + [0.1, 0.9, 0.9, 0.3]), 4, extremes=True)
     np.testing.assert_array_equal(flat["chosen"], tokens[[5]])  # prompt 0 all tied: no pair; the first 0.9 wins
     assert len(pairs_from_samples(drawn, scores, 4, min_gap=0.7, extremes=True)["chosen"]) == 1
+    with pytest.raises(ValueError, match="1 of 8 scores are NaN or infinite: the judge"):  # dropped silently before
+        pairs_from_samples(drawn, np.where(np.arange(8) == 2, np.nan, scores), 4)

@@ -78,3 +78,19 @@ def test_decoding_errors_and_malformed_json_name_the_file(tmp_path, monkeypatch)
         root.read_text("demo/latin1.txt")
     with pytest.raises(ValueError, match="tokenizer.json is malformed JSON: .* at line 2"):
         root.read_json("demo/tokenizer.json")
+
+
+def test_the_derived_en_corpus_is_checked_like_every_dataset_and_never_downloaded(tmp_path, monkeypatch):
+    """A truncated copy trained silently on 1,889 chunks instead of 342,720 (issue 40, cause 5)."""
+    shared = root.resolve("en_corpus/en_corpus_a-z.txt")
+    (tmp_path / "data" / "en_corpus").mkdir(parents=True)
+    copy = tmp_path / "data" / "en_corpus" / "en_corpus_a-z.txt"
+    with open(shared, "rb") as f:
+        copy.write_bytes(f.read(200_000))
+    monkeypatch.setenv(root.ENV_VAR, str(tmp_path / "data"))
+    monkeypatch.setenv(root.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="en_corpus_a-z.txt is damaged.*rebuilt as .*PROVENANCE.txt says"):
+        root.read_text("en_corpus/en_corpus_a-z.txt")
+    copy.unlink()
+    with pytest.raises(FileNotFoundError, match="no registered download URL"):
+        root.resolve("en_corpus/en_corpus_a-z.txt")

@@ -47,7 +47,7 @@ def test_bpe_is_reversible_on_held_out_text_and_unknown_characters_become_unk(to
         BPETokenizer.from_pretrained(tmp_path / "none")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "tokenizer.json").write_text("{nope")
-    with pytest.raises(ValueError, match="not a tokenizers file"):
+    with pytest.raises(ValueError, match="tokenizer.json: not a valid tokenizer.json .*delete it"):
         BPETokenizer.from_pretrained(tmp_path / "bad")
     with pytest.raises(TypeError, match="list of texts"):
         tok.encode("one text")
@@ -99,3 +99,30 @@ def test_token_budget_batches_are_seeded_fixed_shape_and_cover_every_row():
         np.testing.assert_array_equal(again(step)["source"], batches(step)["source"])
     with pytest.raises(ValueError, match="less than one row"):
         TokenBudgetBatches(src, tgt, 16)
+
+
+def test_rows_padded_for_a_mesh_are_masked_and_leave_the_loss_and_gradient_unchanged():
+    import jax
+    from flax import nnx
+
+    from nlp_jax.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
+    from nlp_jax.objectives import seq2seq_loss
+
+    rng = np.random.default_rng(0)
+    src = with_end([rng.integers(4, 31, rng.integers(2, 9)) for _ in range(18)], 16)
+    tgt = with_end([rng.integers(4, 29, rng.integers(2, 9)) for _ in range(18)], 16)
+    plain, padded = (TokenBudgetBatches(src, tgt, 6 * 16, seed=3, multiple=16, rows_multiple=m) for m in (1, 8))
+    a, b = plain(0), padded(0)
+    assert len(a["source"]) == 6 and len(b["source"]) == 8
+    assert not b["target_mask"][6:].any() and (b["source_mask"][6:].sum(1) == 1).all()  # one </s>, no target
+    model = TransformerSeq2Seq(TransformerSeq2SeqConfig.tiny(), rngs=nnx.Rngs(0))
+
+    def loss_and_grad(batch):
+        return nnx.value_and_grad(lambda m: seq2seq_loss(m, batch, None)[0])(model)
+
+    (la, ga), (lb, gb) = loss_and_grad(a), loss_and_grad(b)
+    np.testing.assert_allclose(float(lb), float(la), rtol=1e-6)
+    for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="rows_multiple must be >= 1"):
+        TokenBudgetBatches(src, tgt, 96, rows_multiple=0)

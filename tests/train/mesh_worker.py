@@ -14,9 +14,13 @@ from flax import nnx  # noqa: E402
 from tiny_gpt_run import GPT, OPTIM, SOURCE  # noqa: E402
 
 from nlp_jax.data.corpus import RandomBlocks  # noqa: E402
+from nlp_jax.data.translation import TokenBudgetBatches, with_end  # noqa: E402
+from nlp_jax.models.bert import BertClassifier, BertConfig  # noqa: E402
 from nlp_jax.models.gpt2 import GPT2  # noqa: E402
 from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig  # noqa: E402
-from nlp_jax.objectives import Objective, bptt_loss, lm_loss
+from nlp_jax.models.seq2seq import LSTMSeq2Seq, Seq2SeqConfig  # noqa: E402
+from nlp_jax.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig  # noqa: E402
+from nlp_jax.objectives import Objective, bptt_loss, classification_loss, lm_loss, seq2seq_loss  # noqa: E402
 from nlp_jax.train.checkpoint import Checkpointer  # noqa: E402
 from nlp_jax.train.config import MeshConfig, OptimConfig, TrainConfig  # noqa: E402
 from nlp_jax.train.loop import train  # noqa: E402
@@ -52,6 +56,25 @@ def lstm_run(m):
     model = RNNLM(cfg, rngs=nnx.Rngs(0))
     objective = Objective(bptt_loss, init_state=lambda: model.init_carry(8))  # a (B, H) carry as objective state
     return run(Trainer(model, objective, OptimConfig(name="sgd", lr=0.5, warmup_steps=0), 10, mesh=m), batches)
+
+
+def family_runs(m, family):
+    """(losses, parameters) of 3 AdamW steps of one more model family, on one device (``m`` None) or a mesh:
+    the encoder-decoders on token-budget batches of 6 pairs (the mesh pads them to 8 with masked rows), the
+    BERT classifier on sentence batches of 8."""
+    rng = np.random.default_rng(0)
+    if family == "bert":
+        model = BertClassifier(BertConfig.tiny(), num_labels=3, rngs=nnx.Rngs(0))
+        batches = [{"input_ids": rng.integers(5, 50, (8, 12)).astype(np.int32),
+                    "token_type_ids": np.zeros((8, 12), np.int32), "attention_mask": np.arange(12) < rng.integers(
+                        3, 13, (8, 1)), "labels": rng.integers(0, 3, 8).astype(np.int32)} for _ in range(STEPS)]
+        return run(Trainer(model, classification_loss, OPTIM, 10, mesh=m), batches)
+    pairs = [(rng.integers(4, 31, rng.integers(3, 9)), rng.integers(4, 29, rng.integers(3, 9))) for _ in range(18)]
+    source = TokenBudgetBatches(with_end([s for s, _ in pairs], 16), with_end([t for _, t in pairs], 16), 6 * 16,
+                                seed=3, multiple=16, rows_multiple=1 if m is None else m.size)
+    model = (TransformerSeq2Seq(TransformerSeq2SeqConfig.tiny(), rngs=nnx.Rngs(0)) if family == "transformer"
+             else LSTMSeq2Seq(Seq2SeqConfig.tiny(), rngs=nnx.Rngs(0)))
+    return run(Trainer(model, seq2seq_loss, OPTIM, 10, mesh=m), [source(i) for i in range(STEPS)])
 
 
 def fsdp_shards(trainer):
@@ -97,6 +120,10 @@ def main():
                 nexts.append(float(trainer.step(SOURCE(STEPS))["loss"]))
                 out["restore_next_loss"] = max(nexts) - min(nexts)
                 ckpt.close()
+    for family in ("transformer", "lstm_seq2seq", "bert"):  # every other family, on the 2 x 4 mesh
+        (one_losses, one_params), (losses, params) = family_runs(None, family), family_runs(mesh("dp_fsdp"), family)
+        out[family] = {"loss": max_diff([losses], [one_losses]) / max(abs(x) for x in one_losses),
+                       "params": max_diff(params, one_params)}
     try:
         gpt_trainer(mesh("dp")).step(RandomBlocks(SOURCE.data, 6, 16, seed=1)(0))
     except ValueError as err:

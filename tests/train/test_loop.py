@@ -16,7 +16,7 @@ from nlp_jax.models.gpt2 import GPT2, GPT2Config
 from nlp_jax.objectives import Objective, lm_loss
 from nlp_jax.train.checkpoint import Checkpointer
 from nlp_jax.train.config import OptimConfig, TrainConfig
-from nlp_jax.train.loop import Trainer, TrainingDiverged, load_averaged, load_trained, train
+from nlp_jax.train.loop import BadBatch, Trainer, TrainingDiverged, load_averaged, load_trained, train
 from nlp_jax.train.optim import learning_rate_schedule
 
 CFG = GPT2Config.tiny(dropout=0.1)  # dropout on: resume must also reproduce the RNG stream
@@ -53,14 +53,14 @@ def test_resume_after_sigterm_is_bitwise_identical(tmp_path):
 def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     base = RandomBlocks(DATA, 4, 16, seed=1)
 
-    def poisoned(step):
-        return {**base(step), "poison": np.float32(np.nan if step == 4 else 0.0)}
+    def poisoned(step):  # finite data whose loss is NaN (the square root of -1): an optimisation fault
+        return {**base(step), "poison": np.float32(-1.0 if step == 4 else 0.0)}
 
     def loss_fn(model, batch, key):
         loss, aux = lm_loss(model, batch, key)
-        return loss + batch["poison"], aux
+        return loss + jnp.sqrt(batch["poison"]), aux
 
-    with pytest.raises(TrainingDiverged, match="at step 5 .*last good checkpoint \\(step 4\\)") as err:
+    with pytest.raises(TrainingDiverged, match="at step 5 .*checkpoint \\(step 4\\).*optimisation fault") as err:
         run(tmp_path, source=poisoned, loss_fn=loss_fn, ckpt_every=2)
     assert err.value.step == 5  # batch 4 is the 5th step: metrics.jsonl's numbering
     ckpt = Checkpointer(tmp_path / "checkpoints")
@@ -68,6 +68,41 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     state, meta, _ = ckpt.restore(Trainer(GPT2(CFG, rngs=nnx.Rngs(0)), Objective.of(lm_loss), OPTIM, 6).state)
     assert meta["data_position"] == 4
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state))
+
+
+def test_a_loss_far_above_its_start_stops_the_run_and_nan_data_is_named_a_data_fault(tmp_path):
+    """DPO at lr 1e3 reached a finite loss of 4e4 and its result was recorded (issue 40, cause 5)."""
+    base = RandomBlocks(DATA, 4, 16, seed=1)
+
+    def scaled(model, batch, key):
+        loss, aux = lm_loss(model, batch, key)
+        return loss * batch["scale"], aux
+
+    def rising(step):  # ~3.6 at the start; 50 times that at step 4 (the 5th): finite, but diverged
+        return {**base(step), "scale": np.float32(50.0 if step == 4 else 1.0)}
+
+    with pytest.raises(TrainingDiverged, match="far above its start .* at step 5 .*optimisation fault"):
+        run(tmp_path / "a", source=rising, loss_fn=scaled, ckpt_every=2)
+    _, tolerated = run(tmp_path / "b", source=rising, loss_fn=scaled, max_loss_rise=0.0)  # 0: NaN only
+    assert tolerated.status == "finished"
+
+    def nan_data(step):  # e.g. a judge that returned NaN: refused before the step, named a data fault
+        return {**base(step), "scale": np.float32(np.nan if step == 3 else 1.0)}
+
+    with pytest.raises(BadBatch, match="batch of step 4 holds 1 of 1 non-finite values in 'scale': a data fault"):
+        run(tmp_path / "c", source=nan_data, loss_fn=scaled, ckpt_every=2)
+    assert Checkpointer(tmp_path / "c" / "checkpoints").latest_step() == 2
+
+
+def test_a_step_larger_than_the_machine_is_refused_before_it_runs(tmp_path):
+    """model.block_size=200000 ran its first step for 11 minutes, deaf to signals (issue 40, cause 5)."""
+    big = GPT2Config(vocab_size=37, block_size=200_000, n_layer=4, n_head=4, n_embd=128)
+    data = np.random.default_rng(0).integers(0, 37, 400_100).astype(np.int32)
+    cfg = TrainConfig(steps=2, eval_every=0, ckpt_every=0, progress=False)
+    with pytest.raises(MemoryError, match="the training step needs [0-9,.]+ GiB .* lower the batch size or the seq"):
+        train(GPT2(big, rngs=nnx.Rngs(0)), lm_loss, RandomBlocks(data, 12, 200_000), train_cfg=cfg, optim_cfg=OPTIM,
+              workdir=tmp_path)
+    assert not (tmp_path / "checkpoints" / "last").exists() or not any((tmp_path / "checkpoints" / "last").iterdir())
 
 
 def test_train_step_compiles_once_and_keeps_last_n(tmp_path):
@@ -189,6 +224,60 @@ def test_a_crash_after_an_evaluation_never_collides_on_rerun(tmp_path):
     _, resumed = run_eval(base)  # the evaluation at step 2 saved last/2 before it wrote best/2
     assert resumed.status == "finished" and min(resumed.losses) == 2
     assert {k: v for k, v in straight.losses.items() if k >= 2} == resumed.losses
+
+
+def _evaluated_run(workdir, values, steps, source=None):
+    """A run evaluated every 10 steps (checkpointed only at evaluations), ``values`` the evaluations in turn."""
+    cfg = TrainConfig(steps=steps, log_every=10, eval_every=10, ckpt_every=0, progress=False, seed=7)
+    return train(GPT2(CFG, rngs=nnx.Rngs(0)), lm_loss, source or RandomBlocks(DATA, 4, 16, seed=1), train_cfg=cfg,
+                 optim_cfg=OPTIM, workdir=workdir, eval_fn=lambda m: {"val_loss": values.pop(0)})
+
+
+def test_the_best_checkpoint_survives_a_crash_right_after_an_evaluation(tmp_path):
+    """last/10 is saved before step 10's evaluation (best 1.0) and holds the best before it: a kill before
+    the next checkpoint, then a resume, must keep 1.0 as the best, not take step 20's worse 2.0."""
+    base = RandomBlocks(DATA, 4, 16, seed=1)
+
+    def crashing(step):
+        if step == 15:
+            raise SystemError("simulated kill -9: nothing is saved")
+        return base(step)
+
+    with pytest.raises(SystemError):
+        _evaluated_run(tmp_path, [1.0], 30, crashing)
+    _, resumed = _evaluated_run(tmp_path, [2.0, 1.5], 30)
+    assert resumed.best == 1.0
+    meta = Checkpointer(tmp_path / "checkpoints").best_meta()
+    assert (meta["step"], meta["best"]) == (10, 1.0)
+    assert json.loads((tmp_path / "checkpoints" / "evaluations.json").read_text())["best"] == {"step": 10,
+                                                                                             "val_loss": 1.0}
+
+
+def test_extending_a_finished_run_keeps_its_best_and_a_rerun_reports_its_last_evaluation(tmp_path):
+    _, first = _evaluated_run(tmp_path, [1.0, 0.7, 0.5], 30)  # the best is step 30's, evaluated after last/30
+    _, again = _evaluated_run(tmp_path, [], 30)  # finished: nothing runs; its results are still reported
+    assert again.best == 0.5 and again.evals == [{"step": 30, "val_loss": 0.5}]
+    _, longer = _evaluated_run(tmp_path, [0.8], 40)
+    assert longer.best == 0.5 and [e["step"] for e in longer.evals] == [30, 40]
+    meta = Checkpointer(tmp_path / "checkpoints").best_meta()
+    assert (meta["step"], meta["best"]) == (30, 0.5)
+
+
+def test_a_finished_run_asked_for_with_another_learning_rate_is_trained_again(tmp_path, capsys):
+    """Re-labelling the finished weights with the new rate would report another run's result as this one's."""
+    cfg = TrainConfig(steps=3, log_every=1, eval_every=0, ckpt_every=3, progress=False, seed=7)
+
+    def at(lr, workdir):
+        return train(GPT2(CFG, rngs=nnx.Rngs(0)), lm_loss, RandomBlocks(DATA, 4, 16, seed=1), train_cfg=cfg,
+                     optim_cfg=dataclasses.replace(OPTIM, lr=lr), workdir=workdir,
+                     config={"optim": {"lr": lr}, "train": {"steps": 3}})[1]
+
+    fresh = at(1e-2, tmp_path / "fresh")
+    at(3e-3, tmp_path / "b")  # finished at lr 3e-3 ...
+    relabelled = at(1e-2, tmp_path / "b")  # ... then asked for at 1e-2: trained again, not read back
+    assert relabelled.losses == fresh.losses and len(relabelled.losses) == 3
+    assert "learning settings changed (optim.lr: 0.003 -> 0.01)" in capsys.readouterr().out
+    assert (tmp_path / "b" / "previous-1" / "checkpoints").is_dir()  # the lr-3e-3 run kept aside
 
 
 def test_a_partial_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
