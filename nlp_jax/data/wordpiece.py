@@ -113,14 +113,25 @@ class WordPieceTokenizer(HFTokenizer):
 
         if vocab_size <= len(SPECIALS):
             raise ValueError(f"vocab_size must exceed the {len(SPECIALS)} special tokens, got {vocab_size}")
-        tok = _pipeline(WordPiece(unk_token="[UNK]"), lowercase=lowercase, strip_accents=None)
-        trainer = WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIALS),
-                                   continuing_subword_prefix="##", show_progress=False)
-        tok.train_from_iterator(texts, trainer=trainer)
-        # The trainer numbers the pieces it learns in hash-map order (huggingface/tokenizers#1794), so the same
-        # texts give the same pieces under other ids in another call, and a model's embedding rows with them.
-        # WordPiece encodes by longest match, never by id: the specials keep 0-4, the rest are numbered sorted.
-        tok.model = _model(list(SPECIALS) + sorted(t for t in tok.get_vocab() if t not in SPECIALS))
+        texts = list(texts)
+
+        def trained(size: int, first: list[str]):
+            tok = _pipeline(WordPiece(unk_token="[UNK]"), lowercase=lowercase, strip_accents=None)
+            trainer = WordPieceTrainer(vocab_size=size, min_frequency=min_frequency, special_tokens=first,
+                                       continuing_subword_prefix="##", show_progress=False)
+            tok.train_from_iterator(texts, trainer=trainer)
+            return tok.get_vocab()
+
+        # The trainer (a BPE trainer) numbers the "##c" pieces in the order it meets words in a hash map, and
+        # breaks ties between equally frequent merges by those numbers: the same texts gave other vocabularies
+        # run to run (huggingface/tokenizers#1794). The first pass (no merges) finds every "##c" piece; the
+        # second numbers them first, sorted, beside the specials, so every tie is broken the same way.
+        continuations = sorted(t for t in trained(len(SPECIALS), list(SPECIALS)) if t.startswith("##"))
+        vocab = trained(vocab_size, [*SPECIALS, *continuations])
+        # WordPiece encodes by longest match, never by id: the specials keep 0-4, the rest are numbered sorted
+        tok = _pipeline(_model(list(SPECIALS) + sorted(t for t in vocab if t not in SPECIALS)), lowercase=lowercase,
+                        strip_accents=None)
+        tok.add_special_tokens(list(SPECIALS))
         return cls(tok, max_length=max_length, source="trained")
 
     def save(self, directory: str | Path) -> Path:

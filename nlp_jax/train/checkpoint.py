@@ -11,9 +11,13 @@ no process ever gathers a whole sharded array to compute it."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import hashlib
+import io
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -44,16 +48,18 @@ def _mix(i: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def _fingerprints(leaves: list) -> list:
-    """Two position-weighted sums mod 2**32 per array: changing any one element always changes the first
-    (it moves by a nonzero amount times an odd weight), and each sum is the same however it is split."""
-    out = []
-    for x in leaves:
-        w = _words(x)
-        h = _mix(jax.lax.iota(jnp.uint32, w.size))
-        out.append(jnp.stack([jnp.sum((w ^ h) * (h | 1), dtype=jnp.uint32),
-                              jnp.sum((w + _mix(h)) * (_mix(h ^ jnp.uint32(0x5BD1E995)) | 1), dtype=jnp.uint32)]))
-    return out
+def _fingerprint(x: jax.Array) -> jax.Array:
+    """Two position-weighted sums mod 2**32 of one array: changing any one element always changes the first
+    (it moves by a nonzero amount times an odd weight), and each sum is the same however it is split. On one
+    device, one small program per shape and dtype (a model's layers and optimizer moments repeat a few):
+    compiling a whole state's at once took seconds per model."""
+    w = _words(x)
+    h = _mix(jax.lax.iota(jnp.uint32, w.size))
+    return jnp.stack([jnp.sum((w ^ h) * (h | 1), dtype=jnp.uint32),
+                      jnp.sum((w + _mix(h)) * (_mix(h ^ jnp.uint32(0x5BD1E995)) | 1), dtype=jnp.uint32)])
+
+
+_all_fingerprints = jax.jit(lambda leaves: [_fingerprint(x) for x in leaves])
 
 
 def checksum(*trees) -> str:
@@ -62,7 +68,12 @@ def checksum(*trees) -> str:
     leaves = [jnp.asarray(x) if isinstance(x, (np.ndarray, np.generic, int, float, bool)) else x
               for x in jax.tree.leaves(trees)]
     digest = hashlib.sha256()
-    for leaf, fp in zip(leaves, jax.device_get(_fingerprints(leaves))):
+    spread = jax.process_count() > 1 or any(len(x.sharding.device_set) > 1 for x in leaves)
+    # On one device, one small program per array shape. Arrays spread over devices: one program for all (many
+    # small programs in flight, each waiting at its collective for its devices' threads, starved the CPU's
+    # threads until XLA's 40 s rendezvous timeout killed the process; across processes they hung)
+    fingerprints = _all_fingerprints(leaves) if spread else [_fingerprint(x) for x in leaves]
+    for leaf, fp in zip(leaves, jax.device_get(fingerprints)):
         digest.update(f"{leaf.dtype}{tuple(leaf.shape)}".encode())
         digest.update(np.asarray(fp, np.uint32).tobytes())
     return "fp64:" + digest.hexdigest()
@@ -80,6 +91,31 @@ def _no_space(err: BaseException) -> bool:
             return True
         err, seen = err.__cause__ or err.__context__, seen + 1
     return False
+
+
+@contextlib.contextmanager
+def _held_logs(names: tuple[str, ...] = ("absl", "asyncio")):
+    """Hold what these loggers (orbax's and its writers' tasks') log, and what is printed to stderr (the
+    writers' threads print tracebacks there), inside the block; yield a dict whose ``drop`` the block sets
+    to discard them (a full disk: one message says it all), else they are emitted at the end."""
+    held: dict = {"records": [], "drop": False}
+    handler = logging.Handler()
+    handler.emit = held["records"].append
+    loggers = [logging.getLogger(name) for name in names]
+    before = [(logger.handlers, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers, logger.propagate = [handler], False
+    stderr, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        yield held
+    finally:
+        printed, sys.stderr = sys.stderr.getvalue(), stderr
+        for logger, (handlers, propagate) in zip(loggers, before):
+            logger.handlers, logger.propagate = handlers, propagate
+        if not held["drop"]:
+            sys.stderr.write(printed)
+            for record in held["records"]:
+                logging.getLogger(record.name).handle(record)
 
 
 def _manager(path: Path, keep: int) -> ocp.CheckpointManager:
@@ -105,15 +141,18 @@ class Checkpointer:
         args = ocp.args.Composite(**items)
         if meta["step"] in manager.all_steps():  # a rerun reaching a step it saved before (after a crash)
             manager.delete(meta["step"])
-        try:
-            manager.save(meta["step"], args=args, force=True)
-            manager.wait_until_finished()
-        except Exception as err:
-            if _no_space(err):  # one clear message instead of pages of asyncio / tensorstore frames
-                raise OSError(errno.ENOSPC, f"no space left on device while saving checkpoint step {meta['step']} "
-                              f"to {self.directory}; the earlier checkpoints are intact. Free disk space and rerun "
-                              "to resume") from None
-            raise
+        with _held_logs() as held:
+            try:
+                manager.save(meta["step"], args=args, force=True)
+                manager.wait_until_finished()
+            except Exception as err:
+                gc.collect()  # the failed writes' asyncio tasks report "exception never retrieved" when collected
+                if _no_space(err):  # one clear message instead of hundreds of lines of asyncio / tensorstore logs
+                    held["drop"] = True
+                    raise OSError(errno.ENOSPC, f"no space left on device while saving checkpoint step "
+                                  f"{meta['step']} to {self.directory}; the earlier checkpoints are intact. Free "
+                                  "disk space and rerun to resume") from None
+                raise
 
     def latest_step(self) -> int | None:
         return self.last.latest_step()

@@ -189,13 +189,13 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
                       mesh=make_mesh(train_cfg.mesh))
     main = is_main()  # of a multi-process run, the first process alone writes logs, plots and the config
     ckpt = _fresh_or_stored(workdir, train_cfg, config, main)
-    best, best_record, evals = None, None, []
-    start_loss = None
+    stored = {}
     if ckpt.latest_step() is not None:
         start_loss = trainer.restore(ckpt).get("start_loss")
         best, best_record, last_eval = _stored_evaluations(ckpt)
-        if last_eval is not None and last_eval.get("step") == trainer.step_count:
-            evals = [last_eval]  # the evaluation of the step resumed at: a finished run's summary reports it
+        # the evaluation of the step resumed at, if any: a finished run's summary reports it
+        evals = [last_eval] if last_eval is not None and last_eval.get("step") == trainer.step_count else []
+        stored = {"best": best, "best_record": best_record, "evals": evals, "start_loss": start_loss}
     if hasattr(source, "bind"):  # a source that reads the model being trained (PPO's rollouts)
         source.bind(trainer)
     start = trainer.step_count
@@ -204,9 +204,7 @@ def _train(model, objective, source, train_cfg, optim_cfg, workdir, eval_fn, bes
     if start >= train_cfg.steps and main:
         print(f"{workdir} already holds a finished run ({start} of {train_cfg.steps} steps); "
               "remove it or pass --set train.resume=false to train again")
-    run = _Run(trainer, ckpt, train_cfg, workdir, eval_fn, best_metric, best_mode, config, start, best, main)
-    run.result.evals, run.best_record = evals, best_record
-    run.pending.start = start_loss
+    run = _Run(trainer, ckpt, train_cfg, workdir, eval_fn, best_metric, best_mode, config, start, main, **stored)
     batch = source(start) if start < train_cfg.steps else None
     with _stop_on_signals() as flag:
         for step in range(start, train_cfg.steps):
@@ -295,16 +293,17 @@ class _Run:
     """One call of the loop: the periodic actions after each step (read the metrics back, log, save,
     evaluate, keep the best) and what they share."""
 
-    def __init__(self, trainer, ckpt, cfg, workdir, eval_fn, best_metric, best_mode, config, start, best, main):
+    def __init__(self, trainer, ckpt, cfg, workdir, eval_fn, best_metric, best_mode, config, start, main, *,
+                 best=None, best_record=None, evals=(), start_loss=None):
         self.trainer, self.ckpt, self.cfg, self.workdir, self.eval_fn = trainer, ckpt, cfg, workdir, eval_fn
         self.best_metric, self.best_mode, self.config, self.main = best_metric, best_mode, config, main
-        self.result = RunResult(status="finished", step=start, best=best)
+        self.result = RunResult(status="finished", step=start, best=best, evals=list(evals))
         self.log = MetricsLog(workdir / "metrics.jsonl", resume_step=start if start else None,
                               tensorboard=cfg.tensorboard, enabled=main)
         self.bar = _progress(cfg, start) if main else None
-        self.pending, self.last_saved, self.speed = _Pending(cfg.max_loss_rise, None), (start or None), _Speed()
+        self.pending, self.last_saved, self.speed = _Pending(cfg.max_loss_rise, start_loss), (start or None), _Speed()
         self.window = []
-        self.best_record = None  # the evaluation that set result.best
+        self.best_record = best_record  # the evaluation that set result.best
 
     def after_step(self, done: int, stop: bool) -> None:
         last = done == self.cfg.steps

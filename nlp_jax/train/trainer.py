@@ -172,8 +172,9 @@ class Trainer:
         across processes (the pair deadlocks)."""
         if jax.process_count() > 1:
             return self._step
-        signature = (jax.tree.structure(args), tuple((np.shape(x), getattr(x, "dtype", type(x)))
-                                                     for x in jax.tree.leaves(args[1:])))
+        varying = (args[1], args[3])  # the objective state and the batch: the parameters and frozen models are fixed
+        signature = (jax.tree.structure(varying), tuple((np.shape(x), getattr(x, "dtype", type(x)))
+                                                        for x in jax.tree.leaves(varying)))
         if signature not in self._compiled:
             compiled = self._step.lower(*args).compile()
             check_memory(compiled, "the training step")

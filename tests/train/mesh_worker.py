@@ -86,11 +86,16 @@ def fsdp_shards(trainer):
     return sum(p.size for p in split) / sum(p.size for p in params), eighths, len(split[0].addressable_shards)
 
 
+@nnx.jit
+def val_loss(model, batch):  # one program: eager ops' collectives in flight together can starve the threads
+    return lm_loss(model, batch, None)[0]
+
+
 def loop_losses(workdir, m):
     cfg = TrainConfig(steps=4, log_every=1, eval_every=2, ckpt_every=2, progress=False,
                       mesh=MeshConfig(data=m[0], fsdp=m[1]))
     _, result = train(GPT2(GPT, rngs=nnx.Rngs(0)), lm_loss, SOURCE, train_cfg=cfg, optim_cfg=OPTIM, workdir=workdir,
-                      eval_fn=lambda model: {"val_loss": float(lm_loss(model, SOURCE(99), None)[0])})
+                      eval_fn=lambda model: {"val_loss": float(val_loss(model, SOURCE(99)))})
     return [result.losses[s] for s in sorted(result.losses)], result.evals[-1]["val_loss"]
 
 

@@ -25,9 +25,15 @@ from nlp_jax.objectives import lm_loss  # noqa: E402
 from nlp_jax.train.config import MeshConfig, TrainConfig  # noqa: E402
 from nlp_jax.train.loop import train  # noqa: E402
 
+
+@nnx.jit
+def val_loss(model, batch):  # one program: op-by-op eager collectives across two processes hung once under load
+    return lm_loss(model, batch, None)[0]
+
+
 cfg = TrainConfig(steps=4, log_every=1, eval_every=2, ckpt_every=2, progress=True, mesh=MeshConfig(data=2, fsdp=4))
 _, result = train(GPT2(GPT, rngs=nnx.Rngs(0)), lm_loss, SOURCE, train_cfg=cfg, optim_cfg=OPTIM, workdir=workdir,
-                  eval_fn=lambda model: {"val_loss": float(lm_loss(model, SOURCE(99), None)[0])})
+                  eval_fn=lambda model: {"val_loss": float(val_loss(model, SOURCE(99)))})
 print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(), "local": jax.local_device_count(),
                   "losses": [result.losses[s] for s in sorted(result.losses)],
                   "val_loss": result.evals[-1]["val_loss"]}))
