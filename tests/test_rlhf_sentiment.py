@@ -143,10 +143,12 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     with np.load(shared) as stored:
         before = dict(stored)
     shared.write_bytes(shared.read_bytes()[:100])
+    ppo_log = tmp_path / "rlhf" / "ppo_rm_b0.05" / "metrics.jsonl"
+    trained = len(ppo_log.read_text().splitlines())
     longer = main(args + ["--set", "ppo_rollouts=3"])
     with np.load(shared) as stored:
         assert all(np.array_equal(stored[k], v) for k, v in before.items())
-    assert longer["ppo_rm_b0.05"]["seconds"] != summary["ppo_rm_b0.05"]["seconds"]
+    assert len(ppo_log.read_text().splitlines()) > trained  # PPO resumed and trained on (its seconds may tie)
     kept = [k for k, v in summary.items() if isinstance(v, dict) and not k.startswith("ppo_")]
     assert "reward_model" in kept and all(longer[k] == summary[k] for k in kept)
     # other judge settings: every policy is judged again (2 samples a prefix -> 1), none trained again

@@ -18,10 +18,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from nlp_jax.data.atomic import atomic_path, write_atomic
 
 ENV_VAR = "NLP_JAX_DATA"
 CACHE_ENV_VAR = "NLP_JAX_CACHE"
@@ -145,11 +146,7 @@ def verify(path: Path, remote: RemoteFile) -> Path:
                          f"({stat.st_size:,} bytes). Replace it with {source}.")
     seen[str(path.resolve())] = stamp
     try:
-        target = _verified_path()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(seen))
-        os.replace(tmp, target)
+        write_atomic(_verified_path(), json.dumps(seen))
     except OSError:
         pass  # a read-only cache only costs re-hashing next time
     return path
@@ -157,18 +154,12 @@ def verify(path: Path, remote: RemoteFile) -> Path:
 
 def download(remote: RemoteFile, dest: Path) -> Path:
     """Download ``remote`` to ``dest`` atomically; raise (leaving nothing behind) on a checksum mismatch."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=60) as resp:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(remote.url, timeout=60) as resp:
             shutil.copyfileobj(resp, out)
-        got = sha256_of(Path(tmp))
+        got = sha256_of(tmp)
         if got != remote.sha256:
             raise OSError(f"checksum mismatch for {remote.url}: expected sha256 {remote.sha256}, got {got}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return dest
 
 
