@@ -43,7 +43,7 @@ demo: $(STAMP)  ## train the char-level GPT (cpu config) on Tiny Shakespeare; ev
 	$(RUN) experiments/gpt_shakespeare_char.py:cpu
 
 test: $(STAMP) $(MINILM)  ## the whole test suite, the docs build included (PYTEST_ARGS=... for pytest)
-	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff on the package, experiments, studies, benchmarks and tests
 	$(VENV)/bin/ruff check nlp_jax experiments studies benchmarks tests

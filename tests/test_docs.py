@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("sphinx-build", path=str(Path(sys.executable).parent)) is None,
                     reason="the docs extra (sphinx, myst-parser, sphinx-book-theme) is not installed")
 def test_the_site_builds_with_warnings_as_errors(tmp_path):

@@ -16,6 +16,7 @@ EXPERIMENTS = sorted(p for p in [*ROOT.glob("experiments/*.py"), *ROOT.glob("exp
 GPT = Path(__file__).resolve().parents[1] / "experiments" / "gpt_shakespeare_char.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_smoke(path, tmp_path):
     summary = main([f"{path}:smoke", "--set", f"workdir={tmp_path}"])
@@ -61,6 +62,7 @@ def test_print_config(capsys):
     assert json.loads(capsys.readouterr().out)["train"]["steps"] == 5
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_exits_with_the_signal_status_and_resumes(tmp_path):
     """SIGTERM during training: checkpoint saved, no sample, exit status 128 + 15; the rerun finishes."""
     import signal
@@ -136,6 +138,7 @@ def test_kill_9_after_an_evaluation_then_rerun_finishes(tmp_path):
 SST2 = Path(__file__).resolve().parents[1] / "experiments" / "bert_sst2.py"
 
 
+@pytest.mark.slow
 def test_frozen_minilm_features_with_logistic_regression_beat_chance_and_random_weights(tmp_path, capsys):
     args = [f"{SST2}:smoke", "--set", "init=frozen", "--set", "max_train=512", "--set", "max_dev=128"]
     summary = main([*args, "--set", f"workdir={tmp_path / 'trained'}"])
@@ -168,6 +171,7 @@ def test_pretraining_on_en_corpus_holds_out_whole_documents(tmp_path):
     assert len(firsts) < len(train) - 1 and held_firsts.max() < len(held) - 1
 
 
+@pytest.mark.slow
 def test_task_adaptive_pretraining_continues_from_an_export(tmp_path):
     import jax
     from flax import nnx
@@ -198,6 +202,7 @@ def test_task_adaptive_pretraining_continues_from_an_export(tmp_path):
         main([*scratch, "--set", f"workdir={tmp_path / 'scratch_mini'}"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["smoke", "smoke_dpo"])
 def test_hh_preferences_score_every_curve_point_beside_the_baselines(config, tmp_path):
     hh = Path(__file__).resolve().parents[1] / "experiments" / "preferences_hh.py"
@@ -217,6 +222,7 @@ def test_hh_preferences_score_every_curve_point_beside_the_baselines(config, tmp
         assert changed["fine_tuned_16"] == summary["fine_tuned_16"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["smoke", "smoke_transformer"])
 def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_path, capsys):
     import json as json_

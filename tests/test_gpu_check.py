@@ -72,6 +72,7 @@ def test_skip_names_sections_and_rejects_unknown_ones(tmp_path, capsys):
     assert "unknown section(s) ['flash']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_test_run_reports_pytest_s_summary_and_is_killed_with_its_children_at_the_budget(tmp_path):
     import gpu_check
 

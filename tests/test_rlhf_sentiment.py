@@ -79,6 +79,7 @@ def test_the_frontier_table_and_plot(tmp_path):
     assert plot_frontier(rows, tmp_path / "f.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     import jax
     from flax import nnx

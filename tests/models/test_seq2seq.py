@@ -70,6 +70,7 @@ def test_the_bottleneck_sees_the_source_only_through_its_final_states():
         Seq2SeqConfig.tiny(attention="general")
 
 
+@pytest.mark.slow
 def test_beam_of_one_is_greedy_and_scores_are_the_teacher_forced_log_probs():
     m = model(init_scale=0.8)
     m.vocab_b[...] = m.vocab_b[...].at[3].set(0.6)  # </s> likely enough that one row ends early, two do not
@@ -127,6 +128,7 @@ def test_decoding_refuses_an_empty_source_row_and_bad_widths():
         TransformerSeq2SeqConfig.tiny(shared_embeddings=True)
 
 
+@pytest.mark.slow
 def test_the_loss_masks_target_padding_and_learns_to_copy():
     """Known answer: with attention, a copy task (target = source) is learnt in a few hundred steps."""
     import optax

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
 # SIGUSR1 prints every thread's Python stack: the test sends it to a pair that has not finished in time
 faulthandler.register(signal.SIGUSR1, all_threads=True)
 

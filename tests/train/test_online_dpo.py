@@ -122,6 +122,7 @@ def _run(workdir, source, steps=6):
                  workdir=workdir)
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     model, straight = _run(tmp_path / "a", _source())
     _, first = _run(tmp_path / "b", Interrupting(_source(), 3))

@@ -113,6 +113,7 @@ class Interrupting:
         return self.base(step)
 
 
+@pytest.mark.slow
 def test_resume_mid_rollout_is_exact(tmp_path):
     _, _, source, _ = _setup(PPO)
     model, straight = _run(tmp_path / "a", source, 10)

@@ -1,35 +1,12 @@
-"""Data parallelism, FSDP and both on 8 forced host devices (a subprocess: the XLA flag must precede JAX's
-start) equal the one-device run; the layout rules and the bad-mesh errors in process."""
-
-import fcntl
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""Data parallelism, FSDP and both on 8 forced host devices equal the one-device run (a subprocess, the XLA
+flag must precede JAX's start: the session fixture ``mesh_runs`` of tests/conftest.py); the layout rules and
+the bad-mesh errors in process."""
 
 import jax
 import pytest
 
 from nlp_jax.train.config import MeshConfig
 from nlp_jax.train.sharding import P, make_mesh, param_spec, state_shardings
-
-
-@pytest.fixture(scope="session")
-def mesh_runs(tmp_path_factory):
-    """The 8-device worker's measurements, run once per test session: the first pytest worker to ask runs
-    it, under a lock, and the others read its result."""
-    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every xdist worker of this session
-    with open(shared / "mesh_runs.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = shared / "mesh_runs.json"
-        if not done.exists():
-            env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-            proc = subprocess.run([sys.executable, str(Path(__file__).with_name("mesh_worker.py"))],
-                                  capture_output=True, text=True, env=env, timeout=600)
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            done.write_text(proc.stdout.strip().splitlines()[-1])
-        return json.loads(done.read_text())
 
 
 @pytest.mark.slow
