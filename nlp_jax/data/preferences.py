@@ -22,8 +22,10 @@ def _row(prompt: list[int], response: list[int], max_length: int) -> tuple[list[
 
 def encode_pairs(encode: Callable[[str], list[int]], prompts: Sequence[str], chosen: Sequence[str],
                  rejected: Sequence[str], *, max_length: int, max_prompt_length: int, pad_id: int = 0,
-                 bos_id: int | None = None, drop_invalid: bool = False) -> tuple[dict[str, np.ndarray], list[int]]:
-    """({'chosen', 'chosen_mask', 'chosen_response', 'rejected', ...} (N, T) arrays, dropped indices).
+                 bos_id: int | None = None, drop_invalid: bool = False, allow_equal: bool = False
+                 ) -> tuple[dict[str, np.ndarray], list[int]]:
+    """({'chosen', 'chosen_mask', 'chosen_response', 'rejected', ...} (N, T) arrays, dropped indices);
+    ``allow_equal`` keeps pairs whose two rows are the same (:func:`encode_unpaired`'s KL rows).
 
     T is the longest row (at most ``max_length``); ``*_mask`` marks real tokens, ``*_response`` the
     response tokens (never position 0: the prompt, or ``bos_id``, precedes them)."""
@@ -42,7 +44,8 @@ def encode_pairs(encode: Callable[[str], list[int]], prompts: Sequence[str], cho
                              "before it")
         c_row, r_row = _row(prompt, encode(c), max_length), _row(prompt, encode(r), max_length)
         problem = ("an empty response" if min(len(c_row[0]), len(r_row[0])) == len(prompt)
-                   else "identical chosen and rejected responses" if c_row[0] == r_row[0] else None)
+                   else "identical chosen and rejected responses" if c_row[0] == r_row[0] and not allow_equal
+                   else None)
         if problem:
             if not drop_invalid:
                 raise ValueError(f"pair {i} has {problem} (after truncation to max_length={max_length}); it "
@@ -64,6 +67,40 @@ def encode_pairs(encode: Callable[[str], list[int]], prompts: Sequence[str], cho
         out[side], out[f"{side}_mask"] = ids, cols < lengths[:, None]
         out[f"{side}_response"] = (cols >= start[:, None]) & (cols < lengths[:, None])
     return out, dropped
+
+
+def encode_unpaired(encode: Callable[[str], list[int]], prompts: Sequence[str], completions: Sequence[str],
+                    labels: Sequence[bool], *, max_length: int, max_prompt_length: int, pad_id: int = 0,
+                    bos_id: int | None = None, drop_invalid: bool = False) -> tuple[dict[str, np.ndarray], list[int]]:
+    """KTO's examples, each a (prompt, completion) labelled desirable or not, with no pairing:
+    ({'completion', 'completion_mask', 'completion_response', 'desirable', 'kl', 'kl_mask', 'kl_response'},
+    dropped indices). The ``kl`` rows put each prompt before the next example's completion (the last before
+    the first), a completion that does not answer it: KTO's batch estimate of KL(pi || pi_ref) is read from
+    them (TRL mismatches within each batch; here within the data set). Rows, truncation and padding as
+    :func:`encode_pairs` (a prompt leaves room for one completion token at least); an empty completion is an
+    error naming the example (or dropped and counted with ``drop_invalid=True``); both labels must occur."""
+    if not len(prompts) == len(completions) == len(labels):
+        raise ValueError(f"prompts, completions and labels differ in length: {len(prompts)}, {len(completions)}, "
+                         f"{len(labels)}")
+    empty = [i for i, c in enumerate(completions) if not encode(c)]
+    if empty and not drop_invalid:
+        raise ValueError(f"example {empty[0]} has an empty completion; it teaches nothing: fix the data or pass "
+                         "drop_invalid=True")
+    gone = set(empty)
+    keep = [i for i in range(len(prompts)) if i not in gone]
+    if len(keep) < 2:
+        raise ValueError(f"KTO needs at least 2 examples (the KL rows pair each prompt with another's "
+                         f"completion), got {len(keep)}")
+    desirable = np.array([bool(labels[i]) for i in keep])
+    if desirable.all() or not desirable.any():
+        raise ValueError(f"KTO needs desirable and undesirable examples both; every label here is {desirable[0]}")
+    shifted = keep[1:] + keep[:1]
+    pairs, _ = encode_pairs(encode, [prompts[i] for i in keep], [completions[i] for i in keep],
+                            [completions[j] for j in shifted], max_length=max_length,
+                            max_prompt_length=max_prompt_length, pad_id=pad_id, bos_id=bos_id, allow_equal=True)
+    out = {f"{new}{suffix}": pairs[f"{old}{suffix}"] for old, new in (("chosen", "completion"), ("rejected", "kl"))
+           for suffix in ("", "_mask", "_response")}
+    return {**out, "desirable": desirable}, empty
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int = 0, width: int | None = None

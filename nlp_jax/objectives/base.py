@@ -9,6 +9,7 @@ step's tokens for tokens/s). A stateless ``loss_fn(model, batch, key) -> (loss, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,5 +26,23 @@ class Objective:
 
     @classmethod
     def of(cls, loss_fn: Callable[[nnx.Module, dict, Array], tuple[Array, dict]]) -> Objective:
-        """A stateless objective from ``loss_fn(model, batch, key) -> (loss, aux)``."""
-        return cls(loss=lambda model, batch, key, state, frozen: (*loss_fn(model, batch, key), state))
+        """A stateless objective from ``loss_fn(model, batch, key) -> (loss, aux)``: one object per function,
+        so the trainers of one function share their compiled step (``train.trainer``)."""
+        try:
+            return _lifted(cls, loss_fn)
+        except TypeError:  # an unhashable callable: an objective of its own
+            return cls(loss=_Stateless(loss_fn))
+
+
+@functools.cache
+def _lifted(cls, loss_fn):
+    return cls(loss=_Stateless(loss_fn))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stateless:
+    """``loss_fn(model, batch, key)`` as an objective's loss: the state passes through, ``frozen`` is unread."""
+    loss_fn: Callable[[nnx.Module, dict, Array], tuple[Array, dict]]
+
+    def __call__(self, model, batch, key, state, frozen):
+        return (*self.loss_fn(model, batch, key), state)

@@ -49,7 +49,8 @@ def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: f
                   reference_free: bool = False, soft_labels: float = 0.0) -> Objective:
     """An :class:`Objective` whose loss is the DPO family member ``loss_type`` (``ops.DPO_LOSSES``) of the
     policy being trained against the reference, averaged over the pairs; aux: ``rewards/*``
-    (``ops.implicit_rewards``, on the log-probs the loss compares: per-token means for the normalised losses),
+    (``ops.implicit_rewards``, on the log-probs the loss compares: per-token means for the normalised losses;
+    ``orpo``: ``ops.orpo_loss`` with beta as its lambda, no reference),
     ``logps/chosen`` and ``logps/rejected`` (summed), ``tokens``. Arguments are checked here
     (``ops.check_dpo_arguments``). ``soft_labels`` tau > 0: each pair's label is Bradley-Terry's
     sigma((s_w - s_l) / tau) of the scores ``chosen_score`` / ``rejected_score`` in the batch (the optimum:
@@ -58,7 +59,7 @@ def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: f
         raise ValueError(f"soft_labels (the temperature on the score difference) must be >= 0, got {soft_labels}")
     ops.check_dpo_arguments(loss_type=loss_type, beta=beta, label_smoothing=label_smoothing, gamma=gamma,
                             soft=bool(soft_labels))
-    per_pair = pair_loss(loss_type, label_smoothing=label_smoothing, gamma=gamma)
+    per_pair = None if loss_type == "orpo" else pair_loss(loss_type, label_smoothing=label_smoothing, gamma=gamma)
     free = reference_free or loss_type in REFERENCE_FREE
 
     def loss(model, batch, key, state, frozen):
@@ -78,9 +79,57 @@ def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: f
         if loss_type in NORMALISED:  # per-token means of the response log-probs
             nw, nl = jnp.split(jnp.maximum(response[:, 1:].sum(-1), 1).astype(total.dtype), 2)
             pw, pl, rw, rl = pw / nw, pl / nl, rw / nw, rl / nl
-        value = per_pair(ops.dpo_margin(pw, pl, rw, rl), beta, soft_label(batch, soft_labels)).mean()
+        if per_pair is None:  # ORPO: SFT on the chosen + the odds ratio, not a function of the margin alone
+            value = ops.orpo_loss(pw, pl, beta).mean()
+        else:
+            value = per_pair(ops.dpo_margin(pw, pl, rw, rl), beta, soft_label(batch, soft_labels)).mean()
         logps = {"logps/chosen": sum_w.mean(), "logps/rejected": sum_l.mean()}
         return value, {**ops.implicit_rewards(pw, pl, rw, rl, beta), **logps, "tokens": jnp.sum(mask)}, state
+
+    return Objective(loss=loss)
+
+
+KTO_KEYS = ("completion", "completion_mask", "completion_response", "kl", "kl_mask", "kl_response", "desirable")
+KTO_REF_KEYS = ("ref_completion", "ref_kl")
+
+
+def kto_objective(*, beta: float, desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> Objective:
+    """KTO (Ethayarajh et al. 2024) on unpaired examples (``data.preferences.encode_unpaired``): each
+    completion's summed log-ratio to the reference against the reference point ``z0`` estimated from the
+    batch's mismatched ``kl`` rows (``ops.kto_reference_point``), ``ops.kto_loss`` averaged over the batch.
+    The reference's log-probs come from the batch (``ref_completion`` / ``ref_kl``) or from
+    ``frozen['reference']``. aux: ``kl`` (z0), ``rewards/desirable`` and ``rewards/undesirable`` (mean
+    ``beta`` x log-ratio of each kind), ``tokens``. TRL weighs the kinds so that
+    ``desirable_weight * n_D / (undesirable_weight * n_U)`` lies in [1, 4/3]."""
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if not (desirable_weight > 0 and undesirable_weight > 0):
+        raise ValueError(f"desirable_weight and undesirable_weight must be > 0, got {desirable_weight}, "
+                         f"{undesirable_weight}")
+
+    def loss(model, batch, key, state, frozen):
+        missing = [k for k in KTO_KEYS if k not in batch]
+        if missing:
+            raise KeyError(f"a KTO batch needs {missing} (data.preferences.encode_unpaired; got {sorted(batch)})")
+        cat = lambda k: jnp.concatenate([batch[f"completion{k}"], batch[f"kl{k}"]])  # noqa: E731
+        tokens, mask, response = cat(""), cat("_mask"), cat("_response")
+        total, _, _ = response_logprobs(model, tokens, mask, response, key)
+        if all(k in batch for k in KTO_REF_KEYS):
+            ref = jnp.concatenate([batch[k] for k in KTO_REF_KEYS])
+        elif "reference" in frozen:
+            ref = jax.lax.stop_gradient(response_logprobs(frozen["reference"], tokens, mask, response)[0])
+        else:
+            raise ValueError("KTO needs the reference log-probs: put ref_completion/ref_kl in the batch or pass "
+                             "frozen={'reference': model}")
+        (logp, logp_kl), (ref_logp, ref_kl) = jnp.split(total, 2), jnp.split(ref, 2)
+        z0 = ops.kto_reference_point(logp_kl, ref_kl)
+        desirable = batch["desirable"]
+        value = ops.kto_loss(logp - ref_logp, desirable, z0, beta, desirable_weight, undesirable_weight).mean()
+        rewards = beta * (logp - ref_logp)
+        kind_mean = lambda m: jnp.sum(jnp.where(m, rewards, 0.0)) / jnp.maximum(jnp.sum(m), 1)  # noqa: E731
+        aux = {"kl": z0, "rewards/desirable": kind_mean(desirable), "rewards/undesirable": kind_mean(~desirable),
+               "tokens": jnp.sum(batch["completion_mask"])}
+        return value, aux, state
 
     return Objective(loss=loss)
 

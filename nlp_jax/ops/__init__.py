@@ -32,6 +32,16 @@ from nlp_jax.ops.losses import (
 )
 from nlp_jax.ops.mlm import mlm_loss, mlm_mask, mlm_positions
 from nlp_jax.ops.normalization import layer_norm
+from nlp_jax.ops.policy_gradient import (
+    AGGREGATIONS,
+    aggregate,
+    batch_normalised,
+    clipped_surrogate,
+    group_advantages,
+    rloo_advantages,
+    sequence_ratio,
+    token_ratio,
+)
 from nlp_jax.ops.ppo import (
     adaptive_kl_coef,
     entropy,
@@ -54,6 +64,9 @@ from nlp_jax.ops.preference import (
     dpo_soft_loss,
     implicit_rewards,
     ipo_loss,
+    kto_loss,
+    kto_reference_point,
+    orpo_loss,
     response_mask_targets,
     response_sums,
     robust_dpo_loss,
@@ -67,7 +80,9 @@ from nlp_jax.ops.sgns import cbow_update, sgns_loss, sgns_train, skipgram_update
 __all__ = [
     "DPO_LOSSES", "adaptive_kl_coef", "bradley_terry_loss", "cdpo_loss", "check_dpo_arguments", "dpo_hinge_loss",
     "dpo_margin", "dpo_sigmoid_loss", "dpo_soft_loss", "entropy", "gae", "implicit_rewards", "ipo_loss",
-    "kl_estimators", "robust_dpo_loss", "simpo_loss",
+    "kl_estimators", "kto_loss", "kto_reference_point", "orpo_loss", "robust_dpo_loss", "simpo_loss",
+    "AGGREGATIONS", "aggregate", "batch_normalised", "clipped_surrogate", "group_advantages", "rloo_advantages",
+    "sequence_ratio", "token_ratio",
     "last_token_mask", "per_token_rewards", "policy_loss", "response_mask_targets", "response_sums",
     "sequence_logprobs", "token_logprobs", "value_loss", "whiten",
     "additive_score", "alias_table", "attention_context", "bilinear_score", "causal_mask", "cbow_update",

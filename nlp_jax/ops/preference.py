@@ -140,6 +140,37 @@ def simpo_loss(h: Array, beta: float, gamma: float) -> Array:
     return -jax.nn.log_sigmoid(beta * h - gamma)
 
 
+def orpo_loss(chosen_mean: Array, rejected_mean: Array, lam: float) -> Array:
+    """``-log p(y_w) - lam log sigma(log odds(y_w) - log odds(y_l))`` (B,) (ORPO, Hong et al. 2024, eq. 6-7):
+    the SFT loss on the chosen response plus the log odds ratio, no reference model. ``*_mean`` are per-token
+    mean response log-probs (log p <= 0), ``odds(y) = p / (1 - p)``, so ``log odds = log p - log(1 - p)``
+    (-expm1 keeps 1 - p accurate as p nears 1)."""
+    chex.assert_equal_shape([chosen_mean, rejected_mean])
+    log_odds = lambda lp: lp - jnp.log(-jnp.expm1(lp))  # noqa: E731
+    return -chosen_mean - lam * jax.nn.log_sigmoid(log_odds(chosen_mean) - log_odds(rejected_mean))
+
+
+def kto_reference_point(policy_logps: Array, ref_logps: Array) -> Array:
+    """KTO's reference point ``z0 = max(0, mean(log pi(y'|x) - log pi_ref(y'|x)))`` (Ethayarajh et al. 2024,
+    sec. 4.1): a batch estimate of KL(pi || pi_ref) from completions y' paired with prompts they do not answer
+    (TRL shifts the completions by one within the batch), clamped at 0, with no gradient."""
+    return jax.lax.stop_gradient(jnp.maximum(jnp.mean(policy_logps - ref_logps), 0.0))
+
+
+def kto_loss(logratios: Array, desirable: Array, z0: Array, beta: float, desirable_weight: float = 1.0,
+             undesirable_weight: float = 1.0) -> Array:
+    """``lambda_y - v(x, y)`` (B,) with ``v = lambda_D sigma(beta (r - z0))`` for a desirable completion and
+    ``lambda_U sigma(beta (z0 - r))`` for an undesirable one (KTO, Ethayarajh et al. 2024, eq. 8), where
+    ``r = log pi(y|x) - log pi_ref(y|x)`` (``logratios``, summed over the response) and ``z0`` is
+    :func:`kto_reference_point`. Examples are unpaired: ``desirable`` (B,) bool labels each one."""
+    chex.assert_equal_shape([logratios, desirable])
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    value = jnp.where(desirable, desirable_weight * jax.nn.sigmoid(beta * (logratios - z0)),
+                      undesirable_weight * jax.nn.sigmoid(beta * (z0 - logratios)))
+    return jnp.where(desirable, desirable_weight, undesirable_weight) - value
+
+
 def implicit_rewards(policy_chosen: Array, policy_rejected: Array, ref_chosen: Array, ref_rejected: Array,
                      beta: float) -> dict[str, Array]:
     """DPO's implicit rewards ``beta (log pi - log pi_ref)`` of both sides, as the field reports them:
@@ -150,9 +181,9 @@ def implicit_rewards(policy_chosen: Array, policy_rejected: Array, ref_chosen: A
             "rewards/margins": (chosen - rejected).mean(), "rewards/accuracies": (chosen > rejected).mean()}
 
 
-DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "simpo")
-NORMALISED = ("ipo", "sigmoid_norm", "simpo")  # these compare per-token mean log-probs
-REFERENCE_FREE = ("simpo",)
+DPO_LOSSES = ("sigmoid", "cdpo", "robust", "ipo", "hinge", "sigmoid_norm", "simpo", "orpo")
+NORMALISED = ("ipo", "sigmoid_norm", "simpo", "orpo")  # these compare per-token mean log-probs
+REFERENCE_FREE = ("simpo", "orpo")
 
 
 def check_dpo_arguments(*, loss_type: str, beta: float, label_smoothing: float = 0.0, gamma: float = 0.0,

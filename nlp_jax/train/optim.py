@@ -3,6 +3,8 @@ Zaremba et al.'s per-epoch decay; both after global-norm clipping."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import optax
 
@@ -35,6 +37,7 @@ def decay_mask(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
+@functools.cache  # one object per setting: trainers with equal settings share their compiled step
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     schedule = learning_rate_schedule(cfg, total_steps)
     if cfg.name == "adamw":

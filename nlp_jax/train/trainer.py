@@ -15,7 +15,9 @@ arithmetic, and so the result, is the one-device step's.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -96,6 +98,53 @@ def _split(models: dict[str, nnx.Module] | None) -> tuple[dict, dict]:
     return {n: g for n, (g, _) in pairs.items()}, {n: s for n, (_, s) in pairs.items()}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Program:
+    """What the train step's program depends on besides its inputs' shapes: equal for two trainers of the
+    same model shape, objective and optimizer settings, which then share one jitted step (traced, lowered and
+    compiled once per input shape, not once per trainer: a resumed run, the rounds of a multi-stage run)."""
+    graphdef: Any
+    treedef: Any
+    frozen_defs: tuple
+    objective: weakref.ref  # to the Objective: the shared steps are kept while an equal objective lives
+    optim_cfg: OptimConfig
+    total_steps: int
+    wrt: Any
+
+    def __call__(self, leaves, obj_state, frozen_states, batch, key):
+        model, opt = nnx.merge(self.graphdef, jax.tree.unflatten(self.treedef, leaves))
+        frozen = {n: nnx.merge(d, frozen_states[n]) for n, d in self.frozen_defs}
+        _, schedule = make_optimizer(self.optim_cfg, self.total_steps)
+        lr = schedule(opt.step[...].astype(jnp.int32))  # uint32 would wrap in schedules that subtract
+        objective = self.objective()
+
+        def loss(m):
+            value, aux, new_state = objective.loss(m, batch, key, obj_state, frozen)
+            return value, (aux, new_state)
+
+        grad_fn = nnx.value_and_grad(loss, argnums=nnx.DiffState(0, self.wrt), has_aux=True)
+        (value, (aux, new_state)), grads = grad_fn(model)
+        opt.update(model, grads)
+        metrics = {"loss": value, "grad_norm": optax.tree.norm(grads), "lr": lr, **aux}
+        return jax.tree.leaves(nnx.state((model, opt))), new_state, metrics
+
+
+# objective -> {program: its jitted step}, for trainers on one device; an entry goes with its objective
+_SHARED_STEPS: weakref.WeakKeyDictionary[Objective, dict[_Program, Callable]] = weakref.WeakKeyDictionary()
+
+
+def _shared_step(objective: Objective, program: _Program) -> Callable:
+    """The jitted step of ``program``, the one an earlier trainer of an equal objective made if there is one
+    (an objective whose functions cannot be hashed gets one of its own)."""
+    try:
+        steps = _SHARED_STEPS.setdefault(objective, {})
+        if program not in steps:
+            steps[program] = jax.jit(program, donate_argnums=(0, 1))
+        return steps[program]
+    except TypeError:
+        return jax.jit(program, donate_argnums=(0, 1))
+
+
 class Trainer:
     """Owns (model, optimizer) as flat device leaves, the objective state and the frozen models.
 
@@ -110,20 +159,22 @@ class Trainer:
         # a plain loss_fn(model, batch, key) -> (loss, aux) is a stateless objective
         self.objective = objective if isinstance(objective, Objective) else Objective.of(objective)
         self.wrt, self.mesh = wrt, mesh
-        self.tx, self.schedule = make_optimizer(optim_cfg, total_steps)
+        self.tx = make_optimizer(optim_cfg, total_steps)[0]
         graphdef, state = nnx.split((model, nnx.Optimizer(model, self.tx, wrt=wrt)))
         self.graphdef, self.treedef = graphdef, jax.tree.structure(state)
         self.frozen_defs, self.frozen_states = _split(frozen)
+        program = _Program(graphdef, self.treedef, tuple(sorted(self.frozen_defs.items())),
+                           weakref.ref(self.objective), optim_cfg, total_steps, wrt)
         leaves = jax.tree.leaves(state)
         if mesh is None:
             self.leaves = [jnp.copy(x) for x in leaves]  # own buffers: donation is safe
-            self._step = jax.jit(self._train_step, donate_argnums=(0, 1))
+            self._step = _shared_step(self.objective, program)
         else:
             self.leaf_shardings = sharding.state_shardings(leaves, mesh)
             self.leaves = sharding.put(leaves, self.leaf_shardings)
             self.frozen_states = jax.device_put(self.frozen_states, sharding.tree_shardings(self.frozen_states, mesh))
             rep = sharding.replicated(mesh)  # a prefix: every leaf of the objective state and the metrics
-            self._step = jax.jit(self._train_step, donate_argnums=(0, 1), out_shardings=(self.leaf_shardings, rep, rep))
+            self._step = jax.jit(program, donate_argnums=(0, 1), out_shardings=(self.leaf_shardings, rep, rep))
         self.objective_state = self._initial_state()
         self.base_key = jax.random.key(seed)
         self.step_count = 0
@@ -133,23 +184,6 @@ class Trainer:
         """The objective's initial state in buffers of its own (it is donated: no two leaves may share one)."""
         state = jax.tree.map(jnp.copy, self.objective.init_state())
         return state if self.mesh is None else jax.device_put(state, sharding.replicated(self.mesh))
-
-    # ---- the jitted step --------------------------------------------------------------------------------
-
-    def _train_step(self, leaves, obj_state, frozen_states, batch, key):
-        model, opt = nnx.merge(self.graphdef, jax.tree.unflatten(self.treedef, leaves))
-        frozen = {n: nnx.merge(self.frozen_defs[n], s) for n, s in frozen_states.items()}
-        lr = self.schedule(opt.step[...].astype(jnp.int32))  # uint32 would wrap in schedules that subtract
-
-        def loss(m):
-            value, aux, new_state = self.objective.loss(m, batch, key, obj_state, frozen)
-            return value, (aux, new_state)
-
-        grad_fn = nnx.value_and_grad(loss, argnums=nnx.DiffState(0, self.wrt), has_aux=True)
-        (value, (aux, new_state)), grads = grad_fn(model)
-        opt.update(model, grads)
-        metrics = {"loss": value, "grad_norm": optax.tree.norm(grads), "lr": lr, **aux}
-        return jax.tree.leaves(nnx.state((model, opt))), new_state, metrics
 
     def step(self, batch: dict) -> dict:
         """One optimizer step on ``batch`` (its dropout key ``fold_in(seed, step)``); returns the metrics as

@@ -85,11 +85,14 @@ def _logps(seed=2):
 def _reference(kind, pw, pl, rw, rl, beta, eps, gamma, nw, nl):
     """The DPO family written out in float64, one formula per loss."""
     pw, pl, rw, rl = (np.asarray(a, np.float64) for a in (pw, pl, rw, rl))
-    if kind in ("ipo", "sigmoid_norm", "simpo"):
+    if kind in ("ipo", "sigmoid_norm", "simpo", "orpo"):
         pw, pl, rw, rl = pw / nw, pl / nl, rw / nw, rl / nl
     h = (pw - rw) - (pl - rl)
     if kind == "simpo":
         return np.mean(-_logsig(beta * (pw - pl) - gamma))
+    if kind == "orpo":  # log odds = log(p / (1 - p)) of the per-token mean probability
+        odds = lambda lp: np.log(np.exp(lp) / (1 - np.exp(lp)))  # noqa: E731
+        return np.mean(-pw - beta * _logsig(odds(pw) - odds(pl)))
     return np.mean({
         "sigmoid": -_logsig(beta * h),
         "sigmoid_norm": -_logsig(beta * h),
@@ -106,6 +109,8 @@ def _loss(kind, pw, pl, rw, rl, beta, eps=0.0, gamma=0.0, nw=None, nl=None, q=No
         pw, pl, rw, rl = pw / nw, pl / nl, rw / nw, rl / nl
     if kind in ops.preference.REFERENCE_FREE:
         rw, rl = jnp.zeros_like(rw), jnp.zeros_like(rl)
+    if kind == "orpo":
+        return ops.orpo_loss(jnp.asarray(pw, jnp.float32), jnp.asarray(pl, jnp.float32), beta)
     h = ops.dpo_margin(*(jnp.asarray(a, jnp.float32) for a in (pw, pl, rw, rl)))
     return {"sigmoid": lambda: ops.dpo_sigmoid_loss(h, beta) if q is None else ops.dpo_soft_loss(h, beta, q),
             "sigmoid_norm": lambda: ops.dpo_sigmoid_loss(h, beta), "cdpo": lambda: ops.cdpo_loss(h, beta, eps),
@@ -189,3 +194,34 @@ def test_mismatched_pair_shapes_are_refused():
         ops.dpo_soft_loss(pw, 0.1, pl[:3])
     with pytest.raises(AssertionError):
         ops.bradley_terry_loss(pw, pl[:3])
+
+
+def test_orpo_is_the_chosen_nll_plus_the_log_odds_ratio():
+    chosen, rejected = np.array([-0.5, -1.2, -0.01, -3.0], np.float32), np.array([-0.9, -0.4, -2.0, -3.0], np.float32)
+    got = np.asarray(ops.orpo_loss(chosen, rejected, lam=0.1), np.float64)
+    c, r = chosen.astype(np.float64), rejected.astype(np.float64)
+    odds = lambda lp: np.log(np.exp(lp) / (1 - np.exp(lp)))  # noqa: E731  p / (1 - p), written out
+    np.testing.assert_allclose(got, -c - 0.1 * _logsig(odds(c) - odds(r)), rtol=1e-5)
+    assert got[3] == pytest.approx(3.0 + 0.1 * np.log(2), rel=1e-6)  # equal odds: log 2 per unit of lambda
+    # the odds-ratio term pushes the chosen up and the rejected down; lambda 0 is plain SFT on the chosen
+    gc, gr = jax.grad(lambda a, b: ops.orpo_loss(a, b, 0.1).sum(), argnums=(0, 1))(chosen, rejected)
+    assert np.all(np.asarray(gc) < 0) and np.all(np.asarray(gr) > 0)
+    np.testing.assert_allclose(ops.orpo_loss(chosen, rejected, 0.0), -chosen)
+
+
+def test_kto_values_each_example_against_the_batch_kl_reference_point():
+    policy, ref = np.array([-4.0, -6.0, -5.0, -2.0], np.float32), np.array([-5.0, -5.5, -5.0, -4.0], np.float32)
+    z0 = ops.kto_reference_point(policy, ref)
+    assert float(z0) == pytest.approx(0.625)  # the mean of 1, -0.5, 0, 2: above 0, kept
+    assert float(ops.kto_reference_point(ref, policy)) == 0.0  # a negative estimate is clamped at 0
+    desirable = np.array([True, True, False, False])
+    r = (policy - ref).astype(np.float64)
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    want = np.where(desirable, 1.0 - 1.0 * sig(0.1 * (r - 0.625)), 1.5 - 1.5 * sig(0.1 * (0.625 - r)))
+    got = ops.kto_loss(policy - ref, desirable, z0, beta=0.1, undesirable_weight=1.5)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # desirable examples are pulled up, undesirable ones down; the reference point carries no gradient
+    g = jax.grad(lambda lp: ops.kto_loss(lp - ref, desirable, ops.kto_reference_point(lp, ref), 0.1).sum())(policy)
+    assert np.all(np.asarray(g)[:2] < 0) and np.all(np.asarray(g)[2:] > 0)
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        ops.kto_loss(policy - ref, desirable, z0, beta=0.0)

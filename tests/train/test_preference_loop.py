@@ -1,4 +1,4 @@
-"""DPO and the reward model through the one Trainer: log 2 at the start, learning a synthetic preference,
+"""DPO, KTO and the reward model through the one Trainer: log 2 at the start, learning a synthetic preference,
 the frozen reference untouched and gradient-free, and the reference cache reused only while valid."""
 
 import jax
@@ -8,10 +8,10 @@ import pytest
 from flax import nnx
 
 from nlp_jax.data.corpus import ShuffledBatches
-from nlp_jax.data.preferences import encode_pairs
+from nlp_jax.data.preferences import encode_pairs, encode_unpaired
 from nlp_jax.models.gpt2 import GPT2, GPT2Config
 from nlp_jax.models.reward import RewardModel, pair_batch
-from nlp_jax.objectives import Objective, dpo_objective, reward_loss
+from nlp_jax.objectives import Objective, dpo_objective, kto_objective, reward_loss
 from nlp_jax.train.config import OptimConfig
 from nlp_jax.train.preference import reference_logprobs
 from nlp_jax.train.trainer import Trainer
@@ -120,15 +120,15 @@ def test_reward_model_learns_to_prefer_the_chosen_response():
     assert float(metrics["accuracy"]) == 1.0 and float(metrics["margin"]) > 1.0
 
 
-@pytest.mark.parametrize("loss_type", ["ipo", "simpo", "cdpo"])
+@pytest.mark.parametrize("loss_type", ["ipo", "simpo", "cdpo", "orpo"])
 def test_the_objective_compares_the_log_probs_each_loss_is_defined_on(loss_type):
-    """ipo and simpo on per-token means (simpo with no reference), cdpo on sums: the objective's mean loss
-    equals the float64 formula on the log-probs it should use."""
+    """ipo, simpo and orpo on per-token means (simpo and orpo with no reference), cdpo on sums: the
+    objective's mean loss equals the float64 formula on the log-probs it should use."""
     from nlp_jax.models.reward import response_logprobs
 
     batch = {k: jnp.asarray(v[:4]) for k, v in _pairs().items()}
     policy, reference = _policy(0), _policy(1)
-    kw = {"ipo": {}, "simpo": {"gamma": 0.3}, "cdpo": {"label_smoothing": 0.1}}[loss_type]
+    kw = {"ipo": {}, "simpo": {"gamma": 0.3}, "cdpo": {"label_smoothing": 0.1}, "orpo": {}}[loss_type]
     value, aux, _ = dpo_objective(beta=0.5, loss_type=loss_type, **kw).loss(policy, batch, None, None,
                                                                             {"reference": reference})
     tokens, mask, response = pair_batch(batch)
@@ -140,9 +140,57 @@ def test_the_objective_compares_the_log_probs_each_loss_is_defined_on(loss_type)
         want = np.mean(((pw / nw - rw / nw) - (pl / nl - rl / nl) - 1 / (2 * 0.5)) ** 2)
     elif loss_type == "simpo":
         want = np.mean(-logsig(0.5 * (pw / nw - pl / nl) - 0.3))
+    elif loss_type == "orpo":  # the chosen's per-token NLL + lambda (beta) x the log odds ratio
+        log_odds = lambda lp: lp - np.log1p(-np.exp(lp))  # noqa: E731
+        want = np.mean(-pw / nw - 0.5 * logsig(log_odds(pw / nw) - log_odds(pl / nl)))
     else:
         h = (pw - rw) - (pl - rl)
         want = np.mean(-0.9 * logsig(0.5 * h) - 0.1 * logsig(-0.5 * h))
     assert float(value) == pytest.approx(want, rel=1e-4)
     assert float(aux["logps/chosen"]) == pytest.approx(np.mean(pw), rel=1e-5)
 
+
+
+def _unpaired(n=32, seed=0):
+    """KTO's examples: a completion of 'a's is desirable, one of 'b's undesirable (ids 1 and 2)."""
+    rng = np.random.default_rng(seed)
+    prompts = ["".join(rng.choice(list("cdefgh"), rng.integers(1, 6))) for _ in range(n)]
+    labels = rng.random(n) < 0.5
+    completions = [("a" if good else "b") * k for good, k in zip(labels, rng.integers(2, 8, n))]
+    return encode_unpaired(lambda s: [ord(c) - 96 for c in s], prompts, completions, labels, max_length=16,
+                           max_prompt_length=6, bos_id=30)[0]
+
+
+def test_kto_starts_at_half_its_weights_and_learns_unpaired_labels():
+    examples = _unpaired()
+    reference = _policy()
+    before = _leaves(reference)
+    trainer = Trainer(_policy(), kto_objective(beta=0.5, undesirable_weight=1.5), OptimConfig(lr=1e-2, warmup_steps=0),
+                      40, frozen={"reference": reference})
+    source = ShuffledBatches(examples, 8, seed=1)
+    batch = source(0)
+    first = trainer.step(dict(batch))  # policy == reference: z0 = 0 and every value is sigma(0) = 1/2
+    weights = np.where(batch["desirable"], 1.0, 1.5)
+    assert float(first["loss"]) == pytest.approx(np.mean(weights) / 2, rel=1e-6) and float(first["kl"]) == 0.0
+    for step in range(1, 40):
+        metrics = trainer.step(source(step))
+    assert float(metrics["rewards/desirable"]) > 0 > float(metrics["rewards/undesirable"])
+    assert float(metrics["loss"]) < float(first["loss"])
+    assert all(np.array_equal(a, b) for a, b in zip(before, _leaves(reference)))
+    with pytest.raises(KeyError, match="a KTO batch needs"):
+        kto_objective(beta=0.1).loss(_policy(), {"completion": batch["completion"]}, None, None, {})
+
+
+def test_unpaired_examples_pair_each_prompt_with_the_next_completion_and_refuse_one_sided_labels():
+    encode = lambda s: [ord(c) - 96 for c in s]  # noqa: E731
+    out, dropped = encode_unpaired(encode, ["c", "d", "e"], ["aa", "", "bbb"], [True, False, False], max_length=8,
+                                   max_prompt_length=4, bos_id=30, drop_invalid=True)
+    assert dropped == [1] and out["desirable"].tolist() == [True, False]
+    assert out["completion"][:, :4].tolist() == [[30, 3, 1, 1], [30, 5, 2, 2]]
+    assert out["kl"][:, :5].tolist() == [[30, 3, 2, 2, 2], [30, 5, 1, 1, 0]]  # each prompt, the other's completion
+    assert out["kl_response"][1].tolist()[:5] == [False, False, True, True, False]
+    with pytest.raises(ValueError, match="example 1 has an empty completion"):
+        encode_unpaired(encode, ["c", "d", "e"], ["aa", "", "bbb"], [True, False, False], max_length=8,
+                        max_prompt_length=4)
+    with pytest.raises(ValueError, match="desirable and undesirable examples both"):
+        encode_unpaired(encode, ["c", "d"], ["aa", "bb"], [True, True], max_length=8, max_prompt_length=4)

@@ -80,3 +80,23 @@ def test_best_metric_direction_and_tensorboard(tmp_path):
     assert events and events[0].stat().st_size > 0
     assert result.tokens_per_second > 0  # counted by the objective (aux 'tokens')
     assert 0 < result.startup_seconds < result.seconds
+
+
+def test_trainers_of_one_objective_and_settings_share_one_compiled_step():
+    traces = []
+
+    def loss_fn(model, batch, key):
+        traces.append(key)
+        return lm_loss(model, batch, key)
+
+    batch = SOURCE(0)
+    first, second = (Trainer(GPT2(CFG, rngs=nnx.Rngs(seed)), loss_fn, OPTIM, 10) for seed in (0, 1))
+    losses = [float(t.step(dict(batch))["loss"]) for t in (first, second)]
+    assert len(traces) == 1 and Objective.of(loss_fn) is first.objective  # traced once for both trainers
+    assert losses[1] == np.float32(lm_loss(GPT2(CFG, rngs=nnx.Rngs(1)), batch, None)[0])  # with its own weights
+    assert losses[0] != losses[1]
+    Trainer(GPT2(CFG, rngs=nnx.Rngs(0)), loss_fn, OptimConfig(lr=1e-3, warmup_steps=0), 10).step(dict(batch))
+    assert len(traces) == 2  # other optimizer settings: a program of their own
+    Trainer(GPT2(CFG, rngs=nnx.Rngs(0)), Objective(lambda m, b, k, s, f: (*loss_fn(m, b, k), s)), OPTIM, 10).step(
+        dict(batch))
+    assert len(traces) == 3  # another objective: its own program
