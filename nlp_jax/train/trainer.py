@@ -129,7 +129,8 @@ class _Program:
         return jax.tree.leaves(nnx.state((model, opt))), new_state, metrics
 
 
-# objective -> {program: its jitted step}, for trainers on one device; an entry goes with its objective
+# objective -> {program: its jitted step}, for trainers on one device; an entry goes with its objective (an
+# Objective.of(f) lives as long as f: its compiled steps stay, as a module-level jax.jit's do)
 _SHARED_STEPS: weakref.WeakKeyDictionary[Objective, dict[_Program, Callable]] = weakref.WeakKeyDictionary()
 
 
