@@ -23,7 +23,7 @@ autodoc_mock_imports = ["torch", "transformers", "gensim", "sklearn"]
 html_theme = "sphinx_book_theme"
 html_title = "nlp_jax"
 html_static_path = ["_static"]
-html_theme_options = {"show_toc_level": 2}
+html_theme_options = {"show_toc_level": 2, "collapse_navbar": True}
 
 
 def _site_links(text: str) -> str:
