@@ -1,8 +1,8 @@
 """Training on preference pairs through the one loop (``train.loop.train``); the objectives themselves
 (``objectives.dpo_objective``, ``objectives.reward_loss``) live in ``nlp_jax.objectives``.
 
-- :func:`reference_logprobs`: the reference policy's log-probs of every pair, computed once and cached on
-  disk with a fingerprint of the reference and the pairs;
+- :func:`reference_logprobs`: the reference policy's log-probs of every pair (or KTO example), computed once
+  and cached on disk with a fingerprint of the reference and the data;
 - :func:`train_on_pairs`: either objective for whole epochs over a set of pairs, by the one loop.
 
 A batch holds ``chosen``/``rejected`` (B, T) ids with their ``*_mask`` and ``*_response`` masks
@@ -12,6 +12,7 @@ A batch holds ``chosen``/``rejected`` (B, T) ids with their ``*_mask`` and ``*_r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from pathlib import Path
 
@@ -23,8 +24,7 @@ from tqdm.auto import tqdm
 
 from nlp_jax.data.atomic import atomic_path
 from nlp_jax.data.corpus import ShuffledBatches
-from nlp_jax.models.reward import pair_batch, response_logprobs
-from nlp_jax.objectives.preference import REF_KEYS
+from nlp_jax.models.reward import response_logprobs
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.stages import train_stage
 
@@ -38,32 +38,38 @@ def _fingerprint(model: nnx.Module, pairs: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-@nnx.jit
-def pair_logprobs(model, batch) -> tuple[jax.Array, jax.Array]:
-    """(chosen, rejected) (B,): ``model``'s summed response log-probs of a batch of pairs, in one pass."""
-    tokens, mask, response = pair_batch(batch)
-    return jnp.split(response_logprobs(model, tokens, mask, response)[0], 2)
+@functools.partial(nnx.jit, static_argnames=("sides",))
+def pair_logprobs(model, batch, sides: tuple[str, str] = ("chosen", "rejected")) -> tuple[jax.Array, jax.Array]:
+    """The two rows' (B,) summed response log-probs under ``model`` in one pass: ``(chosen, rejected)`` of a
+    batch of pairs, or of any two ``sides`` with their ``*_mask`` and ``*_response`` (KTO's completion and
+    KL rows)."""
+    cat = lambda k: jnp.concatenate([batch[f"{sides[0]}{k}"], batch[f"{sides[1]}{k}"]])  # noqa: E731
+    return jnp.split(response_logprobs(model, cat(""), cat("_mask"), cat("_response"))[0], 2)
 
 
 def reference_logprobs(reference: nnx.Module, pairs: dict[str, np.ndarray], cache: str | Path | None = None,
-                       *, batch_size: int = 16) -> dict[str, np.ndarray]:
+                       *, batch_size: int = 16, sides: tuple[str, str] = ("chosen", "rejected")
+                       ) -> dict[str, np.ndarray]:
     """``{'ref_chosen', 'ref_rejected'}`` (N,): the reference's summed response log-probs of every pair, in
-    evaluation mode, computed once. With ``cache`` (an .npz path) they are stored with a fingerprint of
-    the reference's parameters and the pairs, and reused while both are unchanged (a changed one is
-    recomputed, never read stale)."""
-    fingerprint = _fingerprint(reference, pairs)
+    evaluation mode, computed once (``sides=('completion', 'kl')``: KTO's examples, ``{'ref_completion',
+    'ref_kl'}``). With ``cache`` (an .npz path) they are stored with a fingerprint of the reference's
+    parameters and the data, and reused while both are unchanged (a changed one is recomputed, never read
+    stale)."""
+    keys = tuple(f"ref_{side}" for side in sides)
+    rows = {f"{side}{x}": pairs[f"{side}{x}"] for side in sides for x in ("", "_mask", "_response")}
+    fingerprint = _fingerprint(reference, rows)
     cache = None if cache is None else Path(cache)
     if cache is not None and cache.exists():
         with np.load(cache) as stored:
-            if str(stored["fingerprint"]) == fingerprint:
-                return {k: stored[k] for k in REF_KEYS}
-        print(f"{cache}: made for another reference model or other pairs; recomputing")
-    n = len(pairs["chosen"])
+            if str(stored["fingerprint"]) == fingerprint and set(keys) <= set(stored.files):
+                return {k: stored[k] for k in keys}
+        print(f"{cache}: made for another reference model or other data; recomputing")
+    n = len(pairs[sides[0]])
     parts = []
     for i in tqdm(range(0, n, batch_size), desc="reference log-probs", leave=False):
-        batch = {k: jnp.asarray(v[i:i + batch_size]) for k, v in pairs.items() if k not in REF_KEYS}
-        parts.append([np.asarray(x) for x in pair_logprobs(reference, batch)])
-    out = {k: np.concatenate([p[j] for p in parts]) for j, k in enumerate(REF_KEYS)}
+        batch = {k: jnp.asarray(v[i:i + batch_size]) for k, v in rows.items()}
+        parts.append([np.asarray(x) for x in pair_logprobs(reference, batch, sides)])
+    out = {k: np.concatenate([p[j] for p in parts]) for j, k in enumerate(keys)}
     if cache is not None:
         with atomic_path(cache, ".npz") as tmp:  # a crash mid-write leaves the old cache or none
             np.savez(tmp, fingerprint=fingerprint, **out)

@@ -194,3 +194,19 @@ def test_unpaired_examples_pair_each_prompt_with_the_next_completion_and_refuse_
                         max_prompt_length=4)
     with pytest.raises(ValueError, match="desirable and undesirable examples both"):
         encode_unpaired(encode, ["c", "d"], ["aa", "bb"], [True, True], max_length=8, max_prompt_length=4)
+
+
+def test_kto_s_reference_log_probs_are_cached_like_the_pairs_and_never_served_for_other_data(tmp_path):
+    examples, reference, cache = _unpaired(12), _policy(), tmp_path / "kto_ref.npz"
+    ref = reference_logprobs(reference, examples, cache, batch_size=5, sides=("completion", "kl"))
+    assert set(ref) == {"ref_completion", "ref_kl"}
+    batch = {k: jnp.asarray(v[:4]) for k, v in examples.items()}
+    objective = kto_objective(beta=0.1)
+    from_cache = objective.loss(_policy(2), {**batch, **{k: v[:4] for k, v in ref.items()}}, None, None, {})
+    from_model = objective.loss(_policy(2), batch, None, None, {"reference": reference})
+    assert abs(float(from_cache[0]) - float(from_model[0])) < 1e-6
+    assert abs(float(from_cache[1]["kl"]) - float(from_model[1]["kl"])) < 1e-6
+    changed = {**examples, "completion": np.where(examples["completion_response"], 1, examples["completion"])}
+    again = reference_logprobs(reference, changed, cache, sides=("completion", "kl"))  # other data: recomputed
+    assert not np.allclose(again["ref_completion"], ref["ref_completion"])
+    np.testing.assert_array_equal(again["ref_kl"], ref["ref_kl"])
