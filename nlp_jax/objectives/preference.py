@@ -33,6 +33,17 @@ def reward_loss(model: RewardModel, batch: dict, key: Array | None, *, center_co
     return loss, {**metrics, "tokens": jnp.sum(mask)}
 
 
+def reference_logps(batch: dict, keys: tuple[str, str], frozen: dict, tokens, mask, response, who: str):
+    """The reference's summed response log-probs of the stacked rows: from the batch (``keys``, computed once
+    by ``train.preference.reference_logprobs``) or from ``frozen['reference']`` (no gradient)."""
+    if all(k in batch for k in keys):
+        return jnp.concatenate([batch[k] for k in keys])
+    if "reference" in frozen:
+        return jax.lax.stop_gradient(response_logprobs(frozen["reference"], tokens, mask, response)[0])
+    raise ValueError(f"{who} needs the reference log-probs: put {'/'.join(keys)} in the batch (reference_logprobs) "
+                     "or pass frozen={'reference': model}")
+
+
 def pair_loss(loss_type: str, *, label_smoothing: float = 0.0, gamma: float = 0.0):
     """The per-pair loss ``(h, beta, preference) -> (B,)`` of the DPO family member ``loss_type`` (one op
     each in ``ops.preference``; ``preference`` q, soft labels, applies to ``sigmoid`` only)."""
@@ -67,13 +78,8 @@ def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: f
         total, _, _ = response_logprobs(model, tokens, mask, response, key)
         if free:
             ref = jnp.zeros_like(total)
-        elif all(k in batch for k in REF_KEYS):
-            ref = jnp.concatenate([batch["ref_chosen"], batch["ref_rejected"]])
-        elif "reference" in frozen:
-            ref = jax.lax.stop_gradient(response_logprobs(frozen["reference"], tokens, mask, response)[0])
         else:
-            raise ValueError("DPO needs the reference log-probs: put ref_chosen/ref_rejected in the batch "
-                             "(reference_logprobs) or pass frozen={'reference': model}")
+            ref = reference_logps(batch, REF_KEYS, frozen, tokens, mask, response, "DPO")
         (sum_w, sum_l), (rw, rl) = jnp.split(total, 2), jnp.split(ref, 2)
         pw, pl = sum_w, sum_l
         if loss_type in NORMALISED:  # per-token means of the response log-probs
@@ -114,13 +120,7 @@ def kto_objective(*, beta: float, desirable_weight: float = 1.0, undesirable_wei
         cat = lambda k: jnp.concatenate([batch[f"completion{k}"], batch[f"kl{k}"]])  # noqa: E731
         tokens, mask, response = cat(""), cat("_mask"), cat("_response")
         total, _, _ = response_logprobs(model, tokens, mask, response, key)
-        if all(k in batch for k in KTO_REF_KEYS):
-            ref = jnp.concatenate([batch[k] for k in KTO_REF_KEYS])
-        elif "reference" in frozen:
-            ref = jax.lax.stop_gradient(response_logprobs(frozen["reference"], tokens, mask, response)[0])
-        else:
-            raise ValueError("KTO needs the reference log-probs: put ref_completion/ref_kl in the batch or pass "
-                             "frozen={'reference': model}")
+        ref = reference_logps(batch, KTO_REF_KEYS, frozen, tokens, mask, response, "KTO")
         (logp, logp_kl), (ref_logp, ref_kl) = jnp.split(total, 2), jnp.split(ref, 2)
         z0 = ops.kto_reference_point(logp_kl, ref_kl)
         desirable = batch["desirable"]
