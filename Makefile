@@ -16,7 +16,7 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
 .PHONY: install demo test lint docs study bench gpu-check clean help gpt tfidf ngram w2v lstm-ptb bilstm-sst2 \
-        bert-pretrain bert-sst2 rlhf-sentiment translate preferences-hh
+        bert-pretrain bert-sst2 rlhf-sentiment verifiable-rl translate preferences-hh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,9 @@ bert-sst2: $(STAMP) $(MINILM)  ## BERT on SST-2: MiniLM ([CLS], mean), ours, scr
 rlhf-sentiment: $(STAMP) $(MINILM)  ## controlled sentiment: SFT, best-of-N, DPO family, PPO; frontier
 	test -f runs/bert_sst2/export/config.json || $(RUN) experiments/bert_sst2.py:minilm  # the oracle
 	$(call experiment,rlhf_sentiment,"")
+
+verifiable-rl: $(STAMP)  ## addition with a verifier: SFT, then GRPO, RLOO, REINFORCE++, PPO, online DPO
+	$(call experiment,verifiable_rl,"")
 
 translate: $(STAMP)  ## Multi30k en->de: LSTM (no, dot, bilinear, additive attention), transformer
 	$(call experiment,translate.py,lstm_none lstm_dot lstm_bilinear lstm_additive transformer)

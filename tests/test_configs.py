@@ -32,7 +32,8 @@ def _runs(cfg) -> list:
 
 def test_every_experiment_and_study_is_found():
     assert len(EXPERIMENTS) >= 11 and "experiments/rlhf_sentiment" in EXPERIMENTS
-    assert STUDIES == ["studies/bert_pretraining/study.py", "studies/rlhf_sentiment/study.py"]
+    assert STUDIES == ["studies/bert_pretraining/study.py", "studies/rlhf_sentiment/study.py",
+                       "studies/verifiable_rl/study.py"]
 
 
 @pytest.mark.parametrize("source,name", _cases(), ids=lambda x: x.removeprefix("experiments/").removeprefix("studies/"))

@@ -10,7 +10,7 @@ import pytest
 from nlp_jax.run import load_experiment, main
 
 ROOT = Path(__file__).resolve().parents[1]
-OWN_TESTS = {"rlhf_sentiment", "preferences_hh", "translate"}  # tested below and in test_rlhf_sentiment.py
+OWN_TESTS = {"rlhf_sentiment", "preferences_hh", "translate", "verifiable_rl"}  # tested below and in their own files
 EXPERIMENTS = sorted(p for p in [*ROOT.glob("experiments/*.py"), *ROOT.glob("experiments/*/__init__.py")]
                      if p.stem != "__init__" and p.stem not in OWN_TESTS)
 GPT = Path(__file__).resolve().parents[1] / "experiments" / "gpt_shakespeare_char.py"

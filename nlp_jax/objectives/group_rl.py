@@ -38,7 +38,8 @@ class GroupRLConfig:
         check_fields(self, method=((lambda v: v in METHODS), f"one of {METHODS}"),
                      prompts_per_rollout=at_least(1), samples=at_least(2), minibatches=at_least(1),
                      epochs=at_least(1), max_new_tokens=at_least(1), kl_coef=at_least(0.0),
-                     kl_estimator=((lambda v: v in ("k1", "k3")), "'k1' or 'k3'"), clip_low=at_least(0.0),
+                     kl_estimator=((lambda v: v in ("k1", "k3")), "'k1' or 'k3'"),
+                     clip_low=((lambda v: 0 <= v < 1), "in [0, 1) (the ratio's floor 1 - clip_low stays positive)"),
                      clip_high=at_least(0.0), ratio=((lambda v: v in ("token", "sequence")), "'token' or 'sequence'"),
                      aggregation=((lambda v: v in ops.AGGREGATIONS), f"one of {ops.AGGREGATIONS}"))
         if self.rollout_rows % self.minibatches:

@@ -85,8 +85,9 @@ def clipped_surrogate(ratio: Array, advantages: Array, clip_low: float = 0.2, cl
     clip ranges; ``clip_high`` None = ``clip_low``), and where the clip binds (bool, same shape). A (B,)
     advantage (one per completion) is broadcast over its tokens."""
     clip_high = clip_low if clip_high is None else clip_high
-    if not (clip_low >= 0 and clip_high >= 0):
-        raise ValueError(f"clip ranges must be >= 0, got clip_low={clip_low}, clip_high={clip_high}")
+    if not (0 <= clip_low < 1 and clip_high >= 0):
+        raise ValueError(f"clip ranges must be 0 <= clip_low < 1 (the ratio's floor 1 - clip_low stays positive) "
+                         f"and clip_high >= 0, got clip_low={clip_low}, clip_high={clip_high}")
     if advantages.ndim == ratio.ndim - 1:
         advantages = advantages[..., None]
     unclipped = -advantages * ratio

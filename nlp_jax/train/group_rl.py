@@ -57,7 +57,8 @@ class GroupRollouts:
     in a seeded order (an epoch over the prompts is a permutation), each repeated ``cfg.samples`` times;
     ``reward_fn(tokens, attention_mask, prompt_rows) -> (B,)`` numpy rewards of whole sequences (a reward
     model, the oracle, or a program that checks the answer to prompt ``prompt_rows[i]``); ``reference`` the
-    frozen policy of the KL term (read only when ``cfg.kl_coef`` > 0)."""
+    frozen policy of the ``kl`` metric and, when ``cfg.kl_coef`` > 0, of the loss's KL term (None: the metric
+    is 0)."""
 
     def __init__(self, prompts: np.ndarray, prompt_mask: np.ndarray, *, reference: nnx.Module | None,
                  reward_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], cfg: GroupRLConfig,
@@ -88,9 +89,14 @@ class GroupRollouts:
                         eos_id=self.eos_id, pad_id=self.pad_id)
         tokens, mask = drawn["tokens"], drawn["mask"]
         logprobs = _logprobs(policy, tokens, mask, prompt_len=self.prompt_len)
-        ref = (_logprobs(self.reference, tokens, mask, prompt_len=self.prompt_len) if cfg.kl_coef
-               else jnp.zeros_like(logprobs))
-        rewards = np.asarray(self.reward_fn(tokens, mask, rows), np.float32)
+        ref = (logprobs if self.reference is None  # (no reference: the KL metric is 0, not a number to read)
+               else _logprobs(self.reference, tokens, mask, prompt_len=self.prompt_len))
+        try:
+            rewards = np.asarray(self.reward_fn(tokens, mask, rows), np.float32)
+        except Exception as err:  # (the last checkpoint is kept: a rerun resumes from it)
+            err.add_note(f"in reward_fn on rollout {r} (steps {r * cfg.steps_per_rollout}-"
+                         f"{(r + 1) * cfg.steps_per_rollout - 1}) of {len(rows)} completions")
+            raise
         if rewards.shape != (len(rows),) or not np.isfinite(rewards).all():
             raise ValueError(f"reward_fn must return {len(rows)} finite rewards, got shape {rewards.shape} "
                              f"with {int(np.sum(~np.isfinite(rewards)))} non-finite")
@@ -117,15 +123,18 @@ def train_group_rl(policy: nnx.Module, reference: nnx.Module | None,
                    reward_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], prompts: np.ndarray,
                    prompt_mask: np.ndarray, *, cfg: GroupRLConfig, rollouts: int, optim_cfg: OptimConfig,
                    workdir: str | Path, config, eos_id: int | None = None, pad_id: int = 0,
-                   train_cfg: TrainConfig = TrainConfig(steps=0, seed=7), stage: str | None = None) -> nnx.Module:
+                   train_cfg: TrainConfig = TrainConfig(steps=0, seed=7), stage: str | None = None,
+                   eval_fn: Callable[[nnx.Module], dict] | None = None, eval_every: int = 0) -> nnx.Module:
     """``policy`` trained by ``cfg.method`` on ``rollouts`` rollout batches of ``prompts``
     (:class:`GroupRollouts`), logged once a rollout and checkpointed every 10 in ``workdir`` under ``config``
     (``stages.train_stage``: a rerun resumes it, or reads a finished run back). ``train_cfg`` gives the seed
-    of the rollouts and the progress bar; its steps, logging and checkpoints follow the rollouts."""
+    of the rollouts and the progress bar; its steps, logging and checkpoints follow the rollouts.
+    ``eval_fn(policy) -> {name: value}`` is logged every ``eval_every`` rollouts (0: never) and after the last."""
     source = GroupRollouts(prompts, prompt_mask, reference=reference, reward_fn=reward_fn, cfg=cfg,
                            seed=train_cfg.seed, eos_id=eos_id, pad_id=pad_id)
     n = cfg.steps_per_rollout
-    train_cfg = dataclasses.replace(train_cfg, steps=rollouts * n, log_every=n, eval_every=0, ckpt_every=10 * n)
+    train_cfg = dataclasses.replace(train_cfg, steps=rollouts * n, log_every=n, eval_every=eval_every * n,
+                                    ckpt_every=10 * n)
     model, _ = train_stage(policy, group_rl_objective(cfg, source.prompt_len), source, train_cfg=train_cfg,
-                           optim_cfg=optim_cfg, workdir=workdir, config=config, stage=stage)
+                           optim_cfg=optim_cfg, workdir=workdir, config=config, stage=stage, eval_fn=eval_fn)
     return model

@@ -116,16 +116,19 @@ class PPORollouts:
 def train_ppo(policy: nnx.Module, reference: nnx.Module, score_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
               prompts: np.ndarray, prompt_mask: np.ndarray, *, cfg: PPOConfig, rollouts: int,
               optim_cfg: OptimConfig, workdir: str | Path, config, eos_id: int | None = None, pad_id: int = 0,
-              train_cfg: TrainConfig = TrainConfig(steps=0, seed=7), stage: str | None = None) -> nnx.Module:
+              train_cfg: TrainConfig = TrainConfig(steps=0, seed=7), stage: str | None = None,
+              eval_fn: Callable[[nnx.Module], dict] | None = None, eval_every: int = 0) -> nnx.Module:
     """``policy`` (a ``models.reward.PolicyWithValue``) trained by PPO on ``rollouts`` rollout batches of
     ``prompts`` (:class:`PPORollouts`: ``score_fn`` scores them, ``reference`` is the KL anchor), logged
     once a rollout and checkpointed every 10 in ``workdir`` under ``config`` (``stages.train_stage``: a rerun
     resumes it, or reads a finished run back). ``train_cfg`` gives the seed of the rollouts and the progress
-    bar; its steps, logging and checkpoints follow the rollouts."""
+    bar; its steps, logging and checkpoints follow the rollouts. ``eval_fn(policy) -> {name: value}`` is logged
+    every ``eval_every`` rollouts (0: never) and after the last."""
     source = PPORollouts(prompts, prompt_mask, reference=reference, score_fn=score_fn, cfg=cfg,
                          seed=train_cfg.seed, eos_id=eos_id, pad_id=pad_id)
     n = cfg.steps_per_rollout
-    train_cfg = dataclasses.replace(train_cfg, steps=rollouts * n, log_every=n, eval_every=0, ckpt_every=10 * n)
+    train_cfg = dataclasses.replace(train_cfg, steps=rollouts * n, log_every=n, eval_every=eval_every * n,
+                                    ckpt_every=10 * n)
     model, _ = train_stage(policy, ppo_objective(cfg, source.prompt_len), source, train_cfg=train_cfg,
-                           optim_cfg=optim_cfg, workdir=workdir, config=config, stage=stage)
+                           optim_cfg=optim_cfg, workdir=workdir, config=config, stage=stage, eval_fn=eval_fn)
     return model

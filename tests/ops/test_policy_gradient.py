@@ -80,8 +80,9 @@ def test_clip_higher_clips_each_side_at_its_own_range():
         # A > 0: only a ratio above 1 + eps_high is clipped; A < 0: only one below 1 - eps_low
         assert clipped[0].tolist() == ([False, False, False, False, True, True] if a > 0 else
                                        [True, True, False, False, False, False])
-    with pytest.raises(ValueError, match="clip ranges must be >= 0"):
-        pg.clipped_surrogate(ratio, np.ones(1, np.float32), -0.1)
+    for lo, hi in ((-0.1, 0.2), (1.0, 0.2), (0.2, -0.1)):  # a floor 1 - clip_low <= 0 would never bind
+        with pytest.raises(ValueError, match="clip ranges must be 0 <= clip_low < 1"):
+            pg.clipped_surrogate(ratio, np.ones(1, np.float32), lo, hi)
 
 
 def test_gspo_s_ratio_is_the_geometric_mean_of_the_token_ratios_over_real_tokens():

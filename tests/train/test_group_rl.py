@@ -2,6 +2,8 @@
 KL 0 at the first update, each method's advantages from the group's rewards, a verifier's reward raised by
 GRPO and RLOO, and exact resume mid-rollout."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -109,6 +111,8 @@ def test_bad_settings_and_rewards_are_refused():
         GroupRLConfig(samples=1)
     with pytest.raises(ValueError, match="method"):
         GroupRLConfig(method="ppo")
+    with pytest.raises(ValueError, match="clip_low"):
+        GroupRLConfig(clip_low=1.0)
     with pytest.raises(ValueError, match="needs the reference policy"):
         GroupRollouts(*_prompts(), reference=None, reward_fn=verifier, cfg=SMALL)
     policy, reference, _, objective = _setup(SMALL)
@@ -117,3 +121,25 @@ def test_bad_settings_and_rewards_are_refused():
     source.bind(Trainer(policy, objective, OPTIM, 8))
     with pytest.raises(ValueError, match="16 finite rewards"):
         source(0)
+
+    def broken(tokens, mask, rows):
+        raise ZeroDivisionError("the verifier's own bug")
+
+    source.reward_fn = broken
+    with pytest.raises(ZeroDivisionError) as err:
+        source(0)
+    assert "in reward_fn on rollout 0 (steps 0-3) of 16 completions" in "".join(err.value.__notes__)
+
+
+def test_a_group_of_equal_rewards_has_zero_advantage_and_a_zero_gradient():
+    cfg = GroupRLConfig(prompts_per_rollout=4, samples=4, max_new_tokens=6)
+    policy, reference, _, objective = _setup(cfg)
+    source = GroupRollouts(*_prompts(), reference=reference, reward_fn=lambda t, m, r: np.ones(len(t)), cfg=cfg)
+    trainer = Trainer(policy, objective, dataclasses.replace(OPTIM, weight_decay=0.0), 8)  # (decay alone moves them)
+    source.bind(trainer)
+    before = jax.tree.map(np.asarray, nnx.state(trainer.model, nnx.Param))
+    m = jax.device_get(trainer.step(source(0)))
+    assert np.all(np.asarray(trainer.objective_state["advantages"]) == 0) and m["reward_std"] == 0
+    assert np.isfinite(m["loss"]) and m["loss"] == 0 and m["grad_norm"] == 0  # nothing to learn, and no NaN
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(nnx.state(trainer.model, nnx.Param))):
+        np.testing.assert_array_equal(a, b)
