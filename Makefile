@@ -15,7 +15,7 @@ export MALLOC_ARENA_MAX ?= 1
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 
-.PHONY: install demo test lint docs study bench gpu-check clean help gpt tfidf ngram w2v lstm-ptb bilstm-sst2 \
+.PHONY: install demo test lint docs study bench gpu-check clean help bench-rl gpt tfidf ngram w2v lstm-ptb bilstm-sst2 \
         bert-pretrain bert-sst2 rlhf-sentiment verifiable-rl translate preferences-hh
 
 $(STAMP): pyproject.toml
@@ -92,9 +92,12 @@ translate: $(STAMP)  ## Multi30k en->de: LSTM (no, dot, bilinear, additive atten
 preferences-hh: $(STAMP) $(MINILM)  ## HH-RLHF: MiniLM reward models (C=rm), SFT GPT + DPO (C=dpo)
 	$(call experiment,preferences_hh.py,rm dpo)
 
-BENCHES = gpt attention ngram rnn w2v bert dpo seq2seq memory
+BENCHES = gpt attention ngram rnn w2v bert dpo rl seq2seq memory
 bench: $(STAMP) $(MINILM)  ## benchmarks against peers (B=<one of BENCHES>; BENCHMARKS.md)
 	for b in $(or $(B),$(BENCHES)); do $(PY) benchmarks/bench_$$b.py || exit 1; done
+
+bench-rl: $(STAMP)  ## a GRPO iteration and a DPO step against TRL's trainers (BENCHMARKS.md)
+	$(PY) benchmarks/bench_rl.py
 
 GPU_CHECK_ARGS ?=
 gpu-check:  ## on a GPU machine (its own Python, no venv), <= 10 min; output under $$OUT
