@@ -138,6 +138,15 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
         "DPO, online 5 steps, beta 0.05, best vs worst of 3 samples")
     assert summary["dpo_online_step2"]["kl"] != summary["dpo_online"]["kl"]
     assert (tmp_path / "rlhf" / "dpo_online" / "export" / "model.safetensors").exists()
+    # KTO on the shared pairs' completions, each alone; GRPO on the oracle, judged after each of its 2 rollouts
+    assert summary["kto"]["method"] == "KTO" and "| kto | KTO |" in (tmp_path / "rlhf" / "results.md").read_text()
+    with np.load(tmp_path / "rlhf" / "kto" / "reference_logprobs.npz") as refs:
+        assert {"ref_completion", "ref_kl"} <= set(refs) and len(refs["ref_completion"]) == 2 * len(
+            np.load(tmp_path / "rlhf" / "pairs.npz")["chosen"])
+    assert [k for k in summary if k.startswith("grpo_")] == ["grpo_b0.05_rollout1", "grpo_b0.05"]
+    assert summary["grpo_b0.05"]["method"] == summary["grpo_b0.05_rollout1"]["method"] == "GRPO (oracle)"
+    assert summary["grpo_b0.05_rollout1"]["kl"] != summary["grpo_b0.05"]["kl"]
+    assert (tmp_path / "rlhf" / "grpo_b0.05" / "export" / "model.safetensors").exists()
     # one stage's change: its runs resume, every other stage is read back, not measured again; a damaged
     # pairs.npz (a crash mid-write of an earlier version) is named and drawn again, the same pairs
     shared = tmp_path / "rlhf" / "pairs.npz"

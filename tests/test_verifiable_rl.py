@@ -9,19 +9,21 @@ import pytest
 
 from experiments.verifiable_rl.config import METHODS, Config, get_config
 from experiments.verifiable_rl.report import first_reaching, gain, table
+from experiments.verifiable_rl.stages import LABELS
 from nlp_jax.models.gpt2 import GPT2Config
 from nlp_jax.objectives import GroupRLConfig
 from nlp_jax.run import main
 
 
 @pytest.mark.slow
-def test_every_method_trains_on_one_budget_and_a_rerun_reads_it_back(tmp_path):
+def test_each_trainer_spends_one_budget_and_a_rerun_reads_it_back(tmp_path):
     args = ["experiments/verifiable_rl:smoke", "--set", f"workdir={tmp_path}"]
     summary = main(args)
     assert summary["status"] == "finished"
     data = json.loads((tmp_path / "results.json").read_text())
     cfg = get_config("smoke")
-    for name in METHODS:
+    assert {"grpo", "ppo", "online_dpo"} <= set(cfg.methods)  # each trainer (the other critic-free methods: GRPO's)
+    for name in cfg.methods:
         curve = data[name]["curve"]
         assert [p["completions"] for p in curve] == [0, 16, 32]  # SFT, then every eval_every completions
         assert curve[0]["exact_match"] == data["sft"]["exact_match"]
@@ -31,13 +33,13 @@ def test_every_method_trains_on_one_budget_and_a_rerun_reads_it_back(tmp_path):
         per = cfg.completions_per_update()[name]
         assert sum("loss" in r for r in rows) * per >= cfg.completions  # the budget was spent, in updates
     md = (tmp_path / "results.md").read_text()
-    assert all(f"| {label} |" in md for label in ("GRPO", "Dr. GRPO", "RLOO", "REINFORCE++", "PPO", "online DPO"))
+    assert all(f"| {LABELS[name]} |" in md for name in cfg.methods)
     assert (tmp_path / "curves.png").stat().st_size > 0
     before = (tmp_path / "results.json").read_text()
-    lines = {n: (tmp_path / n / "metrics.jsonl").read_text() for n in METHODS}
+    lines = {n: (tmp_path / n / "metrics.jsonl").read_text() for n in cfg.methods}
     main(args)  # everything stored: nothing trained or judged again
     assert (tmp_path / "results.json").read_text() == before
-    assert all((tmp_path / n / "metrics.jsonl").read_text() == lines[n] for n in METHODS)
+    assert all((tmp_path / n / "metrics.jsonl").read_text() == lines[n] for n in cfg.methods)
 
 
 def test_the_report_states_the_gain_its_error_and_when_the_target_is_first_met():
@@ -54,6 +56,10 @@ def test_the_report_states_the_gain_its_error_and_when_the_target_is_first_met()
     text = table(data)
     assert "| SFT (9 demonstrations) | 0.250 +- 0.010 | - | 0.200 | 0 | - | 0 | 4 |" in text
     assert "| GRPO | 0.500 +- 0.020 | +25.0 +- 2.2 | 0.600 | 1.50 +- 0.10 | 200 completions, 20 s | 300 | 30 |" in text
+
+
+def test_every_method_has_a_label_and_a_trainer():
+    assert set(LABELS) == set(METHODS)
 
 
 @pytest.mark.parametrize("change, message", [

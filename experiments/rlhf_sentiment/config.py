@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 from nlp_jax.models.gpt2 import GPT2Config
-from nlp_jax.objectives import PPOConfig
+from nlp_jax.objectives import GroupRLConfig, PPOConfig
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.validate import at_least, check_fields
 
 from .methods import DPOMethod, check_continuations, find_method
+
+GROUP_METHODS = ("grpo", "dr_grpo", "rloo", "reinforce_pp")  # GroupRLConfig.method
 
 # Online DPO on soft labels: each step's best against worst sample of each prefix, labelled
 # sigma((s_w - s_l) / tau) instead of 1, so a near-tied pair (two samples the oracle scores alike) pulls the two
@@ -21,7 +23,11 @@ DPO_ONLINE_TARGET = DPOMethod(name="dpo_b0.35_online_bw8_soft0.02", beta=0.35, s
 DPO_METHODS = (DPOMethod(name="dpo_b0.05", beta=0.05), DPOMethod(name="dpo_b0.1", beta=0.1),
                DPOMethod(name="dpo_b0.5", beta=0.5), DPOMethod(name="dpo_b1", beta=1.0),
                DPOMethod(name="ipo_b0.1", beta=0.1, loss_type="ipo"),
-               DPOMethod(name="cdpo_b0.1", beta=0.1, loss_type="cdpo", label_smoothing=0.1), DPO_ONLINE_TARGET)
+               DPOMethod(name="cdpo_b0.1", beta=0.1, loss_type="cdpo", label_smoothing=0.1), DPO_ONLINE_TARGET,
+               # without a reference (ORPO: lambda 0.1; SimPO: beta 2, target margin 1) or without pairs (KTO)
+               DPOMethod(name="orpo_l0.1", beta=0.1, loss_type="orpo"),
+               DPOMethod(name="simpo_b2_g1", beta=2.0, loss_type="simpo", gamma=1.0),
+               DPOMethod(name="kto_b0.1", beta=0.1, loss_type="kto"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,6 +44,7 @@ class Seeds:
     rm: int = 5  # the reward model's batch order
     ppo_init: int = 6  # PPO's value head
     ppo: int = 7  # PPO's rollouts and minibatches
+    group: int = 8  # the critic-free methods' rollouts and minibatches
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,6 +72,13 @@ class Config:
     ppo_optim: OptimConfig = OptimConfig(lr=1e-4, warmup_steps=0, schedule="constant", weight_decay=0.0)
     ppo_kl_coefs: tuple[float, ...] = (0.02, 0.05, 0.2)  # PPO on the reward model, one run each
     ppo_oracle_kl_coef: float = 0.05  # PPO on the oracle itself
+    # critic-free RL on the oracle (train.group_rl), each as many sampled completions as PPO's
+    # (ppo_rollouts x ppo.rollout_size), judged every group_eval_every rollouts
+    group_methods: tuple[str, ...] = ("grpo", "rloo", "reinforce_pp")
+    group: GroupRLConfig = GroupRLConfig(prompts_per_rollout=16, samples=4, minibatches=2, epochs=2, kl_coef=0.05)
+    group_rollouts: int = 40
+    group_eval_every: int = 10
+    group_optim: OptimConfig = OptimConfig(lr=1e-4, warmup_steps=0, schedule="constant", weight_decay=0.0)
     max_train: int = 0  # 0: all training phrases (smoke: fewer)
     seeds: Seeds = Seeds()
     workdir: str = "runs/rlhf_sentiment"
@@ -74,7 +88,11 @@ class Config:
                      eval_samples=at_least(1), train_prompts=at_least(1), samples_per_prompt=at_least(2),
                      max_new_tokens=at_least(1),
                      dpo_epochs=at_least(1), dpo_batch=at_least(1), online_eval_every=at_least(1),
-                     max_train=at_least(0), ppo_rollouts=at_least(1))
+                     max_train=at_least(0), ppo_rollouts=at_least(1), group_rollouts=at_least(1),
+                     group_eval_every=at_least(1))
+        unknown = [m for m in self.group_methods if m not in GROUP_METHODS]
+        if unknown:
+            raise ValueError(f"group_methods {unknown} unknown; choose from {', '.join(GROUP_METHODS)}")
         check_continuations(self.methods)
 
     def method(self, name: str) -> DPOMethod:
@@ -93,7 +111,10 @@ def smoke() -> Config:
                            DPOMethod(name="dpo_bw3_iter2", beta=0.05, rounds=2, samples=3, extremes=True),
                            DPOMethod(name="dpo_bw3_after_iter3", beta=0.05, rounds=4, samples=3, extremes=True,
                                      continues="dpo_iter3"),
-                           DPOMethod(name="dpo_online", beta=0.05, online_steps=5, samples=3)),
+                           DPOMethod(name="dpo_online", beta=0.05, online_steps=5, samples=3),
+                           DPOMethod(name="kto", beta=0.1, loss_type="kto")),
+                  group_methods=("grpo",), group_rollouts=2, group_eval_every=1,
+                  group=GroupRLConfig(prompts_per_rollout=2, samples=2, minibatches=1, epochs=1, kl_coef=0.05),
                   dpo_batch=4, online_eval_every=2,
                   max_train=400, workdir="runs/rlhf_sentiment_smoke",
                   ppo=PPOConfig(rollout_size=4, minibatches=2, epochs=1, max_new_tokens=6), ppo_rollouts=2,

@@ -21,8 +21,9 @@ import dataclasses
 
 from nlp_jax.validate import at_least, check_fields, optional, positive
 
-LOSS_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO"}  # a loss_type as tables and plots name it
-OBJECTIVE_FIELDS = ("beta", "loss_type", "label_smoothing")  # what a continuation keeps from the run it continues
+# a loss_type as tables and plots name it ('kto': KTO on the pairs' completions, each alone, labelled by its side)
+LOSS_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "cdpo": "cDPO", "orpo": "ORPO", "simpo": "SimPO", "kto": "KTO"}
+OBJECTIVE_FIELDS = ("beta", "loss_type", "label_smoothing", "gamma")  # what a continuation keeps from its start
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -33,6 +34,7 @@ class DPOMethod:
     beta: float
     loss_type: str = "sigmoid"
     label_smoothing: float = 0.0
+    gamma: float = 0.0  # SimPO's target margin
     lr: float | None = None  # peak; the schedule decays to a tenth
     epochs: int | None = None
     rounds: int = 1  # > 1: iterative DPO, each further round on pairs of the policy so far
@@ -47,6 +49,9 @@ class DPOMethod:
         check_fields(self, beta=positive(), lr=optional(positive()), epochs=optional(at_least(1)),
                      rounds=at_least(1), min_gap=at_least(0.0), soft_labels=at_least(0.0),
                      samples=optional(at_least(2)), online_steps=at_least(0))
+        if self.loss_type == "kto" and (self.online_steps or self.soft_labels):
+            raise ValueError(f"{self.name}: KTO trains on the completions of stored pairs, each labelled by its side: "
+                             "online_steps and soft_labels do not apply")
         if self.online_steps and (self.rounds > 1 or self.continues or self.epochs or self.min_gap):
             raise ValueError(f"{self.name}: online DPO (online_steps={self.online_steps}) draws its pairs every step "
                              "from its best and worst samples: rounds, continues, epochs and min_gap do not apply")

@@ -17,7 +17,7 @@ from flax import nnx
 
 from nlp_jax.data.atomic import atomic_path
 from nlp_jax.data.corpus import delimited_stream
-from nlp_jax.data.preferences import pairs_from_samples
+from nlp_jax.data.preferences import pairs_from_samples, unpaired_from_pairs
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.eval.perplexity import perplexity
 from nlp_jax.eval.rewards import best_of_n_kl, draw, evaluate, pairwise_accuracy, reward_scores
@@ -26,7 +26,7 @@ from nlp_jax.models.gpt2_hf import load_hf_gpt2, save_hf_gpt2
 from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
 from nlp_jax.models.reward import PolicyWithValue, RewardModel
 from nlp_jax.models.tfidf import Tfidf, TfidfConfig
-from nlp_jax.objectives import dpo_objective, reward_loss
+from nlp_jax.objectives import dpo_objective, kto_objective, reward_loss
 from nlp_jax.sentences import SentenceClassifier
 from nlp_jax.train.config import TrainConfig
 from nlp_jax.train.lm import train_on_stream
@@ -70,6 +70,8 @@ def graph(cfg: Config) -> Stages:
                                    "seeds.rm_split", "seeds.rm"), reads=("pairs",), resumable=("epochs",)),
         ppo_rm=Stage(fields=ppo, reads=("sft", "reward_model"), resumable=("ppo_rollouts",)),  # + the KL coefficient
         ppo_oracle=Stage(fields=(*ppo, "oracle_dir"), reads=("sft",), resumable=("ppo_rollouts",)),
+        critic_free=Stage(fields=("group", "optim=group_optim", "group_rollouts", "group_eval_every", "seeds.group",
+                                  "oracle_dir", *rollout), reads=("sft",)),  # + the method
     )
 
 
@@ -227,17 +229,26 @@ def train_dpo(s: Setup, method: DPOMethod, pairs: dict, prefixes: tuple[np.ndarr
                                      settings=settings.plus(round=r),
                                      min_gap=method.min_gap, samples=method.samples, extremes=method.extremes)
             refs_path = workdir / "reference_logprobs.npz"
-        refs = reference_logprobs(s.sft, pairs, refs_path)
-        objective = dpo_objective(beta=method.beta, loss_type=method.loss_type,
-                                  label_smoothing=method.label_smoothing, soft_labels=method.soft_labels)
-        policy = train_on_pairs(policy, objective, {**pairs, **refs}, epochs=settings["epochs"],
+        sides, data = ("chosen", "rejected"), pairs
+        if method.loss_type == "kto":  # each completion alone: 2 examples a pair, each its own KL row
+            sides, data = ("completion", "kl"), unpaired_from_pairs(pairs, seed=cfg.seeds.dpo + r)
+            refs_path = workdir / "reference_logprobs.npz"
+        refs = reference_logprobs(s.sft, data, refs_path, sides=sides)
+        policy = train_on_pairs(policy, method_objective(method), {**data, **refs}, epochs=settings["epochs"],
                                 batch_size=cfg.dpo_batch, optim_cfg=settings["optim"], workdir=workdir,
                                 config=settings.plus(round=r), train_cfg=pairs_train(cfg, cfg.seeds.dpo + r),
-                                stage=method.name)
+                                stage=method.name, sides=sides)
         if on_round and r + 1 < method.rounds:
             on_round(r + 1, policy)
     export_policy(policy, s.tok, Path(cfg.workdir, method.name, "export"))
     return policy
+
+
+def method_objective(method: DPOMethod):
+    if method.loss_type == "kto":
+        return kto_objective(beta=method.beta)
+    return dpo_objective(beta=method.beta, loss_type=method.loss_type, label_smoothing=method.label_smoothing,
+                         gamma=method.gamma, soft_labels=method.soft_labels)
 
 
 def pairs_train(cfg: Config, seed: int) -> TrainConfig:
@@ -255,8 +266,7 @@ def online_policy(s: Setup, method: DPOMethod, prefixes: tuple[np.ndarray, np.nd
     workdir = Path(cfg.workdir, method.name)
     source = OnlinePairs(*prefixes, reference=s.sft, score_fn=s.judges["oracle"], batch_size=cfg.dpo_batch,
                          samples=method.samples or 2, seed=cfg.seeds.pairs, **s.sample_kw())
-    objective = dpo_objective(beta=method.beta, loss_type=method.loss_type, label_smoothing=method.label_smoothing,
-                              soft_labels=method.soft_labels)
+    objective = method_objective(method)
     train_cfg = TrainConfig(steps=method.online_steps, log_every=min(25, method.online_steps),
                             eval_every=cfg.online_eval_every, ckpt_every=100, progress=cfg.sft_train.progress)
     policy, _ = train_stage(without_dropout(s.sft), objective, source, train_cfg=train_cfg,

@@ -103,6 +103,26 @@ def encode_unpaired(encode: Callable[[str], list[int]], prompts: Sequence[str], 
     return {**out, "desirable": desirable}, empty
 
 
+def unpaired_from_pairs(pairs: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """KTO's examples from sampled pairs (:func:`pairs_from_samples`' rows: the sampler's layout, every row its
+    prompt's columns then its response's): each chosen completion desirable, each rejected one undesirable
+    (2N examples, chosen first), and each example's ``kl`` row its prompt before the completion of another
+    example, a seeded permutation's (a mismatched completion, for KTO's KL estimate; TRL makes unpaired data
+    from paired the same way)."""
+    tokens = np.concatenate([pairs["chosen"], pairs["rejected"]])
+    mask = np.concatenate([pairs["chosen_mask"], pairs["rejected_mask"]]).astype(bool)
+    response = np.concatenate([pairs["chosen_response"], pairs["rejected_response"]]).astype(bool)
+    starts = np.argmax(response, axis=1)
+    if not len(tokens) or not response.any(1).all() or (starts != starts[0]).any():
+        raise ValueError("pairs must hold rows whose responses all start at one column (the sampler's layout: "
+                         "a left-padded prompt, then the response), each with a response")
+    t0, other = int(starts[0]), np.random.default_rng(seed).permutation(len(tokens))
+    join = lambda a: np.concatenate([a[:, :t0], a[other, t0:]], axis=1)  # noqa: E731
+    return {"completion": tokens, "completion_mask": mask, "completion_response": response, "kl": join(tokens),
+            "kl_mask": join(mask), "kl_response": join(response),
+            "desirable": np.arange(len(tokens)) < len(pairs["chosen"])}
+
+
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int = 0, width: int | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
     """(P, width) int32 rows right-aligned after ``pad_id`` padding (the sampler's prompt layout) and the

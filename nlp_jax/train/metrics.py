@@ -69,8 +69,9 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "",
                 keys: tuple[str, ...] = ("loss", "val_loss", "val_loss_estimate")) -> Path:
-    """The losses named by ``keys`` against step (log-scale y; training metrics as lines, evaluations
-    as markers), and the learning rate, from ``metrics.jsonl``."""
+    """The losses named by ``keys`` against step (log-scale y when every value is positive: a policy-gradient
+    loss is not; training metrics as lines, evaluations as markers), and the learning rate, from
+    ``metrics.jsonl``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,11 +79,13 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "",
 
     records = read_metrics(metrics_path)
     fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[3, 1])
+    positive = True
     for key in keys:
         pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
         if pts:
             ax.plot(*zip(*pts), "o-" if len(pts) < 50 else "-", label=key, markersize=4, linewidth=1)
-    ax.set_yscale("log")
+            positive &= min(v for _, v in pts) > 0
+    ax.set_yscale("log" if positive else "linear")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

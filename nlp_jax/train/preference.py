@@ -81,14 +81,16 @@ PAIRS_TRAIN = TrainConfig(steps=0, log_every=25, eval_every=0, ckpt_every=100)  
 
 def train_on_pairs(model: nnx.Module, objective, pairs: dict[str, np.ndarray], *, epochs: int, batch_size: int,
                    optim_cfg: OptimConfig, workdir: str | Path, config, train_cfg: TrainConfig = PAIRS_TRAIN,
-                   multiple: int = 8, stage: str | None = None) -> nnx.Module:
+                   multiple: int = 8, stage: str | None = None, sides: tuple[str, str] = ("chosen", "rejected")
+                   ) -> nnx.Module:
     """``model`` trained by ``objective`` (``objectives.dpo_objective``, ``objectives.reward_loss``) for
     ``epochs`` over ``pairs`` in shuffled batches of ``batch_size`` (at most the number of pairs, in an order
     seeded by ``train_cfg.seed``), each cut to its longest pair (a multiple of ``multiple`` wide), checkpointed
     in ``workdir`` under ``config`` (``stages.train_stage``: a rerun resumes it, or reads a finished run back).
-    ``train_cfg.steps`` 0 means ``epochs`` passes over the pairs."""
-    source = ShuffledBatches(pairs, min(batch_size, len(pairs["chosen"])), train_cfg.seed,
-                             trim_by=("chosen_mask", "rejected_mask"), multiple=multiple)
+    ``train_cfg.steps`` 0 means ``epochs`` passes over the pairs. ``sides``: the two row kinds of an example
+    (``('completion', 'kl')`` for KTO's, ``objectives.kto_objective``)."""
+    source = ShuffledBatches(pairs, min(batch_size, len(pairs[sides[0]])), train_cfg.seed,
+                             trim_by=tuple(f"{side}_mask" for side in sides), multiple=multiple)
     steps = train_cfg.steps or epochs * source.steps_per_epoch
     model, _ = train_stage(model, objective, source, train_cfg=dataclasses.replace(train_cfg, steps=steps),
                            optim_cfg=optim_cfg, workdir=workdir, config=config, stage=stage)

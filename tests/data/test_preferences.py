@@ -122,3 +122,25 @@ def test_pairs_from_samples_take_every_pair_with_the_higher_score_chosen():
     assert len(pairs_from_samples(drawn, scores, 4, min_gap=0.7, extremes=True)["chosen"]) == 1
     with pytest.raises(ValueError, match="1 of 8 scores are NaN or infinite: the judge"):  # dropped silently before
         pairs_from_samples(drawn, np.where(np.arange(8) == 2, np.nan, scores), 4)
+
+
+def test_unpaired_examples_from_pairs_keep_each_completion_and_mismatch_the_kl_rows():
+    from nlp_jax.data.preferences import unpaired_from_pairs
+
+    # the sampler's layout: 3 prompt columns (left-padded), then 3 response columns
+    chosen = np.array([[0, 7, 8, 20, 21, 0], [9, 9, 9, 22, 0, 0]])
+    rejected = np.array([[0, 7, 8, 30, 0, 0], [9, 9, 9, 31, 32, 33]])
+    pairs = {"chosen": chosen, "rejected": rejected, "chosen_mask": chosen > 0, "rejected_mask": rejected > 0}
+    for side, rows in (("chosen", chosen), ("rejected", rejected)):
+        pairs[f"{side}_response"] = (np.arange(6)[None] >= 3) & (rows > 0)
+    out = unpaired_from_pairs(pairs, seed=0)
+    np.testing.assert_array_equal(out["completion"], np.concatenate([chosen, rejected]))
+    np.testing.assert_array_equal(out["desirable"], [True, True, False, False])
+    for i in range(4):  # each kl row: its own prompt, another example's completion
+        np.testing.assert_array_equal(out["kl"][i, :3], out["completion"][i, :3])
+        j = [k for k in range(4) if (out["completion"][k, 3:] == out["kl"][i, 3:]).all()]
+        assert j and (out["kl_response"][i] == out["completion_response"][j[0]]).all()
+    assert sorted(map(tuple, out["kl"][:, 3:].tolist())) == sorted(map(tuple, out["completion"][:, 3:].tolist()))
+    shifted = dict(pairs, chosen_response=np.roll(pairs["chosen_response"], 1, axis=1))
+    with pytest.raises(ValueError, match="responses all start at one column"):
+        unpaired_from_pairs(shifted)
