@@ -144,7 +144,12 @@ def finished_summary(config) -> dict | None:
     return summary if same and summary.get("status", "finished") == "finished" else None
 
 
+def exit_status(argv: list[str]) -> int:
+    """:func:`main`'s exit status: 0, or 128 + the signal for an interrupted run (a scheduler must tell it from
+    a finished one)."""
+    summary = main(argv)
+    return 128 + summary.get("signal", signal.SIGINT) if summary.get("status") == "interrupted" else 0
+
+
 if __name__ == "__main__":
-    summary = main(sys.argv[1:])
-    if summary.get("status") == "interrupted":  # a scheduler must tell an interrupted run from a finished one
-        sys.exit(128 + summary.get("signal", signal.SIGINT))
+    sys.exit(exit_status(sys.argv[1:]))

@@ -16,6 +16,7 @@ uniform distribution over the vocabulary; a context never seen at order n passes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -129,6 +130,53 @@ class KneserNeyLM:
             gram = lookup(self.levels[n - 1], ctx * self.vocab + words) if ctx >= 0 else np.full(self.vocab, -1)
             prob = self._level_prob(n, np.full(self.vocab, ctx), gram, prob)
         return np.where(words == self.bos, 0.0, prob)
+
+
+    def save_arpa(self, path: str | Path, words: list[str]) -> Path:
+        """The model as an ARPA file (``words[i]`` spells id i; the <s> and </s> ids are written as they are
+        spelt there): every n-gram seen in training with its interpolated log10 p_n(w | h), and each context's
+        log10 gamma(h) as its backoff weight, which is exactly how the interpolated model backs off (an unseen
+        n-gram gets gamma(h) p_{n-1}(w | h')). Every word of the vocabulary is a unigram (one never seen gets
+        the uniform share, <s> the conventional -99). A backoff-model reader (KenLM's, SRILM's) then scores
+        any text as ``token_log_probs`` does, in base 10."""
+        if len(words) != self.vocab or any(not w or any(c.isspace() for c in w) for w in words):
+            raise ValueError(f"words must spell the {self.vocab} ids, each non-empty and without whitespace")
+        # interpolated p_n of every n-gram, order by order
+        probs: list[np.ndarray] = []
+        for n, level in enumerate(self.levels, start=1):
+            ctx = np.zeros(len(level.keys), np.int64) if n == 1 else level.prefix
+            lower = (np.full(len(level.keys), 1.0 / self.n_uniform) if n == 1 else probs[-1][level.suffix])
+            probs.append(self._level_prob(n, ctx, np.arange(len(level.keys)), lower))
+        unigram = np.full(self.vocab, self.orders[0].gamma[0] / self.n_uniform)  # (the uniform share alone)
+        unigram[self.levels[0].keys] = probs[0]
+        unigram[self.bos] = 0.0
+        spelt = [np.asarray(words, object)[self.levels[0].keys]]
+        for level in self.levels[1:]:
+            spelt.append(np.array([f"{a} {words[k % self.vocab]}" for a, k in zip(spelt[-1][level.prefix],
+                                                                                  level.keys)], object))
+        sizes = [self.vocab] + [len(level.keys) for level in self.levels[1:]]
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\\data\\\n" + "".join(f"ngram {n}={m}\n" for n, m in enumerate(sizes, start=1)))
+            for n in range(1, self.order + 1):
+                f.write(f"\n\\{n}-grams:\n")
+                if n == 1:
+                    names, logp = words, np.where(unigram > 0, np.log10(np.maximum(unigram, 1e-300)), -99.0)
+                    ids = np.full(self.vocab, -1, np.int64)
+                    ids[self.levels[0].keys] = np.arange(len(self.levels[0].keys))
+                else:
+                    names, logp, ids = spelt[n - 1], np.log10(probs[n - 1]), np.arange(len(self.levels[n - 1].keys))
+                backoff = None
+                if n < self.order:
+                    o = self.orders[n]  # order n + 1: gamma per context id (an order-n n-gram)
+                    backoff = np.where(ids >= 0, o.gamma[np.maximum(ids, 0)], 0.0)
+                    backoff = np.where(np.where(ids >= 0, o.denom[np.maximum(ids, 0)], 0.0) > 0, backoff, 1.0)
+                for i, name in enumerate(names):
+                    line = f"{logp[i]:.10g}\t{name}"
+                    if backoff is not None and backoff[i] != 1.0:
+                        line += f"\t{np.log10(backoff[i]):.10g}" if backoff[i] > 0 else "\t-99"
+                    f.write(line + "\n")
+            f.write("\n\\end\\\n")
+        return Path(path)
 
 
 class AddKLM:

@@ -87,23 +87,31 @@ def test_matches_gensim_protocol_on_random_vectors():
     assert got["oov_ratio"] * 100 == pytest.approx(oov)
 
 
-def test_save_and_load_round_trip_in_word2vec_text_format(tmp_path):
-    words = toy_vectors().words
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_save_and_load_round_trip_in_word2vec_format(tmp_path, binary):
+    words = [*toy_vectors().words, "naïve"]  # (a word of more than one UTF-8 byte)
     wv = WordVectors(words, np.random.default_rng(0).standard_normal((len(words), 3)).astype(np.float32))
-    wv.save(tmp_path / "v.txt")
-    back = WordVectors.load(tmp_path / "v.txt")
+    wv.save(tmp_path / "v", binary=binary)
+    back = WordVectors.load(tmp_path / "v", binary=binary)
     assert back.words == wv.words
     np.testing.assert_array_equal(back.vectors, wv.vectors)  # 9 significant digits round-trip a float32 exactly
-    assert (tmp_path / "v.txt").read_text().splitlines()[0] == "7 3"
+    assert (tmp_path / "v").read_bytes().split(b"\n")[0] == b"8 3"
     with pytest.raises(ValueError, match="whitespace"):
-        WordVectors(["a b"], np.zeros((1, 2), np.float32)).save(tmp_path / "bad.txt")
+        WordVectors(["a b"], np.zeros((1, 2), np.float32)).save(tmp_path / "bad.txt", binary=binary)
+    (tmp_path / "cut").write_bytes((tmp_path / "v").read_bytes()[:-20])
+    with pytest.raises(ValueError, match="cut: (line 9 has|ends at word 8 of 8)"):
+        WordVectors.load(tmp_path / "cut", binary=binary)
 
 
 @pytest.mark.peers
-def test_gensim_reads_our_text_format(tmp_path):
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_gensim_reads_our_word2vec_formats_and_we_read_its(tmp_path, binary):
     gensim = pytest.importorskip("gensim")
     wv = toy_vectors()
-    wv.save(tmp_path / "v.txt")
-    kv = gensim.models.KeyedVectors.load_word2vec_format(str(tmp_path / "v.txt"), binary=False)
+    wv.save(tmp_path / "v", binary=binary)
+    kv = gensim.models.KeyedVectors.load_word2vec_format(str(tmp_path / "v"), binary=binary)
     assert kv.index_to_key == wv.words
-    np.testing.assert_allclose(kv.vectors, wv.vectors, rtol=1e-7)
+    np.testing.assert_array_equal(kv.vectors, wv.vectors)
+    kv.save_word2vec_format(str(tmp_path / "g"), binary=binary)
+    back = WordVectors.load(tmp_path / "g", binary=binary)
+    assert back.words == wv.words and np.array_equal(back.vectors, kv.vectors)

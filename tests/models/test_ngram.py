@@ -54,6 +54,33 @@ def test_kneser_ney_distributions_sum_to_one_for_every_context():
         np.testing.assert_allclose(lp[k], np.log(lm.next_token_probs(ctx)[stream[i]]), rtol=1e-12)
 
 
+@pytest.mark.peers
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_an_independent_arpa_reader_scores_our_export_as_the_model_does(tmp_path, order):
+    arpa = pytest.importorskip("arpa")  # a backoff-model reader written apart from this package
+    src = MarkovSource(vocab_size=7, order=1, seed=3)
+    toks = src.sample(2000, seed=5) + 3  # words 3..9; id 2 (<unk>) never occurs in training
+    stream = np.array([t for s in np.array_split(toks, 120) for t in [BOS, *s, EOS]])
+    words = ["<s>", "</s>", "<unk>", *(f"w{i}" for i in range(3, 10)), "w10"]  # w10: in the vocabulary, unseen
+    lm = KneserNeyLM(stream, order=order, vocab_size=len(words), bos=BOS, eos=EOS)
+    lm.save_arpa(tmp_path / "lm.arpa", words)
+    model = arpa.loadf(str(tmp_path / "lm.arpa"))[0]
+    held = MarkovSource(vocab_size=7, order=1, seed=3).sample(300, seed=9) + 3
+    held[::37] = 10  # some words the training never saw
+    sentences = [list(s) for s in np.array_split(held, 20)]
+    test = np.array([t for s in sentences for t in [BOS, *s, EOS]])
+    ours = lm.token_log_probs(test) / np.log(10)
+    theirs, k = [], 0
+    for s in sentences:
+        padded = ["<s>", *(words[i] for i in s), "</s>"]
+        theirs += [model.log_p(tuple(padded[max(0, i - order + 1):i + 1])) for i in range(1, len(padded))]
+        k += len(padded) - 1
+    np.testing.assert_allclose(ours, theirs, rtol=1e-8, atol=1e-9)
+    assert sum(model.log_s(" ".join(words[i] for i in s)) for s in sentences) == pytest.approx(ours.sum(), rel=1e-9)
+    with pytest.raises(ValueError, match="must spell the 11 ids"):
+        lm.save_arpa(tmp_path / "bad.arpa", words[:-1])
+
+
 def test_add_k_and_mle_against_hand_probabilities():
     mle = AddKLM(STREAM, order=2, vocab_size=6, bos=BOS, eos=EOS, k=0.0)
     lp = mle.token_log_probs(STREAM[:5])  # <s> 2 3 4 </s>

@@ -1,0 +1,69 @@
+"""The ``nlp-jax`` command (``python -m nlp_jax`` is the same): one entry point for the package's command
+lines. ``nlp-jax <command> --help`` shows a command's options with their defaults.
+
+    nlp-jax run experiments/<name>[:config] [--set key.path=value ...]   # an experiment or a study
+    nlp-jax generate <GPT-2 export or HF name> prompts.txt               # sample continuations
+    nlp-jax translate <translation run> sentences.txt                    # beam-search translations
+    nlp-jax sentences classify <BERT classifier export> sentences.txt    # labels and probabilities
+    nlp-jax vectors corpus.txt --method sg --out runs/vectors            # word vectors, word2vec's formats
+    nlp-jax ngram train.txt --order 3 --eval valid.txt --out runs/kn3     # Kneser-Ney, perplexity, ARPA
+    nlp-jax tfidf docs.txt --out runs/tfidf --query "some words"         # TF-IDF matrix, nearest documents
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from nlp_jax.data.files import read_lines
+
+# command -> (module whose command line it is, what it does)
+COMMANDS = {
+    "run": ("nlp_jax.run", "launch an experiment or a study (a config, --set overrides, resumable)"),
+    "generate": ("nlp_jax.generate", "continue prompts with a GPT-2 (an export of ours or a Hugging Face model)"),
+    "translate": ("nlp_jax.translate", "translate sentences with a trained encoder-decoder (beam search)"),
+    "sentences": ("nlp_jax.sentences", "classify sentences with a BERT classifier, or find nearest neighbours"),
+    "vectors": ("nlp_jax.cli.vectors", "word vectors from your text (skip-gram, CBOW, PPMI-SVD), word2vec's formats"),
+    "ngram": ("nlp_jax.cli.ngram", "a Kneser-Ney n-gram model of your text, its perplexity, an ARPA file"),
+    "tfidf": ("nlp_jax.cli.tfidf", "TF-IDF vectors of your documents and the documents nearest a query"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items())
+    return f"usage: nlp-jax <command> [options]\n\ncommands:\n{rows}\n\n'nlp-jax <command> --help' shows its options."
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``argv``'s command; returns the exit status (2 for an unknown command, as argparse does)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"nlp-jax: unknown command {command!r}; the commands are {', '.join(COMMANDS)}\n\n{usage()}",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    prog, sys.argv[0] = sys.argv[0], f"nlp-jax {command}"  # (argparse names the program after argv[0])
+    try:
+        status = module.exit_status(rest) if command == "run" else module.main(rest)
+    finally:
+        sys.argv[0] = prog
+    return int(status or 0)
+
+
+def text_lines(files: list[str], command: str) -> list[str]:
+    """The non-blank lines of UTF-8 text ``files`` read as one, for command ``command``; a missing file, or no
+    text in them all, ends the command with a message naming the file (a non-UTF-8 byte: ``read_lines``')."""
+    lines = []
+    for path in files:
+        if not Path(path).is_file():
+            raise SystemExit(f"nlp-jax {command}: {path}: no such file")
+        lines += [line for line in read_lines(path) if line.strip()]
+    if not lines:
+        raise SystemExit(f"nlp-jax {command}: {', '.join(files)} holds no text")
+    return lines
