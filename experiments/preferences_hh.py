@@ -62,6 +62,7 @@ from nlp_jax.validate import at_least, check_fields, positive
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     stage: str = "rm"  # 'rm' (reward models on MiniLM) or 'dpo' (SFT GPT + DPO)
+    encoder_dir: str = ""  # the reward models' BERT encoder, a HF directory ('' = all-MiniLM-L6-v2)
     n_train: int = 2000  # the split: the first n_train of a seeded permutation train, the rest is held out
     split_seed: int = 0
     sizes: tuple[int, ...] = (500, 1000, 2000)  # training pairs of each point of the data-size curve
@@ -114,7 +115,7 @@ def get_config(arg: str | None = None) -> Config:
 def graph(cfg: Config) -> Stages:
     """The stages: the config fields each one's results depend on and the stages it reads (a row stored under
     other settings is measured again, with every row that reads it)."""
-    rm_rows = ("max_length", "max_prompt_length")
+    rm_rows = ("encoder_dir", "max_length", "max_prompt_length")
     return Stages(
         cfg,
         data=Stage(fields=("n_train", "split_seed", "max_pairs")),
@@ -166,6 +167,10 @@ def _point(fit_and_score, n: int, settings: Settings, ties: int) -> dict:
     return {"pairs": n, **held_out_accuracy(fit_and_score(n, settings), ties)}
 
 
+def encoder_dir(cfg: Config) -> Path:
+    return Path(cfg.encoder_dir) if cfg.encoder_dir else minilm_dir()
+
+
 @nnx.jit
 def _embed(encoder, tokens, mask):
     return normalized_mean(encoder(tokens, attention_mask=mask)[0], mask)
@@ -193,7 +198,7 @@ def pairs_train(cfg: Config, seed: int) -> TrainConfig:
 
 def fine_tuned_reward(cfg: Config, fit: dict, held: dict, n: int, settings: Settings
                       ) -> tuple[np.ndarray, np.ndarray]:
-    rm = train_on_pairs(RewardModel(load_hf_bert(minilm_dir()), pooling="mean", rngs=nnx.Rngs(2)), reward_loss,
+    rm = train_on_pairs(RewardModel(load_hf_bert(encoder_dir(cfg)), pooling="mean", rngs=nnx.Rngs(2)), reward_loss,
                         {k: v[:n] for k, v in fit.items()}, epochs=cfg.rm_epochs, batch_size=cfg.rm_batch,
                         optim_cfg=cfg.rm_optim, workdir=Path(cfg.workdir, f"reward_model_{n}"), config=settings,
                         multiple=16, train_cfg=pairs_train(cfg, seed=1))
@@ -201,16 +206,16 @@ def fine_tuned_reward(cfg: Config, fit: dict, held: dict, n: int, settings: Sett
 
 
 def run_rm(cfg: Config, results: StageResults, train_set: list, held_set: list) -> None:
-    tok = WordPieceTokenizer.from_pretrained(minilm_dir())
+    tok = WordPieceTokenizer.from_pretrained(encoder_dir(cfg))
     kw = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
     (fit, _), (held, ties) = encode(tok, train_set, **kw), encode(tok, held_set, **kw)
     frozen = {}  # the embeddings, computed when a point of the linear curve first needs them
 
     def linear(n, settings):
         if not frozen:
-            t0, encoder = time.perf_counter(), load_hf_bert(minilm_dir(), dropout=0.0)
+            t0, encoder = time.perf_counter(), load_hf_bert(encoder_dir(cfg), dropout=0.0)
             frozen.update(fit=embeddings(encoder, fit), held=embeddings(encoder, held))
-            print(f"MiniLM embeddings of {2 * (len(fit['chosen']) + len(held['chosen']))} rows: "
+            print(f"{cfg.encoder_dir or 'MiniLM'} embeddings of {2 * (len(fit['chosen']) + len(held['chosen']))} rows: "
                   f"{time.perf_counter() - t0:.0f} s")
         return linear_reward(cfg, frozen["fit"], frozen["held"], n)
 

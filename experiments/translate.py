@@ -72,11 +72,12 @@ class Config:
     length_edges: tuple[int, ...] = (0, 10, 15, 20, 25)  # BLEU by source length: bucket starts, in words
     heatmaps: int = 3  # validation sentences drawn in attention.png
     max_train: int = 0  # 0: all 29,000 training pairs (smoke: fewer)
+    max_val: int = 0  # 0: all 1,014 validation pairs, the ones BLEU is reported on (smoke: the first few)
     workdir: str = "runs/translate"
 
     def __post_init__(self):
         check_fields(self, vocab_size=at_least(8), budget=at_least(8), beam=at_least(1), eval_sentences=at_least(0),
-                     heatmaps=at_least(0), max_train=at_least(0), label_smoothing=in_unit(),
+                     heatmaps=at_least(0), max_train=at_least(0), max_val=at_least(0), label_smoothing=in_unit(),
                      average_last=at_least(0))
         if self.average_last > self.train.keep_last:
             raise ValueError(f"average_last={self.average_last} needs as many checkpoints kept: set "
@@ -112,7 +113,7 @@ def get_config(arg: str | None = None) -> Config:
     if arg in ("smoke", "smoke_transformer"):
         return Config(vocab_size=300, arch="lstm" if arg == "smoke" else "transformer",
                       lstm=Seq2SeqConfig.tiny(max_len=24), transformer=TransformerSeq2SeqConfig.tiny(max_len=24),
-                      train=quick, budget=256, beam=2, eval_sentences=16, heatmaps=2, max_train=300,
+                      train=quick, budget=256, beam=2, eval_sentences=16, heatmaps=2, max_train=300, max_val=64,
                       workdir=f"runs/translate_{arg}")
     raise ValueError(f"unknown config {arg!r}; choose {', '.join(CONFIGS)}")
 
@@ -170,6 +171,8 @@ def run(cfg: Config) -> dict:
     val_src, val_tgt = read_pairs("val", cfg.src_lang, cfg.tgt_lang)
     if cfg.max_train:
         train_src, train_tgt = train_src[:cfg.max_train], train_tgt[:cfg.max_train]
+    if cfg.max_val:
+        val_src, val_tgt = val_src[:cfg.max_val], val_tgt[:cfg.max_val]
     src_tok, tgt_tok = tokenizers(cfg, train_src, train_tgt)
     mesh = make_mesh(cfg.train.mesh)  # its rows padded (masked) to a multiple of the devices, so they split evenly
     source = TokenBudgetBatches(with_end(src_tok.encode(train_src), cfg.max_len),

@@ -131,6 +131,23 @@ def background_result(config, name: str, timeout: float = 900) -> dict:
 
 
 @pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT encoder (2 layers of 16, context 64) as a HF directory with a WordPiece vocabulary of
+    120 trained on 300 SST-2 phrases: what the experiments that fine-tune MiniLM run on in their smoke tests
+    (MiniLM's own loading is checked against transformers in tests/models/test_bert_hf.py)."""
+    from flax import nnx
+
+    from nlp_jax.data.sst2 import read_sst2
+    from nlp_jax.data.wordpiece import WordPieceTokenizer
+    from nlp_jax.models.bert import BertConfig, BertEncoder
+    from nlp_jax.models.bert_hf import save_hf_bert
+
+    tok = WordPieceTokenizer.train(read_sst2("train")[0][:300], 120, max_length=64)
+    encoder = BertEncoder(BertConfig.tiny(vocab_size=tok.vocab_size, block_size=64), rngs=nnx.Rngs(0))
+    return save_hf_bert(encoder, tmp_path_factory.mktemp("tiny_bert"), tokenizer=tok)
+
+
+@pytest.fixture(scope="session")
 def mesh_runs(request):
     """tests/train/mesh_worker.py's measurements (the same tiny models trained on one device and on meshes of
     8 forced host devices), for tests/train/test_sharding.py."""

@@ -18,8 +18,9 @@ GPT = Path(__file__).resolve().parents[1] / "experiments" / "gpt_shakespeare_cha
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
-def test_smoke(path, tmp_path):
-    summary = main([f"{path}:smoke", "--set", f"workdir={tmp_path}"])
+def test_smoke(path, tmp_path, request):
+    tiny = ["--set", f"init_dir={request.getfixturevalue('tiny_bert_dir')}"] if path.stem == "bert_sst2" else []
+    summary = main([f"{path}:smoke", "--set", f"workdir={tmp_path}", *tiny])
     assert summary and (tmp_path / "summary.json").exists()
     if "steps" not in summary:  # not a training experiment
         return
@@ -204,9 +205,10 @@ def test_task_adaptive_pretraining_continues_from_an_export(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["smoke", "smoke_dpo"])
-def test_hh_preferences_score_every_curve_point_beside_the_baselines(config, tmp_path):
+def test_hh_preferences_score_every_curve_point_beside_the_baselines(config, tmp_path, tiny_bert_dir):
     hh = Path(__file__).resolve().parents[1] / "experiments" / "preferences_hh.py"
-    summary = main([f"{hh}:{config}", "--set", f"workdir={tmp_path}"])
+    tiny = ["--set", f"encoder_dir={tiny_bert_dir}"]  # the reward models' encoder (MiniLM in the real runs)
+    summary = main([f"{hh}:{config}", "--set", f"workdir={tmp_path}", *tiny])
     assert summary["status"] == "finished" and summary["train_pairs"] == 24
     names = ["random", "longer", "shorter"] + (["linear_8", "linear_16", "fine_tuned_8", "fine_tuned_16"]
                                                if config == "smoke" else ["reference", "dpo_8", "dpo_16"])
@@ -215,9 +217,9 @@ def test_hh_preferences_score_every_curve_point_beside_the_baselines(config, tmp
     assert summary["longer"]["accuracy"] + summary["shorter"]["accuracy"] == pytest.approx(1.0)
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {name} " in table for name in names)
-    assert main([f"{hh}:{config}", "--set", f"workdir={tmp_path}"])[names[-1]] == summary[names[-1]]  # read back
+    assert main([f"{hh}:{config}", "--set", f"workdir={tmp_path}", *tiny])[names[-1]] == summary[names[-1]]
     if config == "smoke":  # a changed setting measures again the rows that depend on it, and only those
-        changed = main([f"{hh}:{config}", "--set", f"workdir={tmp_path}", "--set", "linear_l2=0.5"])
+        changed = main([f"{hh}:{config}", "--set", f"workdir={tmp_path}", *tiny, "--set", "linear_l2=0.5"])
         assert changed["linear_8"]["settings"] != summary["linear_8"]["settings"]
         assert changed["fine_tuned_16"] == summary["fine_tuned_16"]
 
@@ -241,8 +243,8 @@ def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_pat
         assert "set train.keep_last >= 3" in capsys.readouterr().err
     for name in ("greedy", "beam2"):
         assert 0 <= summary[name]["bleu"] <= 100 and "case:mixed" in summary[name]["signature"]
-        assert sum(r["sentences"] for r in summary[name]["by_length"]) == 1014
-        assert len((tmp_path / f"val.{name}.de").read_text(encoding="utf-8").splitlines()) == 1014
+        assert sum(r["sentences"] for r in summary[name]["by_length"]) == 64  # the smoke's max_val
+        assert len((tmp_path / f"val.{name}.de").read_text(encoding="utf-8").splitlines()) == 64
     assert (tmp_path / "attention.png").stat().st_size > 0
     assert "| words from |" in (tmp_path / "by_length.md").read_text()
     # one output line per input line: a form feed or U+2028 stays inside its line, an empty line stays empty

@@ -64,11 +64,16 @@ def test_cached_decoding_equals_uncached_logits(model):
 
 
 def test_greedy_generate_matches_naive_loop(model):
-    forward = nnx.jit(lambda m, seq: m(seq)[0][:, -1])  # full recompute, last 16 tokens, no cache
+    # full recompute of the last (at most) 16 tokens, no cache; right-padded to 16 so one program serves every
+    # length (causal: the logits at the last real token do not see the padding after it)
+    forward = nnx.jit(lambda m, window, last: m(window)[0][:, last])
 
     def naive(seq, n):
         for _ in range(n):
-            seq = jnp.concatenate([seq, jnp.argmax(forward(model, seq[:, -16:]), -1)[:, None].astype(seq.dtype)], 1)
+            window = seq[:, -16:]
+            t = window.shape[1]
+            logits = forward(model, jnp.pad(window, ((0, 0), (0, 16 - t))), t - 1)
+            seq = jnp.concatenate([seq, jnp.argmax(logits, -1)[:, None].astype(seq.dtype)], 1)
         return seq
 
     prompt = tokens(t=3)
