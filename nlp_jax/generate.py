@@ -1,12 +1,16 @@
-"""Sample completions of a file of prompts (one a line) from a saved policy, so anyone can judge it:
+"""Sample completions of a file of prompts (one a line) from a saved policy or language model, so anyone can
+judge it:
 
-    python -m nlp_jax.generate runs/rlhf_sentiment/dpo_b0.1/export prompts.txt --samples 4
+    nlp-jax generate runs/rlhf_sentiment/dpo_b0.1/export prompts.txt --samples 4
+    nlp-jax generate runs/my_lm/export prompts.txt --max-new-tokens 200 --temperature 0.8
 
-A policy directory is a HF GPT-2 export (``config.json`` + ``model.safetensors``, ``models.gpt2_hf``) with
-its WordPiece tokenizer (``tokenizer.json``) and ``bos_token_id`` / ``eos_token_id`` in its config, as
-the controlled-sentiment experiment writes one per policy. Each prompt is encoded as BOS + its pieces (cut
-to BOS + its last pieces if it would leave fewer than ``--max-new-tokens`` positions), sampled with the one
-sampler, and printed as ``prompt<TAB>completion<TAB>log-prob`` lines (``--json``: one JSON object a line).
+The directory is a HF GPT-2 export (``config.json`` + ``model.safetensors``, ``models.gpt2_hf``) with its
+``tokenizer.json`` and ``bos_token_id`` / ``eos_token_id`` in its config: a policy of the controlled-sentiment
+experiment (a WordPiece vocabulary), a model of ``nlp-jax lm`` or GPT-2's own (``<|endoftext|>`` both
+begins and ends a text). Each prompt is encoded as BOS + its tokens (cut to BOS + its last tokens if it
+would leave fewer than ``--max-new-tokens`` positions), sampled with the one sampler, and printed as
+``prompt<TAB>completion<TAB>log-prob`` lines, a tab, newline or backslash in a completion written ``\\t``,
+``\\n``, ``\\\\`` (``--json``: one JSON object a line, the text as it is).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 
 from nlp_jax.data.exports import read_json_file
 from nlp_jax.data.files import read_lines
+from nlp_jax.data.lm_tokenizer import ENDOFTEXT, LMTokenizer
 from nlp_jax.data.preferences import left_pad
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.eval.rewards import draw
@@ -36,11 +41,15 @@ def load_policy(directory: str | Path):
                                     "tokenizer (e.g. runs/rlhf_sentiment/sft/export)")
     model = load_hf_gpt2(directory)  # the export's checksums verified, its files named if damaged
     config = read_json_file(directory / "config.json")
+    if ENDOFTEXT in read_json_file(directory / "tokenizer.json").get("model", {}).get("vocab", {}):
+        tok = LMTokenizer.from_pretrained(directory)  # `nlp-jax lm`'s, or GPT-2's own
+        return model, tok, config.get("bos_token_id", tok.eot_id), config.get("eos_token_id", tok.eot_id)
     tok = WordPieceTokenizer.from_pretrained(directory, max_length=model.config.block_size)
     return model, tok, config.get("bos_token_id", tok.cls_id), config.get("eos_token_id", tok.sep_id)
 
 
-def encode_prompts(tok: WordPieceTokenizer, prompts: list[str], bos: int, room: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_prompts(tok: WordPieceTokenizer | LMTokenizer, prompts: list[str], bos: int, room: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Left-padded (P, T0) BOS + pieces of each prompt, at most ``room`` tokens each (a long prompt keeps BOS
     and its last ``room - 1`` pieces), and the mask."""
     if room < 1:
@@ -73,10 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("policy", help="a saved policy directory (GPT-2 export + tokenizer)")
     parser.add_argument("prompts", help="a text file, one prompt a line ('-' reads stdin)")
-    parser.add_argument("--samples", type=int, default=1)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=1, help="completions a prompt (default: 1)")
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="(default: 24)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 samples greedily (default: 1.0)")
+    parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of tab-separated")
     args = parser.parse_args(argv)
     checks = (("samples", args.samples >= 1, ">= 1"), ("max_new_tokens", args.max_new_tokens >= 1, ">= 1"),
@@ -93,7 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     rows = generate(args.policy, prompts, samples=args.samples, max_new_tokens=args.max_new_tokens,
                     temperature=args.temperature, seed=args.seed)
     for r in rows:
-        print(json.dumps(r) if args.json else f"{r['prompt']}\t{r['completion']}\t{r['logprob']}")
+        print(json.dumps(r) if args.json else f"{r['prompt']}\t{_escaped(r['completion'])}\t{r['logprob']}")
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
 if __name__ == "__main__":

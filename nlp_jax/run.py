@@ -96,14 +96,28 @@ def main(argv: list[str] | None = None) -> dict:
         config = apply_overrides(module.get_config(arg), args.overrides)
     except (KeyError, ValueError) as err:
         parser.error(str(err))
+    try:
+        return launch(module, config, rerun=args.rerun, print_config=args.print_config)
+    except EmptyWorkdir as err:
+        parser.error(str(err))
+
+
+class EmptyWorkdir(ValueError):
+    """A config whose ``workdir`` is empty: every run needs its directory."""
+
+
+def launch(module, config, *, rerun: bool = False, print_config: bool = False) -> dict:
+    """Run ``module.run(config)`` in its run directory, as every experiment, study and ``nlp-jax`` training
+    command is run: a finished run of the same config is read back (``rerun`` runs it again), a second
+    process on the directory is refused, and ``train.resume=false`` moves what the directory held aside."""
     resolved = module.resolve_config(config) if hasattr(module, "resolve_config") else config
-    if args.print_config:
+    if print_config:
         print(to_json(resolved))
         return {}
     workdir = getattr(resolved, "workdir", None)
     if workdir is not None and not str(workdir).strip():
-        parser.error("workdir is empty: name the run directory (--set workdir=runs/<name>), or leave it out")
-    stored = None if args.rerun else finished_summary(resolved)
+        raise EmptyWorkdir("workdir is empty: name the run directory (--set workdir=runs/<name>), or leave it out")
+    stored = None if rerun else finished_summary(resolved)
     if stored is not None:
         print(f"{resolved.workdir} holds this run, finished; its stored results (--rerun runs it again):")
         print(json.dumps(stored, indent=2))
@@ -147,7 +161,11 @@ def finished_summary(config) -> dict | None:
 def exit_status(argv: list[str]) -> int:
     """:func:`main`'s exit status: 0, or 128 + the signal for an interrupted run (a scheduler must tell it from
     a finished one)."""
-    summary = main(argv)
+    return status_of(main(argv))
+
+
+def status_of(summary: dict) -> int:
+    """A run's exit status from its summary: 128 + the signal when it was interrupted, else 0."""
     return 128 + summary.get("signal", signal.SIGINT) if summary.get("status") == "interrupted" else 0
 
 

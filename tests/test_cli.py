@@ -99,6 +99,8 @@ def test_the_own_data_page_s_examples_run_as_written(tmp_path, monkeypatch):
     kn3 = json.loads((tmp_path / "stories_kn3" / "summary.json").read_text())["evaluations"]
     held = kn3["docs/examples/stories_valid.txt"]
     assert (round(held["perplexity"], 2), held["tokens"], held["unknown_words"]) == (2.30, 546, 1)  # as it says
+    lm = json.loads((tmp_path / "stories_lm" / "summary.json").read_text())
+    assert round(lm["val_ppl"], 1) == 2.2 and lm["steps"] == 300  # "2.21 a character"
 
 
 def test_ngram_reports_the_model_s_perplexity_and_exports_what_an_arpa_reader_scores_alike(tmp_path):

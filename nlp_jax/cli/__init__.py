@@ -5,6 +5,8 @@ lines. ``nlp-jax <command> --help`` shows a command's options with their default
     nlp-jax generate <GPT-2 export or HF name> prompts.txt               # sample continuations
     nlp-jax translate <translation run> sentences.txt                    # beam-search translations
     nlp-jax sentences classify <BERT classifier export> sentences.txt    # labels and probabilities
+    nlp-jax lm my_text.txt --out runs/my_lm                              # a GPT (or --arch lstm) on your text
+    nlp-jax perplexity runs/my_lm/export held_out.txt                    # per token, per byte; --stride slides
     nlp-jax vectors corpus.txt --method sg --out runs/vectors            # word vectors, word2vec's formats
     nlp-jax ngram train.txt --order 3 --eval valid.txt --out runs/kn3     # Kneser-Ney, perplexity, ARPA
     nlp-jax tfidf docs.txt --out runs/tfidf --query "some words"         # TF-IDF matrix, nearest documents
@@ -24,6 +26,8 @@ COMMANDS = {
     "generate": ("nlp_jax.generate", "continue prompts with a GPT-2 (an export of ours or a Hugging Face model)"),
     "translate": ("nlp_jax.translate", "translate sentences with a trained encoder-decoder (beam search)"),
     "sentences": ("nlp_jax.sentences", "classify sentences with a BERT classifier, or find nearest neighbours"),
+    "lm": ("nlp_jax.cli.lm", "train a GPT or an LSTM language model on your text files, export it"),
+    "perplexity": ("nlp_jax.cli.perplexity", "perplexity of text under a trained LM (GPT-2, LSTM, an ARPA n-gram)"),
     "vectors": ("nlp_jax.cli.vectors", "word vectors from your text (skip-gram, CBOW, PPMI-SVD), word2vec's formats"),
     "ngram": ("nlp_jax.cli.ngram", "a Kneser-Ney n-gram model of your text, its perplexity, an ARPA file"),
     "tfidf": ("nlp_jax.cli.tfidf", "TF-IDF vectors of your documents and the documents nearest a query"),
@@ -50,9 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[command][0])
     prog, sys.argv[0] = sys.argv[0], f"nlp-jax {command}"  # (argparse names the program after argv[0])
     try:
-        status = module.exit_status(rest) if command == "run" else module.main(rest)
+        status = module.main(rest)
     finally:
         sys.argv[0] = prog
+    if isinstance(status, dict):  # a training command's summary
+        from nlp_jax.run import status_of
+
+        return status_of(status)
     return int(status or 0)
 
 

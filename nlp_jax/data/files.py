@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -28,6 +28,22 @@ def read_lines(source: str | Path) -> list[str]:
     lines = read_text(source).split("\n")
     lines = lines[:-1] if lines and lines[-1] == "" else lines  # the final newline ends the last line
     return [line.removesuffix("\r") for line in lines]  # Windows line ends
+
+
+def stream_lines(source: str | Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file one at a time, each with its line end (a leading byte-order mark
+    dropped): a file of any size is read in constant memory. A byte that is not UTF-8 is a ValueError naming
+    the file, the line and the byte offset, as :func:`read_text` does."""
+    offset = 0
+    with open(source, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{source}:{number}: not UTF-8 text ({err.reason} at byte {offset + err.start:,});"
+                                 " convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+            yield line.removeprefix("\ufeff") if number == 1 else line
+            offset += len(raw)
 
 
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}

@@ -9,12 +9,17 @@ back so that the next batch continues where this one stopped.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from nlp_jax import kernels, ops
+from nlp_jax.data.atomic import atomic_path, write_atomic
+from nlp_jax.data.exports import read_json_file, read_safetensors, verify_checksums, write_checksums
 from nlp_jax.nn.recurrent import RecurrentParams
 from nlp_jax.ops import recurrent as R
 from nlp_jax.validate import COMPUTE_DTYPES, at_least, check_fields, in_unit, one_of
@@ -85,3 +90,47 @@ class RNNLM(nnx.Module):
         return logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), {"cache": new_carry}
 
 
+
+
+CONFIG_FILE = "rnn_lm.json"  # an RNNLM export: this, model.safetensors and (optionally) the tokenizer's files
+
+
+def save_rnn_lm(model: RNNLM, directory: str | Path, *, tokenizer=None, **extra_config) -> Path:
+    """Write ``model`` to ``directory``: ``rnn_lm.json`` (its config and ``extra_config``), the parameters as
+    ``model.safetensors`` (named by their path, ``layers.0.w_ih``), the ``tokenizer``'s files if given, and
+    ``checksums.sha256`` over them all (``data.exports``). :func:`load_rnn_lm` reads it back."""
+    from safetensors.numpy import save_file
+
+    directory = Path(directory)
+    tensors = {".".join(map(str, path)): np.ascontiguousarray(np.asarray(var[...], np.float32))
+               for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(tensors, tmp)
+    write_atomic(directory / CONFIG_FILE, json.dumps({**dataclasses.asdict(model.config), **extra_config}, indent=2))
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    write_checksums(directory)
+    return directory
+
+
+def load_rnn_lm(directory: str | Path) -> tuple[RNNLM, dict]:
+    """(the :class:`RNNLM` saved in ``directory`` by :func:`save_rnn_lm`, the config file's other keys); the
+    checksums are verified first and a missing or misshapen tensor is named."""
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{directory}: no {CONFIG_FILE} (not an RNNLM export of save_rnn_lm)")
+    verify_checksums(directory)
+    stored = read_json_file(directory / CONFIG_FILE)
+    names = {f.name for f in dataclasses.fields(RNNLMConfig)}
+    cfg = RNNLMConfig(**{k: v for k, v in stored.items() if k in names})
+    model = nnx.eval_shape(lambda: RNNLM(cfg, rngs=nnx.Rngs(0)))
+    tensors = read_safetensors(directory / "model.safetensors")
+    flat = []
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        name = ".".join(map(str, path))
+        if name not in tensors or tensors[name].shape != var.shape:
+            found = tensors[name].shape if name in tensors else "no tensor"
+            raise ValueError(f"{directory / 'model.safetensors'}: {name} should be {var.shape}, found {found}")
+        flat.append((path, var.replace(jnp.asarray(tensors[name]))))
+    nnx.update(model, nnx.from_flat_state(flat))
+    return model, {k: v for k, v in stored.items() if k not in names}

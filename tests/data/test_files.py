@@ -47,3 +47,14 @@ def test_a_byte_order_mark_and_windows_line_ends_are_not_part_of_the_text(tmp_pa
     path = tmp_path / "bom.txt"
     path.write_bytes("\ufefffirst\r\nsecond\r\n".encode("utf-8"))
     assert read_lines(path) == ["first", "second"]
+
+
+def test_streamed_lines_keep_their_ends_drop_a_byte_order_mark_and_name_a_non_utf8_byte(tmp_path):
+    from nlp_jax.data.files import stream_lines
+
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffone\r\ntwo\n\nthree".encode())
+    assert list(stream_lines(path)) == ["one\r\n", "two\n", "\n", "three"]
+    path.write_bytes(b"fine\nstill fine\ncaf\xe9\n")
+    with pytest.raises(ValueError, match=r"t.txt:3: not UTF-8 text \(invalid continuation byte at byte 19\)"):
+        list(stream_lines(path))

@@ -65,3 +65,23 @@ def test_truncated_bptt_resume_is_bitwise_identical(tmp_path):
     assert first.status == "interrupted" and first.step == 5  # batch 5 is prepared while step 4 runs
     _, second = run(tmp_path / "b", base)
     assert {**first.losses, **second.losses} == straight.losses
+
+
+def test_an_export_loads_back_with_equal_logits_and_a_damaged_one_is_named(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from nlp_jax.models.rnn_lm import load_rnn_lm, save_rnn_lm
+
+    model = RNNLM(RNNLMConfig.tiny(cell="lstm"), rngs=nnx.Rngs(3))
+    save_rnn_lm(model, tmp_path / "e", eot_id=1)
+    back, extra = load_rnn_lm(tmp_path / "e")
+    x = jnp.arange(12).reshape(2, 6) % 23
+    np.testing.assert_array_equal(np.asarray(back(x)[0]), np.asarray(model(x)[0]))
+    assert extra == {"eot_id": 1} and back.config == model.config
+    tensors = load_file(str(tmp_path / "e" / "model.safetensors"))
+    save_file({k: v for k, v in tensors.items() if k != "out_b"}, str(tmp_path / "e" / "model.safetensors"))
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        load_rnn_lm(tmp_path / "e")
+    (tmp_path / "e" / "checksums.sha256").unlink()
+    with pytest.raises(ValueError, match=r"out_b should be \(23,\), found no tensor"):
+        load_rnn_lm(tmp_path / "e")
