@@ -40,16 +40,19 @@ def classifier_logits(model, batch):
 
 
 def batched(model, tokenizer: WordPieceTokenizer, texts: list[str], fn, batch_size: int = 128,
-            max_length: int | None = None, forward=_forward) -> np.ndarray:
-    """``fn(forward(model, batch), batch) -> (B, ...)`` over ``texts`` in length-sorted batches, returned in
-    input order (a progress bar on stderr past 8 batches); ``forward`` defaults to the model's
-    ``(outputs, aux)``."""
-    order = np.argsort([len(t) for t in texts], kind="stable")
+            max_length: int | None = None, forward=_forward, pairs: list[str] | None = None) -> np.ndarray:
+    """``fn(forward(model, batch), batch) -> (B, ...)`` over ``texts`` (with their second texts ``pairs``) in
+    length-sorted batches, returned in input order (a progress bar on stderr past 8 batches); ``forward``
+    defaults to the model's ``(outputs, aux)``."""
+    lengths = [len(t) for t in texts] if pairs is None else [len(t) + len(u) for t, u in zip(texts, pairs)]
+    order = np.argsort(lengths, kind="stable")
     out = [None] * len(texts)
     starts = range(0, len(texts), batch_size)
     for start in tqdm(starts, desc="sentences", unit="batch", leave=False, disable=len(starts) <= 8):
         idx = order[start:start + batch_size]
-        batch = {k: jnp.asarray(v) for k, v in tokenizer.encode([texts[i] for i in idx], max_length=max_length).items()}
+        second = None if pairs is None else [pairs[i] for i in idx]
+        batch = {k: jnp.asarray(v)
+                 for k, v in tokenizer.encode([texts[i] for i in idx], second, max_length=max_length).items()}
         values = np.asarray(fn(forward(model, batch), batch))
         for i, v in zip(idx, values):
             out[i] = v
@@ -68,9 +71,9 @@ class SentenceClassifier:
         config = read_json_file(Path(directory, "config.json"))
         self.labels = [config.get("id2label", {}).get(str(i), str(i)) for i in range(self.model.head.kernel.shape[1])]
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def __call__(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         return batched(self.model, self.tokenizer, texts, lambda logits, b: jax.nn.softmax(logits, -1),
-                       forward=classifier_logits)
+                       forward=classifier_logits, pairs=pairs)
 
 
 def classify(directory: str | Path, texts: list[str]) -> tuple[list[str], np.ndarray]:

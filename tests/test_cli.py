@@ -101,6 +101,9 @@ def test_the_own_data_page_s_examples_run_as_written(tmp_path, monkeypatch):
     assert (round(held["perplexity"], 2), held["tokens"], held["unknown_words"]) == (2.30, 546, 1)  # as it says
     lm = json.loads((tmp_path / "stories_lm" / "summary.json").read_text())
     assert round(lm["val_ppl"], 1) == 2.2 and lm["steps"] == 300  # "2.21 a character"
+    clf = json.loads((tmp_path / "reviews_clf" / "summary.json").read_text())
+    assert clf["valid_accuracy"] >= 0.97 and clf["steps"] == 120  # "all 100 validation rows right"
+    assert (tmp_path / "reviews_dev_predictions.csv").read_text().startswith("text,label,p(negative),p(positive)\n")
 
 
 def test_ngram_reports_the_model_s_perplexity_and_exports_what_an_arpa_reader_scores_alike(tmp_path):

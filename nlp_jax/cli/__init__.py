@@ -7,6 +7,8 @@ lines. ``nlp-jax <command> --help`` shows a command's options with their default
     nlp-jax sentences classify <BERT classifier export> sentences.txt    # labels and probabilities
     nlp-jax lm my_text.txt --out runs/my_lm                              # a GPT (or --arch lstm) on your text
     nlp-jax perplexity runs/my_lm/export held_out.txt                    # per token, per byte; --stride slides
+    nlp-jax classify rows.csv --text-column text --label-column label --out runs/clf   # BERT on your labels
+    nlp-jax predict runs/clf/export new_rows.csv --out predictions.csv                 # labels, probabilities
     nlp-jax vectors corpus.txt --method sg --out runs/vectors            # word vectors, word2vec's formats
     nlp-jax ngram train.txt --order 3 --eval valid.txt --out runs/kn3     # Kneser-Ney, perplexity, ARPA
     nlp-jax tfidf docs.txt --out runs/tfidf --query "some words"         # TF-IDF matrix, nearest documents
@@ -28,6 +30,8 @@ COMMANDS = {
     "sentences": ("nlp_jax.sentences", "classify sentences with a BERT classifier, or find nearest neighbours"),
     "lm": ("nlp_jax.cli.lm", "train a GPT or an LSTM language model on your text files, export it"),
     "perplexity": ("nlp_jax.cli.perplexity", "perplexity of text under a trained LM (GPT-2, LSTM, an ARPA n-gram)"),
+    "classify": ("nlp_jax.cli.classify", "fine-tune a BERT classifier on your labelled CSV / TSV / JSONL rows"),
+    "predict": ("nlp_jax.cli.predict", "labels and probabilities of a trained classifier for a file's texts"),
     "vectors": ("nlp_jax.cli.vectors", "word vectors from your text (skip-gram, CBOW, PPMI-SVD), word2vec's formats"),
     "ngram": ("nlp_jax.cli.ngram", "a Kneser-Ney n-gram model of your text, its perplexity, an ARPA file"),
     "tfidf": ("nlp_jax.cli.tfidf", "TF-IDF vectors of your documents and the documents nearest a query"),

@@ -95,20 +95,23 @@ class PretrainingBatches:
 
 
 class SentenceBatches:
-    """``source(step)``: shuffled minibatches of labelled sentences (an epoch is a permutation seeded by
-    (seed, epoch); the last incomplete batch is dropped), tokenised per batch to its own padded length."""
+    """``source(step)``: shuffled minibatches of labelled sentences, or sentence pairs with ``pairs`` (an epoch
+    is a permutation seeded by (seed, epoch); the last incomplete batch is dropped), tokenised per batch to its
+    own padded length."""
 
     def __init__(self, texts: list[str], labels: np.ndarray, tokenizer: WordPieceTokenizer, batch_size: int,
-                 max_length: int, seed: int = 0):
-        if len(texts) != len(labels):
-            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+                 max_length: int, seed: int = 0, pairs: list[str] | None = None):
+        if len(texts) != len(labels) or (pairs is not None and len(pairs) != len(texts)):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels"
+                             + ("" if pairs is None else f" and {len(pairs)} second texts"))
         self.steps_per_epoch = len(texts) // batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"fewer examples ({len(texts)}) than batch_size={batch_size}")
         self.texts, self.labels, self.tokenizer = texts, np.asarray(labels, np.int32), tokenizer
-        self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
+        self.batch_size, self.max_length, self.seed, self.pairs = batch_size, max_length, seed, pairs
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         idx = epoch_rows(self.seed, step, len(self.texts), self.batch_size)
-        batch = self.tokenizer.encode([self.texts[i] for i in idx], max_length=self.max_length)
+        pairs = None if self.pairs is None else [self.pairs[i] for i in idx]
+        batch = self.tokenizer.encode([self.texts[i] for i in idx], pairs, max_length=self.max_length)
         return {**batch, "labels": self.labels[idx]}
