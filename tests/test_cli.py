@@ -85,7 +85,7 @@ def test_the_own_data_page_s_examples_run_as_written(tmp_path, monkeypatch):
 
     monkeypatch.chdir(ROOT)
     page = (ROOT / "docs" / "guide" / "own_data.md").read_text()
-    blocks = page.split("```bash\n")[1:]
+    blocks = page.split("```bash\n")[1:]  # (```console blocks are shown, not run)
     lines = [line for block in blocks for line in block.split("```")[0].splitlines() if line.startswith("nlp-jax ")]
     assert len(lines) >= 3
     for line in lines:
@@ -104,6 +104,8 @@ def test_the_own_data_page_s_examples_run_as_written(tmp_path, monkeypatch):
     clf = json.loads((tmp_path / "reviews_clf" / "summary.json").read_text())
     assert clf["valid_accuracy"] >= 0.97 and clf["steps"] == 120  # "all 100 validation rows right"
     assert (tmp_path / "reviews_dev_predictions.csv").read_text().startswith("text,label,p(negative),p(positive)\n")
+    dpo = json.loads((tmp_path / "prefs_dpo" / "summary.json").read_text())
+    assert dpo["preference_accuracy"] >= 0.95 and dpo["valid"]["examples"] == 60  # "all 60 held-out pairs"
 
 
 def test_ngram_reports_the_model_s_perplexity_and_exports_what_an_arpa_reader_scores_alike(tmp_path):

@@ -9,6 +9,7 @@ lines. ``nlp-jax <command> --help`` shows a command's options with their default
     nlp-jax perplexity runs/my_lm/export held_out.txt                    # per token, per byte; --stride slides
     nlp-jax classify rows.csv --text-column text --label-column label --out runs/clf   # BERT on your labels
     nlp-jax predict runs/clf/export new_rows.csv --out predictions.csv                 # labels, probabilities
+    nlp-jax prefer runs/my_lm/export pairs.jsonl --loss sigmoid --out runs/dpo   # prompt/chosen/rejected
     nlp-jax vectors corpus.txt --method sg --out runs/vectors            # word vectors, word2vec's formats
     nlp-jax ngram train.txt --order 3 --eval valid.txt --out runs/kn3     # Kneser-Ney, perplexity, ARPA
     nlp-jax tfidf docs.txt --out runs/tfidf --query "some words"         # TF-IDF matrix, nearest documents
@@ -32,6 +33,7 @@ COMMANDS = {
     "perplexity": ("nlp_jax.cli.perplexity", "perplexity of text under a trained LM (GPT-2, LSTM, an ARPA n-gram)"),
     "classify": ("nlp_jax.cli.classify", "fine-tune a BERT classifier on your labelled CSV / TSV / JSONL rows"),
     "predict": ("nlp_jax.cli.predict", "labels and probabilities of a trained classifier for a file's texts"),
+    "prefer": ("nlp_jax.cli.prefer", "DPO (or IPO, cDPO, SimPO, ORPO, KTO) or a reward model on your preference JSONL"),
     "vectors": ("nlp_jax.cli.vectors", "word vectors from your text (skip-gram, CBOW, PPMI-SVD), word2vec's formats"),
     "ngram": ("nlp_jax.cli.ngram", "a Kneser-Ney n-gram model of your text, its perplexity, an ARPA file"),
     "tfidf": ("nlp_jax.cli.tfidf", "TF-IDF vectors of your documents and the documents nearest a query"),

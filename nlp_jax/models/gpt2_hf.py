@@ -106,3 +106,64 @@ def save_hf_gpt2(model: GPT2, directory: str | Path, *, tokenizer=None, **extra_
         tokenizer.save(directory)
     write_checksums(directory)
     return directory
+
+
+def save_hf_reward_model(model, directory: str | Path, *, pad_token_id: int, tokenizer=None, **extra_config) -> Path:
+    """Write a :class:`~nlp_jax.models.reward.RewardModel` on a GPT-2 backbone (``pooling='last'``) as a HF
+    ``GPT2ForSequenceClassification`` directory with one label, whose logit is the reward: the backbone as
+    ``transformer.*``, the head's weight as ``score.weight``. HF's score layer has no bias, so the head's bias b
+    is folded into the final layer norm's shift: adding b w / (w . w) to it adds exactly b to w . h (the
+    final norm feeds only the head here). HF reads the last token that is not ``pad_token_id`` of each row (right
+    padding); ``extra_config`` adds keys to ``config.json`` (``bos_token_id``). :func:`load_hf_reward_model`
+    reads it back."""
+    from safetensors.numpy import save_file
+
+    from nlp_jax.models.reward import RewardModel
+
+    if not isinstance(model, RewardModel) or not isinstance(model.backbone, GPT2) or model.pooling != "last":
+        raise ValueError("save_hf_reward_model: a RewardModel on a GPT2 backbone with pooling='last' has a HF form")
+    cfg = model.backbone.config
+    tensors = {"transformer." + _hf_name(path): np.ascontiguousarray(np.asarray(var[...], np.float32))
+               for path, var in nnx.to_flat_state(nnx.state(model.backbone, nnx.Param))}
+    w = np.asarray(model.head.kernel[...], np.float64)[:, 0]
+    b = float(np.asarray(model.head.bias[...])[0])
+    tensors["transformer.wte.weight"] = tensors["transformer.wte.weight"][:cfg.vocab_size]
+    tensors["transformer.ln_f.bias"] = (tensors["transformer.ln_f.bias"] + b * w / (w @ w)).astype(np.float32)
+    tensors["score.weight"] = w[None].astype(np.float32)
+    directory = Path(directory)
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(tensors, tmp)
+    config = {**config_to_hf(cfg), "architectures": ["GPT2ForSequenceClassification"], "num_labels": 1,
+              "id2label": {"0": "reward"}, "label2id": {"reward": 0}, "pad_token_id": pad_token_id, **extra_config}
+    write_atomic(directory / "config.json", json.dumps(config, indent=2))
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    write_checksums(directory)
+    return directory
+
+
+def load_hf_reward_model(directory: str | Path):
+    """The :class:`~nlp_jax.models.reward.RewardModel` of a HF ``GPT2ForSequenceClassification`` directory
+    with one label (:func:`save_hf_reward_model`'s, or one trained with transformers): the head's bias 0."""
+    import jax.numpy as jnp
+
+    from nlp_jax.models.reward import RewardModel
+
+    directory = Path(directory)
+    verify_checksums(directory)
+    hf = read_json_file(directory / "config.json")
+    tensors = read_safetensors(directory / "model.safetensors")
+    if hf.get("num_labels", len(hf.get("id2label", {}))) != 1 or "score.weight" not in tensors:
+        raise ValueError(f"{directory}: not a one-label GPT2ForSequenceClassification (a reward model)")
+    backbone = GPT2(config_from_hf(hf), rngs=nnx.Rngs(0))
+    flat = []
+    for path, var in nnx.to_flat_state(nnx.state(backbone, nnx.Param)):
+        name = "transformer." + _hf_name(path)
+        if name not in tensors or tensors[name].shape != var.shape:
+            raise ValueError(f"{directory}: tensor {name} missing or not {var.shape}")
+        flat.append((path, var.replace(jnp.asarray(tensors[name]))))
+    nnx.update(backbone, nnx.from_flat_state(flat))
+    model = RewardModel(backbone, rngs=nnx.Rngs(0))
+    model.head.kernel[...] = jnp.asarray(tensors["score.weight"].T)
+    model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
+    return model
