@@ -79,6 +79,19 @@ def test_the_frontier_table_and_plot(tmp_path):
     assert plot_frontier(rows, tmp_path / "f.png").stat().st_size > 0
 
 
+def test_rewards_at_a_kl_are_read_from_each_curve_starting_at_sft_and_none_beyond_its_reach():
+    from experiments.rlhf_sentiment.report import at_kl_table, rewards_at
+
+    rows = {"sft": {"method": "SFT", "kl": 0.0, "reward/oracle": 0.5},
+            "dpo_a": {"method": "DPO", "kl": 1.0, "reward/oracle": 0.6},
+            "dpo_b": {"method": "DPO", "kl": 4.0, "reward/oracle": 0.9},
+            "ipo": {"method": "IPO", "kl": 6.0, "reward/oracle": 0.8}}
+    read = rewards_at(rows)
+    assert read["DPO"][2.0] == pytest.approx(0.7) and read["DPO"][5.0] is None  # 0.6 + (2 - 1) / 3 * 0.3
+    assert read["IPO"][5.0] == pytest.approx(0.5 + 5 / 6 * 0.3) and read["IPO"]["points"] == 2  # SFT, then IPO
+    assert "| DPO | 0.700 | - | - | 4.00 | 3 |" in at_kl_table(rows)
+
+
 @pytest.mark.slow
 def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     import jax

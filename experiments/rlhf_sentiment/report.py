@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from .config import Config
 from .methods import LOSS_NAMES, curve_label
 
@@ -20,7 +22,7 @@ def report(cfg: Config, data: dict) -> None:
         return LOSS_NAMES.get(method, method)
 
     rows = {k: {**v, "method": label(k, v)} for k, v in data.items() if isinstance(v, dict) and "kl" in v}
-    Path(cfg.workdir, "results.md").write_text(frontier_table(rows))
+    Path(cfg.workdir, "results.md").write_text(frontier_table(rows) + "\n" + at_kl_table(rows))
     plot_frontier(rows, Path(cfg.workdir, "frontier.png"), title="SST-2 controlled sentiment: reward vs KL")
 
 
@@ -32,6 +34,35 @@ def frontier_table(rows: dict[str, dict]) -> str:
     for name, r in rows.items():
         rewards = " | ".join(f"{r[j]:.3f}" if j in r else "-" for j in judges)
         lines.append(f"| {name} | {r['method']} | {r['param']} | {rewards} | {r['kl']:.2f} | {r.get('seconds', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def rewards_at(rows: dict[str, dict], kls=(2.0, 5.0, 10.0), *, judge: str = "reward/oracle",
+               start: str = "sft") -> dict[str, dict]:
+    """Each method's reward at each KL of ``kls``, read from its curve: linear interpolation between its
+    measured points sorted by KL, the curve starting at the ``start`` policy's point (every method starts from
+    SFT, at 0 nats); None where the KL is beyond the method's largest measured one (not reached). Also each
+    method's largest KL and its number of points."""
+    origin = rows.get(start)
+    out = {}
+    for method in sorted({r["method"] for r in rows.values()}):
+        points = sorted((r["kl"], r[judge]) for r in rows.values() if r["method"] == method and judge in r)
+        if origin is not None and points and points[0][0] > 0:
+            points = [(0.0, origin[judge]), *points]
+        kl, reward = zip(*points)
+        out[method] = {**{k: (float(np.interp(k, kl, reward)) if k <= kl[-1] else None) for k in kls},
+                       "max_kl": kl[-1], "points": len(points)}
+    return out
+
+
+def at_kl_table(rows: dict[str, dict], kls=(2.0, 5.0, 10.0)) -> str:
+    """A markdown table of :func:`rewards_at`: one row a method, ``-`` where its curve does not reach."""
+    read = rewards_at(rows, kls)
+    head = " | ".join(f"oracle at {k:g} nats" for k in kls)
+    lines = [f"| method | {head} | largest KL | points |", "|---" * (len(kls) + 3) + "|"]
+    for method, r in read.items():
+        cells = " | ".join("-" if r[k] is None else f"{r[k]:.3f}" for k in kls)
+        lines.append(f"| {method} | {cells} | {r['max_kl']:.2f} | {r['points']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@ lines. ``nlp-jax <command> --help`` shows a command's options with their default
 
     nlp-jax run experiments/<name>[:config] [--set key.path=value ...]   # an experiment or a study
     nlp-jax generate <GPT-2 export or HF name> prompts.txt               # sample continuations
+    nlp-jax translate-train pairs.tsv --out runs/my_mt                   # source<TAB>target lines (or two files)
     nlp-jax translate <translation run> sentences.txt                    # beam-search translations
     nlp-jax sentences classify <BERT classifier export> sentences.txt    # labels and probabilities
     nlp-jax lm my_text.txt --out runs/my_lm                              # a GPT (or --arch lstm) on your text
@@ -27,6 +28,7 @@ from nlp_jax.data.files import read_lines
 COMMANDS = {
     "run": ("nlp_jax.run", "launch an experiment or a study (a config, --set overrides, resumable)"),
     "generate": ("nlp_jax.generate", "continue prompts with a GPT-2 (an export of ours or a Hugging Face model)"),
+    "translate-train": ("nlp_jax.cli.translate_train", "train a translator (LSTM or transformer) on parallel text"),
     "translate": ("nlp_jax.translate", "translate sentences with a trained encoder-decoder (beam search)"),
     "sentences": ("nlp_jax.sentences", "classify sentences with a BERT classifier, or find nearest neighbours"),
     "lm": ("nlp_jax.cli.lm", "train a GPT or an LSTM language model on your text files, export it"),
