@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("checkpoint", help="a HF BERT directory with its tokenizer, or 'minilm'")
         p.add_argument("file", help="one sentence a line")
     n.add_argument("--query", required=True, action="append", help="query sentence (repeatable)")
-    n.add_argument("-k", type=int, default=5, help="neighbours per query")
+    n.add_argument("-k", type=int, default=5, help="neighbours per query (default: 5)")
     args = parser.parse_args(argv)
     if args.command == "nearest" and args.k < 1:
         parser.error(f"-k must be >= 1 (neighbours per query), got {args.k}")

@@ -119,9 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("export", help="a model export directory (<workdir>/export)")
     parser.add_argument("source", help="a text file, one source sentence a line ('-': standard input)")
-    parser.add_argument("--beam", type=int, default=5, help="beam width (1: greedy)")
-    parser.add_argument("--length-penalty", type=float, default=1.0, help="hypotheses scored log p / length ** this")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--beam", type=int, default=5, help="beam width (1: greedy; default: 5)")
+    parser.add_argument("--length-penalty", type=float, default=1.0,
+                        help="hypotheses scored log p / length ** this (default: 1.0)")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences a batch (default: 64)")
     args = parser.parse_args(argv)
     checks = (("beam", args.beam >= 1, ">= 1 (1: greedy)"), ("batch_size", args.batch_size >= 1, ">= 1"),
               ("length_penalty", math.isfinite(args.length_penalty), "a finite number"))
