@@ -79,16 +79,21 @@ def test_the_frontier_table_and_plot(tmp_path):
     assert plot_frontier(rows, tmp_path / "f.png").stat().st_size > 0
 
 
-def test_rewards_at_a_kl_are_read_from_each_curve_starting_at_sft_and_none_beyond_its_reach():
+def test_rewards_at_a_kl_are_the_best_within_it_along_each_front_from_sft_and_none_beyond_reach():
     from experiments.rlhf_sentiment.report import at_kl_table, rewards_at
 
     rows = {"sft": {"method": "SFT", "kl": 0.0, "reward/oracle": 0.5},
             "dpo_a": {"method": "DPO", "kl": 1.0, "reward/oracle": 0.6},
             "dpo_b": {"method": "DPO", "kl": 4.0, "reward/oracle": 0.9},
-            "ipo": {"method": "IPO", "kl": 6.0, "reward/oracle": 0.8}}
+            "ipo": {"method": "IPO", "kl": 6.0, "reward/oracle": 0.8},
+            "on_1": {"method": "online", "kl": 3.0, "reward/oracle": 0.85},  # a run's steps: not monotone
+            "on_2": {"method": "online", "kl": 3.5, "reward/oracle": 0.80},
+            "on_3": {"method": "online", "kl": 8.0, "reward/oracle": 0.84}}
     read = rewards_at(rows)
     assert read["DPO"][2.0] == pytest.approx(0.7) and read["DPO"][5.0] is None  # 0.6 + (2 - 1) / 3 * 0.3
     assert read["IPO"][5.0] == pytest.approx(0.5 + 5 / 6 * 0.3) and read["IPO"]["points"] == 2  # SFT, then IPO
+    assert read["online"][5.0] == pytest.approx(0.85) and read["online"][10.0] is None  # its best within 5 nats
+    assert read["online"][2.0] == pytest.approx(0.5 + 2 / 3 * 0.35) and "SFT" not in read
     assert "| DPO | 0.700 | - | - | 4.00 | 3 |" in at_kl_table(rows)
 
 

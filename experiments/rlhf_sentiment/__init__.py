@@ -3,14 +3,16 @@
 Launch:  python -m nlp_jax.run experiments/rlhf_sentiment     (or: make rlhf-sentiment; :smoke for tests)
 Variants (the DPO sweep, iterative and more online DPO runs): ``studies/rlhf_sentiment``.
 
-Result (``default``, 2026-12-05, a 2-core AMD EPYC with AVX-512, 3,416 s from an empty workdir after the
-oracle): online DPO on soft labels (beta 0.35) reaches an oracle reward of **0.909 +- 0.006 at a KL of
-4.57 +- 0.08 nats** (the target: >= 0.9 at <= 5 nats), above PPO on a reward model (0.910 at 15.99 nats) and
-one-round DPO (0.770 at 9.77 nats); SFT 0.544, best-of-64 0.982 at 3.17 nats. The whole table and the
-frontier: ``docs/results.md``; the log of attempts: ``studies/rlhf_sentiment/README.md``. (Measured before
-the experiment became a package; the stages and seeds are the same.) ORPO, SimPO, KTO and the critic-free
-methods (stages 5 and 7) joined the default run on 2026-12-06 and are not measured yet: the next ``make
-rlhf-sentiment`` on a finished run trains them alone.
+Result (``default``, 2026-12-06, a 2-core AMD EPYC with AVX-512, with the oracle retrained that day: dev accuracy
+0.888, as before): online DPO on soft labels reaches an oracle reward of **0.908 +- 0.006 at a KL of 4.74 +- 0.08
+nats** (the target: >= 0.9 at <= 5 nats); SFT 0.530, best-of-64 0.982 at 3.17 nats; PPO on a reward model 0.927
+at 19.57 nats; one-round DPO 0.756 at 6.19 (beta 0.1); KTO 0.752 at 6.34, IPO 0.755 at 6.77, cDPO 0.737 at 5.16,
+ORPO 0.607 at 0.90, SimPO 0.855 at 29.27; on the oracle with 2,560 sampled completions each, GRPO 0.821 at 9.39,
+REINFORCE++ 0.687 at 3.51, RLOO 0.644 at 1.72, PPO 0.659 at 3.71. Each method's reward at 2 / 5 / 10 nats (read
+from its curve, ``report.rewards_at``), the whole table and the frontier: ``docs/areas/rlhf.md`` and
+``docs/results.md``; the log of attempts: ``studies/rlhf_sentiment/README.md``. (The stages ran across sessions
+with other work on the machine, resumed from their stored results: their times, about 6,600 s in all, are not a
+clean measurement; the 2026-12-05 run of the methods before ORPO took 3,416 s alone.)
 
 Stages (declared once in ``stages.graph``: each with the config fields its results depend on and the stages
 it reads), each kept in ``<workdir>`` so a rerun (or a crash) resumes where it stopped; changing one

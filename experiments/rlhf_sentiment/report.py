@@ -39,19 +39,24 @@ def frontier_table(rows: dict[str, dict]) -> str:
 
 def rewards_at(rows: dict[str, dict], kls=(2.0, 5.0, 10.0), *, judge: str = "reward/oracle",
                start: str = "sft") -> dict[str, dict]:
-    """Each method's reward at each KL of ``kls``, read from its curve: linear interpolation between its
-    measured points sorted by KL, the curve starting at the ``start`` policy's point (every method starts from
-    SFT, at 0 nats); None where the KL is beyond the method's largest measured one (not reached). Also each
-    method's largest KL and its number of points."""
+    """Each method's reward at each KL of ``kls``, read from its curve: the best reward its policies reach
+    within that KL, linear between the points of its front (the measured points, and the ``start`` policy,
+    SFT at 0 nats, that no point of lower KL beats), flat past the front's last point up to the method's
+    largest measured KL, None beyond it (not reached). An online or iterative run's points, one per judged
+    step, are read the same way. Also each method's largest KL and number of points (the start's included)."""
     origin = rows.get(start)
     out = {}
-    for method in sorted({r["method"] for r in rows.values()}):
+    for method in sorted({r["method"] for r in rows.values()} - ({origin["method"]} if origin else set())):
         points = sorted((r["kl"], r[judge]) for r in rows.values() if r["method"] == method and judge in r)
-        if origin is not None and points and points[0][0] > 0:
+        if origin is not None:
             points = [(0.0, origin[judge]), *points]
-        kl, reward = zip(*points)
-        out[method] = {**{k: (float(np.interp(k, kl, reward)) if k <= kl[-1] else None) for k in kls},
-                       "max_kl": kl[-1], "points": len(points)}
+        front = [points[0]]
+        for kl, reward in points[1:]:
+            if reward > front[-1][1]:
+                front.append((kl, reward))
+        fkl, freward = zip(*front)
+        out[method] = {**{k: (None if k > points[-1][0] else float(np.interp(k, fkl, freward))) for k in kls},
+                       "max_kl": points[-1][0], "points": len(points)}
     return out
 
 
