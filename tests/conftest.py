@@ -130,6 +130,24 @@ def background_result(config, name: str, timeout: float = 900) -> dict:
     return json.loads((folder / "out").read_text().strip().splitlines()[-1])
 
 
+@pytest.fixture
+def refusal(capsys):
+    """``refusal(argv) -> message``: run the ``nlp-jax`` command ``argv``, which must refuse it (exit status 1 with
+    its message on stderr, or argparse's exit 2), and return what it said."""
+    from nlp_jax.cli import main
+
+    def run(argv: list[str]) -> str:
+        capsys.readouterr()
+        try:
+            status = main(argv)
+        except SystemExit as err:
+            return f"{err.code} {capsys.readouterr().err}"
+        assert status == 1, f"{argv} was not refused (exit status {status})"
+        return capsys.readouterr().err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A tiny random BERT encoder (2 layers of 16, context 64) as a HF directory with a WordPiece vocabulary of

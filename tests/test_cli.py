@@ -2,6 +2,7 @@
 ``run`` launching an experiment as ``python -m nlp_jax.run`` does."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,7 @@ def test_vectors_learns_topics_from_a_text_file_and_gensim_reads_both_formats(tm
         assert kv.index_to_key == wv.words and np.array_equal(kv.vectors, wv.vectors)
 
 
-def test_vectors_refuses_bad_input_naming_the_file_and_the_fix(tmp_path):
+def test_vectors_refuses_bad_input_naming_the_file_and_the_fix(tmp_path, refusal):
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("cat dog\ncaf\xe9 dog\n".encode("latin-1"))
     cases = [([str(tmp_path / "missing.txt")], "missing.txt: no such file"),
@@ -76,8 +77,8 @@ def test_vectors_refuses_bad_input_naming_the_file_and_the_fix(tmp_path):
     (tmp_path / "blank.txt").write_text("\n \n")
     cases.append(([str(tmp_path / "blank.txt")], "blank.txt holds no text"))
     for args, message in cases:
-        with pytest.raises((SystemExit, ValueError), match=message):
-            main(["vectors", *args, "--out", str(tmp_path / "o")])
+        shown = refusal(["vectors", *args, "--out", str(tmp_path / "o")])
+        assert re.search(message, shown), (message, shown)
 
 
 def test_the_own_data_page_s_examples_run_as_written(tmp_path, monkeypatch):

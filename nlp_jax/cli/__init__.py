@@ -49,7 +49,9 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``argv``'s command; returns the exit status (2 for an unknown command, as argparse does)."""
+    """Run ``argv``'s command; returns the exit status: 2 for an unknown command or option (as argparse does),
+    1 for bad input (a file, a row, a setting: the message on stderr names it), 128 + the signal for an
+    interrupted training run."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     prog, sys.argv[0] = sys.argv[0], f"nlp-jax {command}"  # (argparse names the program after argv[0])
     try:
         status = module.main(rest)
+    except (ValueError, FileNotFoundError) as err:  # bad input, named by the reader that found it: no traceback
+        print(f"nlp-jax {command}: {err}", file=sys.stderr)
+        return 1
     finally:
         sys.argv[0] = prog
     if isinstance(status, dict):  # a training command's summary

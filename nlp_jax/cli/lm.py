@@ -129,9 +129,14 @@ def encode_files(tok: LMTokenizer, paths: tuple[str, ...], what: str) -> np.ndar
     from tqdm.auto import tqdm
 
     def counted(path):
-        for line in stream_lines(path):
-            bar.update(len(line.encode("utf-8")))
+        done = 0
+        for i, line in enumerate(stream_lines(path), start=1):
+            done += len(line)
+            if i % 10_000 == 0:  # (the bar counts characters: bytes, for ASCII text)
+                bar.update(done)
+                done = 0
             yield line
+        bar.update(done)
 
     parts = []
     with tqdm(total=sum(Path(p).stat().st_size for p in paths), unit="B", unit_scale=True, desc=f"tokenize {what}",
