@@ -5,6 +5,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from nlp_jax.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +52,18 @@ def test_two_aligned_files_hold_out_a_seeded_share_and_bad_parallel_input_is_nam
                           (["--source", str(src)], "source_file and target_file go together")]:
         shown = refusal(["translate-train", *args, "--out", str(tmp_path / "o"), *QUICK])
         assert re.search(message, shown), (message, shown)
+
+
+def test_read_parallel_pairs_a_tsv_or_two_aligned_files_alike_and_skips_only_a_tsv_s_blank_lines(tmp_path):
+    from nlp_jax.cli.translate_train import read_parallel
+
+    tsv = tmp_path / "p.tsv"
+    tsv.write_text("the cat\tle chat\n\n the dog \tle chien\n")
+    (tmp_path / "a.en").write_text("the cat\n the dog \n")
+    (tmp_path / "a.fr").write_text("le chat\nle chien\n")
+    expected = (["the cat", "the dog"], ["le chat", "le chien"])  # sentences stripped of outer spaces
+    assert read_parallel(str(tsv)) == expected
+    assert read_parallel(source=str(tmp_path / "a.en"), target=str(tmp_path / "a.fr")) == expected
+    (tmp_path / "b.fr").write_text("le chat\n\n")
+    with pytest.raises(ValueError, match=r"b.fr:2: an empty target sentence; remove the pair"):
+        read_parallel(source=str(tmp_path / "a.en"), target=str(tmp_path / "b.fr"))

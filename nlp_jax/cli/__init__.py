@@ -88,3 +88,33 @@ def text_lines(files: list[str], command: str) -> list[str]:
     if not lines:
         raise SystemExit(f"nlp-jax {command}: {', '.join(files)} holds no text")
     return lines
+
+
+def add_run_options(p, examples: str) -> None:
+    """The options every training command shares: ``--set`` (any config field; ``examples`` shows a few),
+    ``--print-config`` and ``--rerun``."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"any other field, e.g. {examples} (repeatable)")
+    p.add_argument("--print-config", action="store_true", help="print the config and exit")
+    p.add_argument("--rerun", action="store_true", help="train again even if --out holds this run finished")
+
+
+def launch_training(p, args, files: list[str], build, module) -> dict:
+    """A training command's run: every named file must exist, ``build(args)`` makes the config and ``--set``
+    overrides it (a bad setting is a usage error naming it), then ``module.run`` goes through the launcher
+    (``run.launch``: read back when finished, resumed otherwise)."""
+    from nlp_jax.run import EmptyWorkdir, launch
+    from nlp_jax.train.config import apply_overrides
+
+    missing = [f for f in files if f and not Path(f).is_file()]
+    if missing:
+        p.error(f"no such file: {', '.join(missing)}")
+    try:
+        cfg = apply_overrides(build(args), args.overrides)
+    except (KeyError, ValueError) as err:
+        p.error(str(err))
+    try:
+        return launch(module, cfg, rerun=args.rerun, print_config=args.print_config)
+    except EmptyWorkdir as err:
+        p.error(str(err))
+

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nlp_jax.cli import add_run_options, launch_training
 from nlp_jax.data.files import read_records
 from nlp_jax.data.pretraining import SentenceBatches
 from nlp_jax.data.wordpiece import WordPieceTokenizer
@@ -39,7 +40,7 @@ from nlp_jax.models.bert import BertClassifier, BertConfig
 from nlp_jax.models.bert_hf import load_hf_bert, minilm_dir, save_hf_bert
 from nlp_jax.objectives import classification_loss
 from nlp_jax.sentences import batched, classifier_logits
-from nlp_jax.train.config import OptimConfig, TrainConfig, apply_overrides
+from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import load_trained, train
 from nlp_jax.train.records import write_summary
 from nlp_jax.validate import at_least, check_fields, in_unit
@@ -97,31 +98,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=d.max_length, help=f"pieces a row (default: {d.max_length})")
     p.add_argument("--lr", type=float, default=d.optim.lr, help=f"peak learning rate (default: {d.optim.lr})")
     p.add_argument("--seed", type=int, default=d.train.seed, help=f"(default: {d.train.seed})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other field, e.g. pooling=mean, train.steps=200, model.n_layer=2 (repeatable)")
-    p.add_argument("--print-config", action="store_true", help="print the config and exit")
-    p.add_argument("--rerun", action="store_true", help="train again even if --out holds this run finished")
+    add_run_options(p, "pooling=mean, train.steps=200, model.n_layer=2")
     return p
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from nlp_jax.run import EmptyWorkdir, launch
+def config_from_args(a: argparse.Namespace) -> Config:
+    cfg = Config(train_file=a.train_file, valid_file=a.valid, text_column=a.text_column, pair_column=a.pair_column,
+                 label_column=a.label_column, init=a.init, epochs=a.epochs, batch_size=a.batch_size,
+                 max_length=a.max_length, workdir=a.out)
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=a.lr),
+                               train=dataclasses.replace(cfg.train, seed=a.seed))
 
+
+def main(argv: list[str] | None = None) -> dict:
     p = parser()
     a = p.parse_args(argv)
-    missing = [f for f in (a.train_file, a.valid) if f and not Path(f).is_file()]
-    if missing:
-        p.error(f"no such file: {', '.join(missing)}")
-    try:
-        cfg = Config(train_file=a.train_file, valid_file=a.valid, text_column=a.text_column,
-                     pair_column=a.pair_column, label_column=a.label_column, init=a.init, epochs=a.epochs,
-                     batch_size=a.batch_size, max_length=a.max_length, workdir=a.out)
-        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=a.lr),
-                                  train=dataclasses.replace(cfg.train, seed=a.seed))
-        return launch(sys.modules[__name__], apply_overrides(cfg, a.overrides), rerun=a.rerun,
-                      print_config=a.print_config)
-    except (KeyError, EmptyWorkdir) as err:
-        p.error(str(err))
+    return launch_training(p, a, [a.train_file, a.valid], config_from_args, sys.modules[__name__])
 
 
 @dataclasses.dataclass
@@ -175,10 +167,14 @@ def _is_number(s: str) -> bool:
 
 
 def resolve_config(cfg: Config) -> Config:
+    return cfg if cfg.train.steps else with_steps(cfg, len(splits(cfg)[0].texts))
+
+
+def with_steps(cfg: Config, n_train: int) -> Config:
+    """``train.steps`` 0 means ``epochs`` passes over the ``n_train`` training rows."""
     if cfg.train.steps:
         return cfg
-    n = len(splits(cfg)[0].texts)
-    steps = cfg.epochs * max(1, n // cfg.batch_size)
+    steps = cfg.epochs * max(1, n_train // cfg.batch_size)
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
 
 
@@ -221,8 +217,8 @@ def _model_and_tokenizer(cfg: Config, names: list[str], texts: list[str]):
 
 def run(cfg: Config) -> dict:
     t0 = time.perf_counter()
-    cfg = resolve_config(cfg)
     rows, valid, names = splits(cfg)
+    cfg = with_steps(cfg, len(rows.texts))
     model, tok = _model_and_tokenizer(cfg, names, rows.texts + (rows.pairs or []))
     cut = {"train": truncated(tok, rows, cfg.max_length), "valid": truncated(tok, valid, cfg.max_length)}
     counts = {y: rows.labels.count(y) for y in names}

@@ -33,6 +33,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from nlp_jax.cli import add_run_options, launch_training
 from nlp_jax.data.corpus import RandomBlocks, SequentialBlocks
 from nlp_jax.data.files import stream_lines
 from nlp_jax.data.lm_tokenizer import KINDS, LMTokenizer
@@ -41,7 +42,7 @@ from nlp_jax.models.gpt2 import GPT2, GPT2Config
 from nlp_jax.models.gpt2_hf import save_hf_gpt2
 from nlp_jax.models.rnn_lm import RNNLM, RNNLMConfig, save_rnn_lm
 from nlp_jax.objectives import Objective, bptt_loss, lm_loss
-from nlp_jax.train.config import OptimConfig, TrainConfig, apply_overrides
+from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
 from nlp_jax.train.records import write_summary
 from nlp_jax.validate import at_least, check_fields, in_unit
@@ -94,57 +95,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"(default: {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.optim.lr, help=f"peak learning rate (default: {d.optim.lr})")
     p.add_argument("--seed", type=int, default=d.train.seed, help=f"(default: {d.train.seed})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other field, e.g. gpt.n_layer=6, gpt.block_size=256, lstm.hidden=512 (repeatable)")
-    p.add_argument("--print-config", action="store_true", help="print the config and exit")
-    p.add_argument("--rerun", action="store_true", help="train again even if --out holds this run finished")
+    add_run_options(p, "gpt.n_layer=6, gpt.block_size=256, lstm.hidden=512")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     cfg = Config(files=tuple(args.files), valid=tuple(args.valid), tokenizer=args.tokenizer,
                  vocab_size=args.vocab_size, arch=args.arch, batch_size=args.batch_size, workdir=args.out)
-    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=args.lr),
-                              train=dataclasses.replace(cfg.train, steps=args.steps, seed=args.seed))
-    return apply_overrides(cfg, args.overrides)
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=args.lr),
+                               train=dataclasses.replace(cfg.train, steps=args.steps, seed=args.seed))
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from nlp_jax.run import EmptyWorkdir, launch
-
     p = parser()
     args = p.parse_args(argv)
-    missing = [f for f in [*args.files, *args.valid] if not Path(f).is_file()]
-    if missing:
-        p.error(f"no such file: {', '.join(missing)}")
-    try:
-        cfg = config_from_args(args)
-        return launch(sys.modules[__name__], cfg, rerun=args.rerun, print_config=args.print_config)
-    except (KeyError, EmptyWorkdir) as err:
-        p.error(str(err))
-
-
-def encode_files(tok: LMTokenizer, paths: tuple[str, ...], what: str) -> np.ndarray:
-    """``<|endoftext|>`` + the ids of each file in turn, one int32 stream, read with a progress bar."""
-    from tqdm.auto import tqdm
-
-    def counted(path):
-        done = 0
-        for i, line in enumerate(stream_lines(path), start=1):
-            done += len(line)
-            if i % 10_000 == 0:  # (the bar counts characters: bytes, for ASCII text)
-                bar.update(done)
-                done = 0
-            yield line
-        bar.update(done)
-
-    parts = []
-    with tqdm(total=sum(Path(p).stat().st_size for p in paths), unit="B", unit_scale=True, desc=f"tokenize {what}",
-              leave=False) as bar:
-        for path in paths:
-            parts.append(np.asarray([tok.eot_id], np.int32))
-            parts.extend(tok.encode_lines(counted(path)))
-    return np.concatenate(parts)
+    return launch_training(p, args, [*args.files, *args.valid], config_from_args, sys.modules[__name__])
 
 
 def run(cfg: Config) -> dict:
@@ -152,9 +117,9 @@ def run(cfg: Config) -> dict:
     workdir = Path(cfg.workdir)
     tok = LMTokenizer.trained_once(workdir / "tokenizer", (line for f in cfg.files for line in stream_lines(f)),
                                    cfg.tokenizer, cfg.vocab_size)
-    ids = encode_files(tok, cfg.files, "training text")
+    ids = tok.encode_files(cfg.files, "training text")
     if cfg.valid:
-        train_ids, valid_ids = ids, encode_files(tok, cfg.valid, "validation text")
+        train_ids, valid_ids = ids, tok.encode_files(cfg.valid, "validation text")
     else:
         cut = int(len(ids) * (1.0 - cfg.valid_fraction))
         train_ids, valid_ids = ids[:cut], ids[cut:]

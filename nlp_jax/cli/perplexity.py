@@ -23,10 +23,7 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from nlp_jax.cli import text_lines
-from nlp_jax.data.files import stream_lines
 from nlp_jax.data.lm_tokenizer import LMTokenizer
 
 
@@ -75,7 +72,7 @@ def load_scorer(model: str):
             return perplexity(gpt, ids, context=context, stride=stride or None, batch_size=batch)
 
     def score(f: str, stride: int, batch: int) -> dict:
-        ids = np.concatenate([[tok.eot_id], *tok.encode_lines(stream_lines(f))]).astype(np.int32)
+        ids = tok.encode_files([f], f)
         if len(ids) < 2:
             raise SystemExit(f"nlp-jax perplexity: {f} holds no text")
         unknown = int((ids == tok.unk_id).sum()) if tok.unk_id is not None else 0

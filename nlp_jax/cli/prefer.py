@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nlp_jax.cli import add_run_options, launch_training
 from nlp_jax.data.files import read_records
 from nlp_jax.data.preferences import encode_pairs, encode_unpaired
 from nlp_jax.generate import load_policy
@@ -42,7 +43,7 @@ from nlp_jax.models.gpt2_hf import save_hf_gpt2, save_hf_reward_model
 from nlp_jax.models.reward import RewardModel
 from nlp_jax.objectives import dpo_objective, kto_objective, reward_loss
 from nlp_jax.ops.preference import DPO_LOSSES
-from nlp_jax.train.config import OptimConfig, TrainConfig, apply_overrides
+from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.preference import pair_logprobs, reference_logprobs, train_on_pairs
 from nlp_jax.train.records import write_summary
 from nlp_jax.validate import at_least, check_fields
@@ -93,30 +94,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"(default: {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.optim.lr, help=f"peak learning rate (default: {d.optim.lr})")
     p.add_argument("--seed", type=int, default=d.train.seed, help=f"(default: {d.train.seed})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other field, e.g. max_length=128, gamma=1, label_smoothing=0.1 (repeatable)")
-    p.add_argument("--print-config", action="store_true", help="print the config and exit")
-    p.add_argument("--rerun", action="store_true", help="train again even if --out holds this run finished")
+    add_run_options(p, "max_length=128, gamma=1, label_smoothing=0.1")
     return p
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from nlp_jax.run import EmptyWorkdir, launch
+def config_from_args(a: argparse.Namespace) -> Config:
+    cfg = Config(model_dir=a.model_dir, train_file=a.train_file, valid_file=a.valid, loss=a.loss, beta=a.beta,
+                 epochs=a.epochs, batch_size=a.batch_size, workdir=a.out)
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=a.lr),
+                               train=dataclasses.replace(cfg.train, seed=a.seed))
 
+
+def main(argv: list[str] | None = None) -> dict:
     p = parser()
     a = p.parse_args(argv)
-    missing = [f for f in (a.train_file, a.valid) if f and not Path(f).is_file()]
-    if missing:
-        p.error(f"no such file: {', '.join(missing)}")
-    try:
-        cfg = Config(model_dir=a.model_dir, train_file=a.train_file, valid_file=a.valid, loss=a.loss, beta=a.beta,
-                     epochs=a.epochs, batch_size=a.batch_size, workdir=a.out)
-        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=a.lr),
-                                  train=dataclasses.replace(cfg.train, seed=a.seed))
-        return launch(sys.modules[__name__], apply_overrides(cfg, a.overrides), rerun=a.rerun,
-                      print_config=a.print_config)
-    except (KeyError, EmptyWorkdir) as err:
-        p.error(str(err))
+    return launch_training(p, a, [a.train_file, a.valid], config_from_args, sys.modules[__name__])
 
 
 def encode_file(cfg: Config, path: str, encode, bos: int, pad: int, context: int) -> tuple[dict, dict]:

@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 
 import numpy as np
 
+from nlp_jax.cli import add_run_options, launch_training
 from nlp_jax.data.files import read_lines
-from nlp_jax.train.config import apply_overrides
 from nlp_jax.train.translation import TranslationConfig, train_translation
 from nlp_jax.validate import check_fields, in_unit
 
@@ -76,32 +75,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.train.steps, help=f"(default: {d.train.steps})")
     p.add_argument("--budget", type=int, default=d.budget, help=f"tokens a batch (default: {d.budget})")
     p.add_argument("--seed", type=int, default=d.train.seed, help=f"(default: {d.train.seed})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other field, e.g. lstm.hidden=256, transformer.n_layers=6, beam=5 (repeatable)")
-    p.add_argument("--print-config", action="store_true", help="print the config and exit")
-    p.add_argument("--rerun", action="store_true", help="train again even if --out holds this run finished")
+    add_run_options(p, "lstm.hidden=256, transformer.n_layers=6, beam=5")
     return p
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from nlp_jax.run import EmptyWorkdir, launch
+def config_from_args(a: argparse.Namespace) -> Config:
+    cfg = Config(train_file=a.train_file, source_file=a.source, target_file=a.target, valid_file=a.valid,
+                 valid_source_file=a.valid_source, valid_target_file=a.valid_target, arch=a.arch,
+                 vocab_size=a.vocab_size, budget=a.budget, workdir=a.out)
+    return dataclasses.replace(cfg, lstm=dataclasses.replace(cfg.lstm, attention="additive"),
+                               train=dataclasses.replace(cfg.train, steps=a.steps, seed=a.seed))
 
+
+def main(argv: list[str] | None = None) -> dict:
     p = parser()
     a = p.parse_args(argv)
-    named = [a.train_file, a.source, a.target, a.valid, a.valid_source, a.valid_target]
-    missing = [f for f in named if f and not Path(f).is_file()]
-    if missing:
-        p.error(f"no such file: {', '.join(missing)}")
-    try:
-        cfg = Config(train_file=a.train_file, source_file=a.source, target_file=a.target, valid_file=a.valid,
-                     valid_source_file=a.valid_source, valid_target_file=a.valid_target, arch=a.arch,
-                     vocab_size=a.vocab_size, budget=a.budget, workdir=a.out)
-        cfg = dataclasses.replace(cfg, lstm=dataclasses.replace(cfg.lstm, attention="additive"),
-                                  train=dataclasses.replace(cfg.train, steps=a.steps, seed=a.seed))
-        return launch(sys.modules[__name__], apply_overrides(cfg, a.overrides), rerun=a.rerun,
-                      print_config=a.print_config)
-    except (KeyError, ValueError, EmptyWorkdir) as err:
-        p.error(str(err))
+    files = [a.train_file, a.source, a.target, a.valid, a.valid_source, a.valid_target]
+    return launch_training(p, a, files, config_from_args, sys.modules[__name__])
 
 
 def read_parallel(tsv: str = "", source: str = "", target: str = "") -> tuple[list[str], list[str]]:
