@@ -12,7 +12,7 @@ frozen sentence embeddings + logistic regression: the baseline; ``frozen_ptb_sst
 probe ``ptb_sst2``'s encoder and the same shape with random weights, ``frozen_ptb_sst_more`` ``ptb_sst2_more``'s
 encoder). One epoch over the 67,349 training phrases, batch 32,
 AdamW with warmup and cosine decay; accuracy on the 872 dev sentences. The classifier is exported with its
-tokenizer to ``<workdir>/export`` (``python -m nlp_jax.sentences classify <workdir>/export file.txt``).
+tokenizer to ``<workdir>/export`` (``nlp-jax sentences classify <workdir>/export file.txt``).
 Results (2026-12-01, a 2-core AMD EPYC with AVX2), SST-2 dev accuracy: ``minilm`` **88.76%** (2,669 s),
 ``minilm_mean`` 89.45%, ``ours`` 80.50%, ``scratch`` 79.36%, ``frozen`` 80.73%. Fine-tuning from the
 study's other pretrainings: ``studies/bert_pretraining``.
@@ -34,11 +34,11 @@ from flax import nnx
 from nlp_jax.data.pretraining import SentenceBatches
 from nlp_jax.data.sst2 import read_sst2
 from nlp_jax.data.wordpiece import WordPieceTokenizer
+from nlp_jax.eval.sentences import batched, classifier_logits, embed
 from nlp_jax.models.bert import BertClassifier, BertConfig
 from nlp_jax.models.bert_hf import config_from_hf, load_hf_bert, minilm_dir, save_hf_bert
 from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
 from nlp_jax.objectives import classification_loss
-from nlp_jax.sentences import batched, classifier_logits, embed
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import train
 from nlp_jax.train.records import write_summary
@@ -195,5 +195,5 @@ def run(cfg: Config) -> dict:
     if result.interrupted:
         return write_summary(cfg.workdir, summary)
     export = save_hf_bert(model, Path(cfg.workdir, "export"), labels=LABELS, tokenizer=tok)
-    print(f"classifier exported to {export}: python -m nlp_jax.sentences classify {export} <file>")
+    print(f"classifier exported to {export}: nlp-jax sentences classify {export} <file>")
     return write_summary(cfg.workdir, {**summary, "dev_accuracy": eval_fn(model)["dev_accuracy"]})

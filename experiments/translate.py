@@ -16,7 +16,7 @@ lower-cased BLEU on the validation set (evaluated every ``train.eval_every`` ste
 from that checkpoint, greedy and beam BLEU (cased detokenised with sacrebleu's signature, and lower-cased),
 BLEU by source length in words, parameters, wall time and tokens/s, writes the translations, an attention
 heatmap of a few validation sentences (``attention.png``; none without attention) and an export for
-``python -m nlp_jax.translate``.
+``nlp-jax translate``.
 """
 
 from __future__ import annotations

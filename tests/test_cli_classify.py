@@ -37,7 +37,7 @@ def test_classify_from_a_hf_bert_exports_a_classifier_transformers_reads_alike_a
     transformers, torch = pytest.importorskip("transformers"), pytest.importorskip("torch")
     hf = transformers.BertForSequenceClassification.from_pretrained(str(out / "export")).eval()
     assert hf.config.id2label == {0: "negative", 1: "positive"}
-    from nlp_jax.sentences import SentenceClassifier
+    from nlp_jax.eval.sentences import SentenceClassifier
 
     clf = SentenceClassifier(out / "export")
     batch = clf.tokenizer.encode(["the plot was not dull at all", "a flat script"])

@@ -67,3 +67,9 @@ def test_read_parallel_pairs_a_tsv_or_two_aligned_files_alike_and_skips_only_a_t
     (tmp_path / "b.fr").write_text("le chat\n\n")
     with pytest.raises(ValueError, match=r"b.fr:2: an empty target sentence; remove the pair"):
         read_parallel(source=str(tmp_path / "a.en"), target=str(tmp_path / "b.fr"))
+    (tmp_path / "c.fr").write_text("le chat\nle chien\nle loup\n")
+    with pytest.raises(ValueError, match=r"a.en has 2 lines but .*c.fr has 3: the two sides must be line-aligned"):
+        read_parallel(source=str(tmp_path / "a.en"), target=str(tmp_path / "c.fr"))
+    tsv.write_text("a\tb\n\n \tb\n")  # the fault's own line, blank lines counted
+    with pytest.raises(ValueError, match=r"p.tsv:3: an empty source sentence"):
+        read_parallel(str(tsv))

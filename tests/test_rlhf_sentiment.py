@@ -217,19 +217,18 @@ def test_rlhf_sentiment_runs_every_stage_and_resumes_from_its_results(tmp_path):
     with pytest.raises(ValueError, match=r"dpo_b0.05 holds a run trained with other settings \(dpo_batch: 4 -> 2\)"):
         main(args + ["--set", "dpo_batch=2"])  # DPO's weights were trained otherwise (SFT still resumed)
 
-    from nlp_jax.generate import generate
-    from nlp_jax.generate import main as generate_main
+    from nlp_jax.cli import main as nlp_jax_main
+    from nlp_jax.eval.generation import encode_prompts, generate, load_policy
 
     rows = generate(tmp_path / "rlhf" / "dpo_b0.05" / "export", ["a fine", "the worst film"], samples=2,
                     max_new_tokens=5)
     assert [r["prompt"] for r in rows] == ["a fine", "a fine", "the worst film", "the worst film"]
     assert all(isinstance(r["completion"], str) and r["logprob"] <= 0 for r in rows)
     (tmp_path / "prompts.txt").write_text("a fine\n\nthe worst film\n")
-    generate_main([str(tmp_path / "rlhf" / "sft" / "export"), str(tmp_path / "prompts.txt"), "--max-new-tokens", "4"])
+    assert nlp_jax_main(["generate", str(tmp_path / "rlhf" / "sft" / "export"), str(tmp_path / "prompts.txt"),
+                         "--max-new-tokens", "4"]) == 0
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         generate(tmp_path, ["a"])
-    from nlp_jax.generate import encode_prompts, load_policy
-
     _, tok, bos, _ = load_policy(tmp_path / "rlhf" / "sft" / "export")
     long_prompt = "the worst film of the year by far"
     ids, mask = encode_prompts(tok, [long_prompt, "a"], bos, room=4)  # cut: BOS stays, then the last pieces

@@ -1,11 +1,13 @@
-"""The sentence CLI: classify a file with a saved classifier, nearest sentences by embedding."""
+"""``eval.sentences`` and ``nlp-jax sentences``: classify a file with a saved classifier, nearest sentences by
+embedding."""
 
 import numpy as np
 import pytest
 from flax import nnx
 
-from nlp_jax import sentences
+from nlp_jax.cli import main
 from nlp_jax.data.wordpiece import WordPieceTokenizer
+from nlp_jax.eval import sentences
 from nlp_jax.models.bert import BertClassifier, BertConfig
 from nlp_jax.models.bert_hf import save_hf_bert
 
@@ -25,7 +27,7 @@ def test_classify_prints_a_label_and_probabilities_per_line_in_order(checkpoint,
     f = tmp_path / "in.txt"
     lines = ["a fine film .", "", "dull , dull , dull and a much longer line than the others"]
     f.write_text("\n".join(lines) + "\n")
-    sentences.main(["classify", str(checkpoint), str(f)])
+    assert main(["sentences", "classify", str(checkpoint), str(f)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split("\t") == ["label", "p(negative)", "p(positive)", "sentence"] and len(out) == 3
     for row, text in zip(out[1:], [lines[0], lines[2]]):
@@ -37,21 +39,21 @@ def test_classify_prints_a_label_and_probabilities_per_line_in_order(checkpoint,
     np.testing.assert_allclose(probs[1], [float(out[1].split("\t")[1]), float(out[1].split("\t")[2])], atol=1e-4)
 
 
-def test_nearest_ranks_by_cosine_and_empty_files_are_refused(checkpoint, tmp_path, capsys):
+def test_nearest_ranks_by_cosine_and_empty_files_are_refused(checkpoint, tmp_path, capsys, refusal):
     f = tmp_path / "corpus.txt"
     f.write_text("\n".join(TEXT[:4]))
-    sentences.main(["nearest", str(checkpoint), str(f), "--query", "a fine film .", "-k", "2"])
+    assert main(["sentences", "nearest", str(checkpoint), str(f), "--query", "a fine film .", "-k", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "query: a fine film ." and out[1].strip() == "1.0000  a fine film ."
     (tmp_path / "empty.txt").write_text("\n\n")
-    with pytest.raises(SystemExit, match="no sentences"):
-        sentences.main(["classify", str(checkpoint), str(tmp_path / "empty.txt")])
-    with pytest.raises(SystemExit):  # it dropped a result silently; refused before the model loads
-        sentences.main(["nearest", str(tmp_path / "nowhere"), str(f), "--query", "x", "-k", "-1"])
-    assert "-k must be >= 1" in capsys.readouterr().err
+    assert "empty.txt: no sentences" in refusal(["sentences", "classify", str(checkpoint), str(tmp_path / "empty.txt")])
+    # it dropped a result silently; refused before the model loads
+    said = refusal(["sentences", "nearest", str(tmp_path / "nowhere"), str(f), "--query", "x", "-k", "-1"])
+    assert said.startswith("2 ") and "-k must be >= 1" in said
+    assert "nowhere: no such directory" in refusal(["sentences", "classify", str(tmp_path / "nowhere"), str(f)])
     (tmp_path / "latin1.txt").write_bytes("un caf\xe9\n".encode("latin-1"))
-    with pytest.raises(SystemExit, match="latin1.txt:1: not UTF-8 text"):
-        sentences.main(["classify", str(checkpoint), str(tmp_path / "latin1.txt")])
+    assert "latin1.txt:1: not UTF-8 text" in refusal(["sentences", "classify", str(checkpoint),
+                                                      str(tmp_path / "latin1.txt")])
 
 
 def test_embed_with_random_weights_keeps_the_shape_and_tokenizer_not_the_weights(checkpoint):

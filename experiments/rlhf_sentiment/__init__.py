@@ -54,7 +54,7 @@ mean second-judge reward (each with its standard error) and KL(pi || pi_SFT) per
 (``nlp_jax.eval.rewards``); a row stored under other judge settings is judged again, its training read
 back (an online run's points keep the judgement made during its training). Results: ``results.json``, the
 table ``results.md`` and the frontier ``frontier.png`` (``report.py``).
-Each policy is exported to ``<workdir>/<name>/export``: ``python -m nlp_jax.generate <export> prompts.txt``.
+Each policy is exported to ``<workdir>/<name>/export``: ``nlp-jax generate <export> prompts.txt``.
 """
 
 from __future__ import annotations

@@ -21,13 +21,13 @@ from nlp_jax.data.preferences import pairs_from_samples, unpaired_from_pairs
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.eval.perplexity import perplexity
 from nlp_jax.eval.rewards import best_of_n_kl, draw, evaluate, pairwise_accuracy, reward_scores
+from nlp_jax.eval.sentences import SentenceClassifier
 from nlp_jax.models.gpt2 import GPT2, without_dropout
 from nlp_jax.models.gpt2_hf import load_hf_gpt2, save_hf_gpt2
 from nlp_jax.models.logistic import fit_logistic_regression, predict_proba
 from nlp_jax.models.reward import PolicyWithValue, RewardModel
 from nlp_jax.models.tfidf import Tfidf, TfidfConfig
 from nlp_jax.objectives import dpo_objective, kto_objective, reward_loss
-from nlp_jax.sentences import SentenceClassifier
 from nlp_jax.train.config import TrainConfig
 from nlp_jax.train.lm import train_on_stream
 from nlp_jax.train.metrics import read_metrics
@@ -41,7 +41,7 @@ from .methods import DPOMethod, curve_label
 
 
 def export_policy(model: GPT2, tok: WordPieceTokenizer, directory: Path) -> None:
-    """A HF GPT-2 export with its tokenizer: ``python -m nlp_jax.generate <directory> prompts.txt``."""
+    """A HF GPT-2 export with its tokenizer: ``nlp-jax generate <directory> prompts.txt``."""
     save_hf_gpt2(model, directory, tokenizer=tok, bos_token_id=tok.cls_id, eos_token_id=tok.sep_id,
                  pad_token_id=tok.pad_id)
 

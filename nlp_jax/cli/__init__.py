@@ -22,15 +22,13 @@ import importlib
 import sys
 from pathlib import Path
 
-from nlp_jax.data.files import read_lines
-
 # command -> (module whose command line it is, what it does)
 COMMANDS = {
     "run": ("nlp_jax.run", "launch an experiment or a study (a config, --set overrides, resumable)"),
-    "generate": ("nlp_jax.generate", "continue prompts with a GPT-2 (an export of ours or a Hugging Face model)"),
+    "generate": ("nlp_jax.cli.generate", "continue prompts with a GPT-2 (an export of ours or a Hugging Face model)"),
     "translate-train": ("nlp_jax.cli.translate_train", "train a translator (LSTM or transformer) on parallel text"),
-    "translate": ("nlp_jax.translate", "translate sentences with a trained encoder-decoder (beam search)"),
-    "sentences": ("nlp_jax.sentences", "classify sentences with a BERT classifier, or find nearest neighbours"),
+    "translate": ("nlp_jax.cli.translate", "translate sentences with a trained encoder-decoder (beam search)"),
+    "sentences": ("nlp_jax.cli.sentences", "classify sentences with a BERT classifier, or find nearest neighbours"),
     "lm": ("nlp_jax.cli.lm", "train a GPT or an LSTM language model on your text files, export it"),
     "perplexity": ("nlp_jax.cli.perplexity", "perplexity of text under a trained LM (GPT-2, LSTM, an ARPA n-gram)"),
     "classify": ("nlp_jax.cli.classify", "fine-tune a BERT classifier on your labelled CSV / TSV / JSONL rows"),
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     prog, sys.argv[0] = sys.argv[0], f"nlp-jax {command}"  # (argparse names the program after argv[0])
     try:
         status = module.main(rest)
-    except (ValueError, FileNotFoundError) as err:  # bad input, named by the reader that found it: no traceback
+    except (ValueError, OSError) as err:  # bad input, named by the reader that found it: no traceback
         print(f"nlp-jax {command}: {err}", file=sys.stderr)
         return 1
     finally:
@@ -75,19 +73,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return status_of(status)
     return int(status or 0)
-
-
-def text_lines(files: list[str], command: str) -> list[str]:
-    """The non-blank lines of UTF-8 text ``files`` read as one, for command ``command``; a missing file, or no
-    text in them all, ends the command with a message naming the file (a non-UTF-8 byte: ``read_lines``')."""
-    lines = []
-    for path in files:
-        if not Path(path).is_file():
-            raise SystemExit(f"nlp-jax {command}: {path}: no such file")
-        lines += [line for line in read_lines(path) if line.strip()]
-    if not lines:
-        raise SystemExit(f"nlp-jax {command}: {', '.join(files)} holds no text")
-    return lines
 
 
 def add_run_options(p, examples: str) -> None:

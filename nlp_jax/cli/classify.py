@@ -33,13 +33,13 @@ import numpy as np
 from flax import nnx
 
 from nlp_jax.cli import add_run_options, launch_training
-from nlp_jax.data.files import read_records
+from nlp_jax.data.files import iter_records
 from nlp_jax.data.pretraining import SentenceBatches
 from nlp_jax.data.wordpiece import WordPieceTokenizer
+from nlp_jax.eval.sentences import batched, classifier_logits
 from nlp_jax.models.bert import BertClassifier, BertConfig
 from nlp_jax.models.bert_hf import load_hf_bert, minilm_dir, save_hf_bert
 from nlp_jax.objectives import classification_loss
-from nlp_jax.sentences import batched, classifier_logits
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import load_trained, train
 from nlp_jax.train.records import write_summary
@@ -124,14 +124,20 @@ class Rows:
 
 
 def read_rows(cfg: Config, path: str) -> Rows:
-    records = read_records(path, cfg.columns)
-    for i, r in enumerate(records):
+    """The file's texts (and second texts) and labels, streamed (``data.files.iter_records``): memory holds
+    these strings alone."""
+    rows = Rows([], [] if cfg.pair_column else None, [])
+    for i, r in enumerate(iter_records(path, cfg.columns), start=1):
         for c in cfg.columns[:-1]:
             if not isinstance(r[c], str):
-                raise ValueError(f"{path}: row {i + 1}'s {c!r} is {type(r[c]).__name__} {r[c]!r}, not text")
-    return Rows([r[cfg.text_column] for r in records],
-                [r[cfg.pair_column] for r in records] if cfg.pair_column else None,
-                [str(r[cfg.label_column]).strip() for r in records])
+                raise ValueError(f"{path}: row {i}'s {c!r} is {type(r[c]).__name__} {r[c]!r}, not text")
+        rows.texts.append(r[cfg.text_column])
+        if cfg.pair_column:
+            rows.pairs.append(r[cfg.pair_column])
+        rows.labels.append(str(r[cfg.label_column]).strip())
+    if not rows.texts:
+        raise ValueError(f"{path}: no rows")
+    return rows
 
 
 def splits(cfg: Config) -> tuple[Rows, Rows, list[str]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlp_jax.cli import text_lines
+from nlp_jax.data.files import stream_text
 from nlp_jax.models.ngram import KneserNeyLM
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -39,8 +39,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def sentences(paths: list[str]) -> list[list[str]]:
-    return [line.split() for line in text_lines(paths, "ngram")]
+def encode(paths: list[str], index: dict[str, int], what: str) -> tuple[np.ndarray, int, int]:
+    """(<s> w1 .. wn </s> ids of every line of ``paths``, streamed: one int32 array; sentences; words not in
+    ``index``, which become <unk>)."""
+    parts, chunk, sentences, unknown = [], [], 0, 0
+    bos, eos, unk = index[BOS], index[EOS], index[UNK]
+    for line in stream_text(paths, what):
+        ids = [index.get(w, unk) for w in line.split()]
+        unknown += ids.count(unk)
+        chunk += [bos, *ids, eos]
+        sentences += 1
+        if len(chunk) >= 1 << 20:
+            parts.append(np.asarray(chunk, np.int32))
+            chunk = []
+    parts.append(np.asarray(chunk, np.int32))
+    return np.concatenate(parts), sentences, unknown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,36 +61,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.order < 1 or args.min_count < 1:
         raise SystemExit(f"nlp-jax ngram: --order and --min-count must be >= 1, got {args.order}, {args.min_count}")
     start = time.perf_counter()
-    train = sentences(args.files)
-    counts = Counter(w for s in train for w in s)
+    counts = Counter()  # two passes over the files, streamed: memory holds the counts, then the ids (4 bytes a token)
+    for line in stream_text(args.files, "count words"):
+        counts.update(line.split())
     reserved = [w for w in (BOS, EOS) if w in counts]
     if reserved:
-        raise SystemExit(f"nlp-jax ngram: {reserved} appear in the training text; they mark sentence boundaries "
-                         "here (each line is a sentence): remove them")
+        raise ValueError(f"{reserved} appear in the training text; they mark sentence boundaries here (each line "
+                         "is a sentence): remove them")
     words = [BOS, EOS, UNK] + sorted(w for w, c in counts.items() if c >= args.min_count and w != UNK)
     index = {w: i for i, w in enumerate(words)}
-
-    def stream(sents: list[list[str]]) -> tuple[np.ndarray, int]:
-        ids = [[index[BOS], *(index.get(w, 2) for w in s), index[EOS]] for s in sents]
-        unknown = sum(w not in index or w == UNK for s in sents for w in s)
-        return np.fromiter((i for s in ids for i in s), np.int64), unknown
-
-    train_ids, _ = stream(train)
+    del counts
+    train_ids, n_train, _ = encode(args.files, index, "encode")
     lm = KneserNeyLM(train_ids, order=args.order, vocab_size=len(words), bos=index[BOS], eos=index[EOS])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lm.save_arpa(out / "model.arpa", words)
-    summary = {"order": args.order, "files": args.files, "sentences": len(train),
-               "tokens": int(len(train_ids) - len(train)), "vocabulary": len(words), "evaluations": {}}
+    summary = {"order": args.order, "files": args.files, "sentences": n_train,
+               "tokens": int(len(train_ids) - n_train), "vocabulary": len(words), "evaluations": {}}
     for path in args.eval:
-        held = sentences([path])
-        ids, unknown = stream(held)
+        ids, held, unknown = encode([path], index, f"score {path}")
         logp = lm.token_log_probs(ids)
-        summary["evaluations"][path] = {"sentences": len(held), "tokens": len(logp), "unknown_words": unknown,
+        summary["evaluations"][path] = {"sentences": held, "tokens": len(logp), "unknown_words": unknown,
                                         "perplexity": math.exp(-float(logp.mean())),
                                         "log10_prob": float(logp.sum() / math.log(10))}
         e = summary["evaluations"][path]
-        print(f"{path}: perplexity {e['perplexity']:.2f} over {e['tokens']:,} tokens ({len(held):,} sentences; "
+        print(f"{path}: perplexity {e['perplexity']:.2f} over {e['tokens']:,} tokens ({held:,} sentences; "
               f"{unknown:,} words scored as <unk>)")
     summary["seconds"] = round(time.perf_counter() - start, 2)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

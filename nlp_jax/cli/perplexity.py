@@ -23,7 +23,7 @@ import json
 import math
 from pathlib import Path
 
-from nlp_jax.cli import text_lines
+from nlp_jax.data.files import stream_text
 from nlp_jax.data.lm_tokenizer import LMTokenizer
 
 
@@ -46,7 +46,7 @@ def load_scorer(model: str):
         from nlp_jax.models.arpa import ArpaLM
 
         lm = ArpaLM.load(path)
-        return (lambda f, stride, batch: lm.perplexity([line.split() for line in text_lines([f], "perplexity")]),
+        return (lambda f, stride, batch: lm.perplexity(line.split() for line in stream_text([f], "perplexity")),
                 f"ARPA {lm.order}-gram")
     if not path.is_dir():
         raise SystemExit(f"nlp-jax perplexity: {model}: no such export directory or .arpa file")

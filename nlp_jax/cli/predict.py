@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nlp_jax.data.files import TABLE_FORMATS, read_lines, read_records
-from nlp_jax.sentences import SentenceClassifier
+from nlp_jax.data.files import TABLE_FORMATS, read_records, stream_text
+from nlp_jax.eval.sentences import SentenceClassifier
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.pair_column or args.label_column:
                 raise ValueError(f"{args.file}: --pair-column and --label-column need a table (.csv, .tsv, .jsonl)")
-            columns, records = [args.text_column], [{args.text_column: t} for t in read_lines(args.file) if t.strip()]
+            columns, records = [args.text_column], [{args.text_column: t} for t in stream_text([args.file])]
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"nlp-jax predict: {err}") from None
     if not records:

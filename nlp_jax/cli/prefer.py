@@ -38,7 +38,7 @@ from flax import nnx
 from nlp_jax.cli import add_run_options, launch_training
 from nlp_jax.data.files import read_records
 from nlp_jax.data.preferences import encode_pairs, encode_unpaired
-from nlp_jax.generate import load_policy
+from nlp_jax.eval.generation import load_policy
 from nlp_jax.models.gpt2_hf import save_hf_gpt2, save_hf_reward_model
 from nlp_jax.models.reward import RewardModel
 from nlp_jax.objectives import dpo_objective, kto_objective, reward_loss

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlp_jax.cli import text_lines
+from nlp_jax.data.files import stream_text
 from nlp_jax.models.tfidf import Tfidf, TfidfConfig
 from nlp_jax.ops.counting import CSR
 
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_count < 1 or args.k < 1:
         raise SystemExit(f"nlp-jax tfidf: --min-count and -k must be >= 1, got {args.min_count}, {args.k}")
     start = time.perf_counter()
-    docs = text_lines(args.files, "tfidf")
-    stop = tuple(w.strip() for w in text_lines([args.stop_words], "tfidf")) if args.stop_words else ()
+    docs = list(stream_text(args.files, "read"))  # held: N and the nearest documents' text
+    stop = tuple(w.strip() for w in stream_text([args.stop_words], "stop words")) if args.stop_words else ()
     model = Tfidf(TfidfConfig(mode=args.mode, min_count=args.min_count, stop_words=stop))
     try:
         m = model.fit_transform(docs)

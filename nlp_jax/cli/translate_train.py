@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 
 import numpy as np
 
 from nlp_jax.cli import add_run_options, launch_training
-from nlp_jax.data.files import read_lines
+from nlp_jax.data.files import byte_bar, stream_lines
 from nlp_jax.train.translation import TranslationConfig, train_translation
 from nlp_jax.validate import check_fields, in_unit
 
@@ -95,30 +96,39 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def read_parallel(tsv: str = "", source: str = "", target: str = "") -> tuple[list[str], list[str]]:
-    """(sources, targets) of a TSV of ``source<TAB>target`` lines or of two line-aligned files; blank lines
-    of a TSV are skipped, a line without exactly one tab (file:line), files of different lengths and an empty
-    sentence (file:line) are refused."""
-    if tsv:
-        src, tgt = [], []
-        for number, line in enumerate(read_lines(tsv), start=1):
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise ValueError(f"{tsv}:{number}: {len(fields)} tab-separated fields, expected source<TAB>target")
-            src.append(fields[0].strip())
-            tgt.append(fields[1].strip())
-        where = [(tsv, tsv)] * len(src)
-    else:
-        src, tgt = [s.strip() for s in read_lines(source)], [t.strip() for t in read_lines(target)]
-        if len(src) != len(tgt):
-            raise ValueError(f"{source} has {len(src):,} lines but {target} has {len(tgt):,}: the two sides must be "
-                             "line-aligned")
-        where = [(source, target)] * len(src)
-    for i, (s, t) in enumerate(zip(src, tgt)):
+    """(sources, targets) of a TSV of ``source<TAB>target`` lines or of two line-aligned files, streamed with a
+    progress bar (memory holds the sentences, not the files); blank lines of a TSV are skipped, a line without
+    exactly one tab (file:line), files of different lengths and an empty sentence (file:line) are refused."""
+    src, tgt = [], []
+
+    def add(s: str, t: str, where: tuple[str, str], number: int) -> None:
+        s, t = s.strip(), t.strip()
         if not s or not t:
-            raise ValueError(f"{where[i][0] if not s else where[i][1]}:{i + 1}: an empty "
+            raise ValueError(f"{where[0] if not s else where[1]}:{number}: an empty "
                              f"{'source' if not s else 'target'} sentence; remove the pair")
+        src.append(s)
+        tgt.append(t)
+
+    if tsv:
+        with byte_bar([tsv], "read pairs") as bar:
+            for number, line in enumerate(stream_lines(tsv, bar), start=1):
+                if not line.strip():
+                    continue
+                fields = line.rstrip("\r\n").split("\t")
+                if len(fields) != 2:
+                    raise ValueError(f"{tsv}:{number}: {len(fields)} tab-separated fields, expected source<TAB>target")
+                add(*fields, (tsv, tsv), number)
+    else:
+        lengths = [0, 0]
+        with byte_bar([source, target], "read pairs") as bar:
+            for number, (s, t) in enumerate(itertools.zip_longest(stream_lines(source, bar), stream_lines(target, bar)),
+                                            start=1):
+                lengths = [lengths[0] + (s is not None), lengths[1] + (t is not None)]
+                if s is not None and t is not None:
+                    add(s, t, (source, target), number)
+        if lengths[0] != lengths[1]:
+            raise ValueError(f"{source} has {lengths[0]:,} lines but {target} has {lengths[1]:,}: the two sides must "
+                             "be line-aligned")
     if not src:
         raise ValueError(f"{tsv or source}: no sentence pairs")
     return src, tgt

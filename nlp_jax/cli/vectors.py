@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from nlp_jax.cli import text_lines
+from nlp_jax.data.files import stream_text
 from nlp_jax.data.word2vec import index_word_corpus
 from nlp_jax.models.ppmi_svd import PPMISVDConfig, ppmi_svd
 from nlp_jax.models.word2vec import Word2Vec, Word2VecConfig
@@ -51,13 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("dim", "window", "min_count", "epochs", "negative"):
         if getattr(args, name) < 1:
             raise SystemExit(f"nlp-jax vectors: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    docs = text_lines(args.files, "vectors")
     start = time.perf_counter()
-    try:
-        corpus = index_word_corpus(docs, min_count=args.min_count)
-    except ValueError as err:
-        raise SystemExit(f"nlp-jax vectors: {err} (--min-count)") from None
-    print(f"{len(docs):,} documents, {len(corpus.ids):,} tokens, {len(corpus.words):,} words seen "
+    documents = 0
+
+    def counted(lines):
+        nonlocal documents
+        for line in lines:
+            documents += 1
+            yield line
+
+    # streamed: the corpus is held as its token ids (8 bytes a token) and its vocabulary
+    corpus = index_word_corpus(counted(stream_text(args.files, "read")), min_count=args.min_count)
+    print(f"{documents:,} documents, {len(corpus.ids):,} tokens, {len(corpus.words):,} words seen "
           f"{args.min_count}+ times")
     if args.method == "ppmi_svd":
         if args.dim >= len(corpus.words):
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     wv.save(out / "vectors.txt")
     wv.save(out / "vectors.bin", binary=True)
     neighbours = {q: wv.nearest(q, 10) if q.lower() in wv.index else "not in the vocabulary" for q in args.query}
-    summary = {"method": args.method, "files": args.files, "documents": len(docs), "tokens": len(corpus.ids),
+    summary = {"method": args.method, "files": args.files, "documents": documents, "tokens": len(corpus.ids),
                "vocabulary": len(corpus.words), "dim": int(wv.vectors.shape[1]),
                "seconds": round(time.perf_counter() - start, 2),
                "training": {k: v for k, v in stats.items() if isinstance(v, (int, float))}, "neighbours": neighbours}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlp_jax.data.files import stream_lines
+from nlp_jax.data.files import byte_bar, stream_lines
 from nlp_jax.data.hf_tokenizer import HFTokenizer, read_tokenizer_file
 
 KINDS = ("char", "bpe", "gpt2")
@@ -131,24 +131,11 @@ class LMTokenizer(HFTokenizer):
     def encode_files(self, paths: Sequence[str], what: str = "text") -> np.ndarray:
         """``<|endoftext|>`` + the ids of each file in turn, one int32 stream, each file streamed
         (:func:`~nlp_jax.data.files.stream_lines`) with a progress bar (``what`` names it)."""
-        from tqdm.auto import tqdm
-
-        def counted(path):
-            done = 0
-            for i, line in enumerate(stream_lines(path), start=1):
-                done += len(line)
-                if i % 10_000 == 0:  # (the bar counts characters: bytes, for ASCII text)
-                    bar.update(done)
-                    done = 0
-                yield line
-            bar.update(done)
-
         parts = []
-        with tqdm(total=sum(Path(p).stat().st_size for p in paths), unit="B", unit_scale=True, desc=f"tokenize {what}",
-                  leave=False) as bar:
+        with byte_bar(paths, f"tokenize {what}") as bar:
             for path in paths:
                 parts.append(np.asarray([self.eot_id], np.int32))
-                parts.extend(self.encode_lines(counted(path)))
+                parts.extend(self.encode_lines(stream_lines(path, bar)))
         return np.concatenate(parts)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:

@@ -1,14 +1,17 @@
 """Word tokenisation and vocabularies for count-based models, vectorised over whole corpora.
 
-``index_corpus`` runs one regular-expression pass over the whole corpus (documents joined by a
-sentinel token) and one dict lookup per token, returning flat NumPy arrays (document of each token,
-word id of each token); everything after that is array arithmetic. ``Vocabulary`` keeps its words
-sorted, as scikit-learn's vectorizers order their columns.
+``index_corpus`` reads the documents in chunks of ``CHUNK``: one regular-expression pass over each chunk
+(its documents joined by a sentinel token) and one dict lookup per token, appended to flat int32 NumPy
+arrays (document of each token, word id of each token); everything after that is array arithmetic. A
+corpus of any size (a generator of lines streamed from a file) is held as those two arrays, 8 bytes a
+token, and its vocabulary. ``Vocabulary`` keeps its words sorted, as scikit-learn's vectorizers order their
+columns.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 
@@ -17,6 +20,7 @@ import regex
 
 WORD_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default token_pattern: words of 2+ word characters
 _SENTINEL = "qqzzdocbreakzzqq"
+CHUNK = 10_000  # documents tokenised at once
 
 
 def _compile(pattern: str):
@@ -42,23 +46,33 @@ def _split_docs(ids: np.ndarray, sentinel_id: int) -> tuple[np.ndarray, np.ndarr
     return np.cumsum(is_break)[keep], ids[keep]
 
 
-def index_corpus(docs: Sequence[str], *, index: dict[str, int] | None = None, pattern: str = WORD_PATTERN,
+def index_corpus(docs: Iterable[str], *, index: dict[str, int] | None = None, pattern: str = WORD_PATTERN,
                  lowercase: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Tokenise every document and map tokens to ids.
 
     With ``index=None`` a new index is learned (ids in order of first appearance) and returned as the
     word list; with a given ``index`` unknown words get id -1. Returns ``(doc_ids, ids, words)``, each
-    array (N,) int64 over all N tokens in corpus order.
+    array (N,) int32 over all N tokens in corpus order. ``docs`` is read once, ``CHUNK`` documents at a time.
     """
-    tokens = _tokens(docs, pattern, lowercase)
-    if index is None:
-        learned = {w: i for i, w in enumerate(dict.fromkeys([_SENTINEL, *tokens]))}  # first-seen order
-        doc_ids, ids = _split_docs(np.fromiter(map(learned.__getitem__, tokens), np.int64, len(tokens)), 0)
-        return doc_ids, ids - 1, list(learned)[1:]
-    lookup = collections.defaultdict(lambda: -1, index)
-    lookup[_SENTINEL] = -2
-    doc_ids, ids = _split_docs(np.fromiter(map(lookup.__getitem__, tokens), np.int64, len(tokens)), -2)
-    return doc_ids, ids, list(index)
+    if isinstance(docs, (str, bytes)):
+        raise TypeError("docs must be an iterable of documents, got one string; wrap it in a list: [text]")
+    learned = index is None
+    lookup = {_SENTINEL: -1} if learned else collections.defaultdict(lambda: -1, {**index, _SENTINEL: -2})
+    sentinel = lookup[_SENTINEL]
+    doc_parts, id_parts, done = [], [], 0
+    it = iter(docs)
+    while chunk := list(itertools.islice(it, CHUNK)):
+        tokens = _tokens(chunk, pattern, lowercase)
+        if learned:
+            for w in dict.fromkeys(tokens):  # each distinct token once, in first-seen order
+                if w not in lookup:
+                    lookup[w] = len(lookup) - 1
+        doc_ids, ids = _split_docs(np.fromiter(map(lookup.__getitem__, tokens), np.int32, len(tokens)), sentinel)
+        doc_parts.append(doc_ids.astype(np.int32) + done)
+        id_parts.append(ids)
+        done += len(chunk)
+    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int32))
+    return cat(doc_parts), cat(id_parts), list(lookup)[1:] if learned else list(index)
 
 
 class Vocabulary:

@@ -12,6 +12,7 @@ Conventions follow word2vec.c / gensim so results compare like for like:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class IndexedCorpus:
     doc_ids: np.ndarray  # (N,) int32 document of every such token
 
 
-def index_word_corpus(docs: list[str], *, min_count: int = 5, max_size: int | None = None,
+def index_word_corpus(docs: Iterable[str], *, min_count: int = 5, max_size: int | None = None,
                       pattern: str = r"\S+") -> IndexedCorpus:
     """Tokenise ``docs``, keep words seen ``min_count`` times or more (and the ``max_size`` most frequent),
     order them by descending count as gensim does, and drop out-of-vocabulary tokens."""

@@ -12,6 +12,7 @@ among the unigrams is scored as ``<unk>`` (and counted), or refused when the mod
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -87,7 +88,7 @@ class ArpaLM:
             history = (*history, w)[-(self.order - 1):] if self.order > 1 else ()
         return out, unknown
 
-    def perplexity(self, sentences: list[list[str]]) -> dict:
+    def perplexity(self, sentences: Iterable[list[str]]) -> dict:
         """Perplexity over ``sentences`` (each token and each sentence's </s>), as ``nlp-jax ngram --eval``
         and KenLM's ``query`` report it, with the log10 probability of the whole text."""
         total, tokens, unknown = 0.0, 0, 0

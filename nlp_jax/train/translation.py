@@ -20,12 +20,12 @@ from nlp_jax.data.translation import TokenBudgetBatches, pair_batch, with_end
 from nlp_jax.eval.bleu import bleu, bleu_by_length
 from nlp_jax.models.seq2seq import LSTMSeq2Seq, Seq2SeqConfig
 from nlp_jax.models.transformer_seq2seq import TransformerSeq2Seq, TransformerSeq2SeqConfig
+from nlp_jax.models.translator import save_export, translate
 from nlp_jax.objectives import seq2seq_loss
 from nlp_jax.train.config import OptimConfig, TrainConfig
 from nlp_jax.train.loop import load_averaged, load_trained, train
 from nlp_jax.train.records import markdown_table, write_summary
 from nlp_jax.train.sharding import make_mesh
-from nlp_jax.translate import save_export, translate
 from nlp_jax.validate import at_least, check_fields, in_unit
 
 
@@ -124,7 +124,7 @@ def train_translation(cfg: TranslationConfig, train_pairs: tuple[list[str], list
     """Train ``cfg``'s encoder-decoder on ``train_pairs`` (sources, targets), keep the checkpoint of best greedy
     lower-cased BLEU on ``val_pairs`` (the first ``eval_sentences`` of them), and report from it greedy and
     beam BLEU by sacrebleu (cased and lower-cased, with the signature), BLEU by source length, the translations
-    (``val.<name>.<tgt_lang>``), an attention heatmap and an export (``nlp_jax.translate.save_export``);
+    (``val.<name>.<tgt_lang>``), an attention heatmap and an export (``models.translator.save_export``);
     returns the summary written to ``<workdir>/summary.json``."""
     t0 = time.perf_counter()
     (train_src, train_tgt), (val_src, val_tgt) = train_pairs, val_pairs

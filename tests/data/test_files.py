@@ -58,3 +58,35 @@ def test_streamed_lines_keep_their_ends_drop_a_byte_order_mark_and_name_a_non_ut
     path.write_bytes(b"fine\nstill fine\ncaf\xe9\n")
     with pytest.raises(ValueError, match=r"t.txt:3: not UTF-8 text \(invalid continuation byte at byte 19\)"):
         list(stream_lines(path))
+
+
+def test_rows_and_lines_are_streamed_with_a_bar_over_the_file_s_bytes(tmp_path):
+    """A file is read one line at a time: the rows before a faulty line come out before its error, a quoted
+    CSV field may hold a newline, and the progress bar ends at the file's size in bytes."""
+    from nlp_jax.data.files import iter_records, stream_lines, stream_text
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "caf\\u00e9"}\n{"text": "two"}\n[1]\n')
+    rows = iter_records(path, ["text"])
+    assert next(rows) == {"text": "café"} and next(rows) == {"text": "two"}
+    with pytest.raises(ValueError, match="rows.jsonl:3: a JSON list"):
+        next(rows)
+    table = tmp_path / "rows.csv"
+    table.write_text('text,label\r\n"two\r\nlines",a\r\nplain,b\r\n', newline="")
+    assert list(iter_records(table, ["text", "label"])) == [{"text": "two\r\nlines", "label": "a"},
+                                                           {"text": "plain", "label": "b"}]
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    text = tmp_path / "t.txt"
+    text.write_text("é\n" * 25_001 + "\n \nend")
+    bar = Bar()
+    assert sum(1 for _ in stream_lines(text, bar)) == 25_004 and bar.n == text.stat().st_size
+    assert sum(1 for _ in stream_text([text])) == 25_002  # blank lines skipped, line ends dropped
+    assert list(stream_text([text, text]))[25_000:25_004] == ["é", "end", "é", "é"]
+    with pytest.raises(FileNotFoundError, match="nowhere.txt: no such file"):
+        stream_text([text, tmp_path / "nowhere.txt"])  # at the call, before any line is read

@@ -16,6 +16,23 @@ def test_index_corpus_matches_per_document_tokenisation():
     np.testing.assert_array_equal(ids2, [1, -1, 0])
 
 
+def test_index_corpus_reads_a_generator_in_chunks_as_it_reads_a_list(monkeypatch):
+    import nlp_jax.data.text as text
+
+    docs = ["The cat sat.", "", "a cat, THE hat!", "x y zz", "the zz cat", "hat"] * 3
+    whole = index_corpus(docs)
+    monkeypatch.setattr(text, "CHUNK", 4)  # chunk boundaries inside the corpus: ids, documents, first-seen order
+    chunked = index_corpus(doc for doc in docs)
+    for a, b in zip(whole[:2], chunked[:2]):
+        np.testing.assert_array_equal(a, b)
+    assert chunked[2] == whole[2] == ["the", "cat", "sat", "hat", "zz"]
+    known = index_corpus(iter(docs), index={"zz": 0, "cat": 1})[1]
+    np.testing.assert_array_equal(known, index_corpus(docs, index={"zz": 0, "cat": 1})[1])
+    assert known.dtype == np.int32 and set(known.tolist()) == {-1, 0, 1}
+    with pytest.raises(TypeError, match="got one string"):
+        index_corpus("the cat sat")
+
+
 def test_vocabulary_min_count_and_max_size():
     words = ["b", "a", "c", "d"]
     vocab, remap = Vocabulary.from_counts(words, np.array([5, 5, 1, 3]), min_count=2, max_size=2)

@@ -1,17 +1,11 @@
-"""Sentence-level uses of a BERT checkpoint directory (HF format with its tokenizer, e.g. the ``export/``
-of the BERT SST-2 experiment, or all-MiniLM-L6-v2):
-
-    python -m nlp_jax.sentences classify runs/bert_sst2/export sentences.txt      # label + probabilities
-    python -m nlp_jax.sentences nearest  minilm corpus.txt --query "a great film" -k 5
-
-Input files hold one sentence a line (blank lines are skipped). ``minilm`` names the installed
-all-MiniLM-L6-v2. Batches are sorted by length, so padding stays small.
+"""Sentence-level uses of a BERT checkpoint directory (HF format with its tokenizer: the ``export/`` of the
+BERT SST-2 experiment or of ``nlp-jax classify``, or all-MiniLM-L6-v2): class probabilities of a saved
+classifier, and sentence embeddings. Batches are sorted by length, so padding stays small. ``nlp-jax
+sentences`` is the command line.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import jax
@@ -21,10 +15,9 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from nlp_jax.data.exports import read_json_file
-from nlp_jax.data.files import read_lines
 from nlp_jax.data.wordpiece import WordPieceTokenizer
 from nlp_jax.models.bert import normalized_mean
-from nlp_jax.models.bert_hf import init_hf_bert, load_hf_bert, minilm_dir
+from nlp_jax.models.bert_hf import init_hf_bert, load_hf_bert
 
 
 @nnx.jit
@@ -99,48 +92,3 @@ def embed(directory: str | Path, texts: list[str], random_seed: int | None = Non
              else init_hf_bert(directory, dropout=0.0, seed=random_seed))
     tok = WordPieceTokenizer.from_pretrained(directory, max_length=sequence_limit(directory, model.config.block_size))
     return batched(model, tok, texts, lambda out, batch: normalized_mean(out[0], batch["attention_mask"]))
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        lines = [line.strip() for line in read_lines(path)]
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
-    lines = [line for line in lines if line]
-    if not lines:
-        raise SystemExit(f"{path}: no sentences (one sentence a line expected)")
-    return lines
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("classify", help="label and class probabilities for each line of a file")
-    n = sub.add_parser("nearest", help="the sentences of a file nearest to a query (cosine similarity)")
-    for p in (c, n):
-        p.add_argument("checkpoint", help="a HF BERT directory with its tokenizer, or 'minilm'")
-        p.add_argument("file", help="one sentence a line")
-    n.add_argument("--query", required=True, action="append", help="query sentence (repeatable)")
-    n.add_argument("-k", type=int, default=5, help="neighbours per query (default: 5)")
-    args = parser.parse_args(argv)
-    if args.command == "nearest" and args.k < 1:
-        parser.error(f"-k must be >= 1 (neighbours per query), got {args.k}")
-    checkpoint = minilm_dir() if args.checkpoint == "minilm" else Path(args.checkpoint)
-    texts = _read_lines(args.file)
-    if args.command == "classify":
-        labels, probs = classify(checkpoint, texts)
-        print("\t".join(["label", *(f"p({name})" for name in labels), "sentence"]))
-        for text, p in zip(texts, probs):
-            print("\t".join([labels[int(np.argmax(p))], *(f"{x:.4f}" for x in p), text]))
-        return
-    vectors = embed(checkpoint, texts + args.query)
-    corpus, queries = vectors[:len(texts)], vectors[len(texts):]
-    for query, q in zip(args.query, queries):
-        sims = corpus @ q
-        print(f"query: {query}")
-        for i in np.argsort(-sims, kind="stable")[:args.k]:
-            print(f"  {sims[i]:.4f}  {texts[i]}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,24 +1,18 @@
-"""Translate a file of sentences (one a line, raw text) with a saved translation model:
+"""A trained encoder-decoder translator as a directory, and translation with it (``nlp-jax translate`` is its
+command line).
 
-    python -m nlp_jax.translate runs/translate_lstm_additive/export source.en > hypotheses.de
-    sacrebleu references.de < hypotheses.de
-
-An export directory (``save_export``; the translation experiments write one from their best checkpoint)
-holds ``model.json`` (the architecture and its config), ``model.safetensors`` (the parameters by their
-module path) and the tokenizers in ``source/`` and ``target/``. Each line is encoded (pieces beyond the
-model's limit dropped from the end, ``</s>`` kept: ``data.translation``), decoded by beam search (``--beam
-1``: greedy) in batches of similar length, and written detokenised, one line per input line: lines are
-split at newlines only (a form feed or U+2028 inside a line stays in it), and an empty line gives an empty
-line. The arguments are checked before the model loads.
+An export directory (``save_export``; the translation experiments and ``nlp-jax translate-train`` write one
+from their best checkpoint) holds ``model.json`` (the architecture and its config), ``model.safetensors``
+(the parameters by their module path) and the tokenizers in ``source/`` and ``target/``. ``translate``
+encodes each sentence (pieces beyond the model's limit dropped from the end, ``</s>`` kept:
+``data.translation``), decodes by beam search (``beam=1``: greedy) in batches of similar length, and
+returns the detokenised translations in input order.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +21,6 @@ from flax import nnx
 from nlp_jax.data.atomic import atomic_path, write_atomic
 from nlp_jax.data.bpe import BOS, EOS, PAD, BPETokenizer
 from nlp_jax.data.exports import read_json_file, read_safetensors, verify_checksums, write_checksums
-from nlp_jax.data.files import read_lines
 from nlp_jax.data.translation import pad_rows, with_end
 from nlp_jax.models.beam import beam_search, greedy
 from nlp_jax.models.seq2seq import LSTMSeq2Seq, Seq2SeqConfig
@@ -113,37 +106,3 @@ def load_export(directory: str | Path) -> tuple[nnx.Module, BPETokenizer, BPETok
         v[...] = tensors[name]
     nnx.update(model, nnx.from_flat_state(flat))
     return model, BPETokenizer.from_pretrained(directory / "source"), BPETokenizer.from_pretrained(directory / "target")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("export", help="a model export directory (<workdir>/export)")
-    parser.add_argument("source", help="a text file, one source sentence a line ('-': standard input)")
-    parser.add_argument("--beam", type=int, default=5, help="beam width (1: greedy; default: 5)")
-    parser.add_argument("--length-penalty", type=float, default=1.0,
-                        help="hypotheses scored log p / length ** this (default: 1.0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="sentences a batch (default: 64)")
-    args = parser.parse_args(argv)
-    checks = (("beam", args.beam >= 1, ">= 1 (1: greedy)"), ("batch_size", args.batch_size >= 1, ">= 1"),
-              ("length_penalty", math.isfinite(args.length_penalty), "a finite number"))
-    for name, ok, what in checks:
-        if not ok:
-            parser.error(f"--{name.replace('_', '-')} must be {what}, got {getattr(args, name)}")
-    try:
-        lines = read_lines(args.source)
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
-    if not lines:
-        raise SystemExit(f"{args.source}: no lines to translate")
-    model, src_tok, tgt_tok = load_export(args.export)
-    kept = [i for i, line in enumerate(lines) if line.strip()]
-    out = [""] * len(lines)  # an empty line stays empty: nothing is invented for it
-    for i, line in zip(kept, translate(model, src_tok, tgt_tok, [lines[i] for i in kept], beam=args.beam,
-                                       length_penalty=args.length_penalty, batch_size=args.batch_size)):
-        out[i] = line
-    sys.stdout.write("".join(line + "\n" for line in out))
-
-
-
-if __name__ == "__main__":
-    main()
