@@ -35,13 +35,14 @@ OPTIM = OptimConfig(lr=1e-4, warmup_steps=0, weight_decay=0.0)
 BETA = 0.1
 
 
-def pairs(n: int, length: int, prompt: int, seed: int = 0) -> dict[str, np.ndarray]:
+def pairs(n: int, length: int, prompt: int, seed: int = 0, vocab_size: int = CONFIG.vocab_size
+          ) -> dict[str, np.ndarray]:
     """Random preference pairs: a shared prompt, responses of random lengths, right padding."""
     rng = np.random.default_rng(seed)
     out = {}
     for side in ("chosen", "rejected"):
         lengths = rng.integers(prompt + 4, length + 1, n)
-        ids = rng.integers(1, CONFIG.vocab_size, (n, length)).astype(np.int32)
+        ids = rng.integers(1, vocab_size, (n, length)).astype(np.int32)
         cols = np.arange(length)[None]
         out[side], out[f"{side}_mask"] = np.where(cols < lengths[:, None], ids, 0), cols < lengths[:, None]
         out[f"{side}_response"] = (cols >= prompt) & (cols < lengths[:, None])

@@ -1,5 +1,9 @@
 """``make gpu-check``: one script for a lent GPU, within a time budget (default 570 s), printing one table:
 
+0. GPT-2 124M (12 layers, 12 heads, 768 wide, context 1024, vocabulary padded to 50,304) train steps on
+   random tokens, bfloat16 compute, AdamW: ms a step, tokens/s, MFU (nanoGPT's formula against the card's
+   dense bfloat16 peak), peak memory; and nanoGPT's ``model.py`` with torch.compile on the same card and
+   batch when ``--nanogpt DIR`` names a checkout (goals: >= 45% MFU, >= 1.3x nanoGPT's tokens/s);
 1. the shakespeare_char ``gpu`` config for 5,000 iterations in bfloat16 compute (best val loss, full split
    and nanoGPT's estimate; ms/iter; MFU by nanoGPT's formula; compile time), target val loss <= 1.47;
 2. nanoGPT (PyTorch, torch.compile) on the same config, when ``--nanogpt DIR`` names a checkout: our ms/iter
@@ -7,6 +11,9 @@
 3. causal attention forward + backward, TFLOP/s, by implementation: cuDNN, XLA, our reference, blockwise;
 4. the LSTM LM train step's tokens/s (Zaremba's medium size), float32 and bfloat16, and torch.nn.LSTM;
 5. the chunked cross-entropy's equality with the plain loss on the GPU (GPT-2's vocabulary);
+5b. every other model family beside its PyTorch peer (``gpu_families``): BERT-base fine-tuning against
+   transformers, the transformer encoder-decoder step against torch.nn.Transformer and our beam search, DPO's
+   step and a GRPO-style rollout + update on GPT-2 124M against transformers' GPT-2;
 6. the same GPT config in float32, for as many iterations as the budget leaves (all 5,000 if they fit);
 7. the test suite (not slow, not peers) on the GPU, in whatever time is left.
 
@@ -37,6 +44,7 @@ from flax import nnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+import gpu_families as F  # noqa: E402
 import gpu_sections as S  # noqa: E402
 
 from nlp_jax.data.root import resolve  # noqa: E402
@@ -47,14 +55,25 @@ from nlp_jax.run import main as run_main  # noqa: E402
 # Dense bfloat16 peak of the card, for MFU (nanoGPT divides by the A100's 312 TFLOPS).
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 FP32_SLOWDOWN = 2.5  # assumed float32 / bfloat16 time per iteration, to size the float32 run to the budget
+GPT2_124M = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304)  # GPT-2 small, V padded
+TINY_GPT2 = dict(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=128)
 SIZES = {  # full (a GPU) and smoke (toy sizes, any machine)
-    "full": dict(config="gpu", attention=[(64, 256, 6, 64), (8, 2048, 16, 64), (2, 8192, 16, 128)], lstm=650,
-                 loss=(8192, 50257, 768), repeats=10),
-    "smoke": dict(config="smoke", attention=[(2, 64, 2, 16)], lstm=16, loss=(64, 101, 16), repeats=2),
+    "full": dict(config="gpu", attention=[(64, 256, 6, 64), (8, 2048, 16, 64), (2, 8192, 16, 128)], lstm=(650, 3, 10),
+                 loss=(8192, 50257, 768), repeats=10, gpt2=GPT2_124M, gpt2_batch=16,
+                 bert=(dict(n_layer=12, n_embd=768, n_head=12, n_inner=3072, vocab_size=30522), 32, 128),
+                 seq2seq=(dict(src_vocab=8000, tgt_vocab=8000, d_model=512, n_head=8, enc_layers=6, dec_layers=6,
+                               d_ff=2048, max_len=64), 128, 64),
+                 dpo=(GPT2_124M, 16, 512, 128), grpo=(GPT2_124M, 16, 8, 64, 64)),
+    "smoke": dict(config="smoke", attention=[(2, 64, 2, 16)], lstm=(16, 1, 2), loss=(64, 101, 16), repeats=2,
+                  gpt2=TINY_GPT2, gpt2_batch=2,
+                  bert=(dict(n_layer=1, n_embd=16, n_head=2, n_inner=32, vocab_size=50), 2, 16),
+                  seq2seq=(dict(src_vocab=20, tgt_vocab=20, d_model=16, n_head=2, enc_layers=1, dec_layers=1, d_ff=32,
+                                max_len=16), 2, 8),
+                  dpo=(TINY_GPT2, 2, 16, 4), grpo=(TINY_GPT2, 2, 2, 4, 4)),
 }
 
-
-SECTIONS = ("gpt bfloat16", "nanoGPT", "attention", "lstm", "chunked loss", "gpt float32", "tests")
+SECTIONS = ("gpt2 124M", "gpt bfloat16", "nanoGPT", "attention", "lstm", "chunked loss", "bert", "seq2seq", "dpo",
+            "grpo", "gpt float32", "tests")
 
 
 class Table:
@@ -201,6 +220,8 @@ def main(argv=None) -> Table:
     cfg = module.resolve_config(module.get_config(size["config"]))
     iters = args.iters or cfg.train.steps
     peak = next((v for k, v in PEAK_FLOPS.items() if k in device.device_kind), None)
+    table.guarded("gpt2 124M", lambda: S.gpt2_rows(size["gpt2"], size["gpt2_batch"], peak, args.nanogpt,
+                                                         compile=not args.smoke))
     bf16 = {}  # the bfloat16 run's summary, which sizes the float32 run and times nanoGPT against ours
 
     def bf16_run():
@@ -215,8 +236,10 @@ def main(argv=None) -> Table:
     else:
         table.add([("nanoGPT", "not run: no --nanogpt checkout given")])
     table.guarded("attention", lambda: S.attention_rows(size["attention"], repeats=size["repeats"]))
-    table.guarded("lstm", lambda: S.lstm_rows(size["lstm"]))
+    table.guarded("lstm", lambda: S.lstm_rows(*size["lstm"]))
     table.guarded("chunked loss", lambda: S.chunked_loss_rows(*size["loss"]))
+    for family in ("bert", "seq2seq", "dpo", "grpo"):  # each model family beside its PyTorch peer
+        table.guarded(family, lambda family=family: getattr(F, f"{family}_rows")(*size[family]))
     per_iter = FP32_SLOWDOWN * bf16.get("wall_seconds", left() / 4) / iters  # a guess when bfloat16 failed
     fp32_iters = min(iters, int((left() - 60) / per_iter) // 250 * 250) if not args.smoke else iters
     if fp32_iters > 0 or "gpt float32" in args.skip:

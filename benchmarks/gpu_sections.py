@@ -148,3 +148,115 @@ def run_nanogpt(checkout: Path, text_file: Path, iters: int, timeout: float, out
     if failed:
         raise RuntimeError(f"nanoGPT {failed}: {log.strip().splitlines()[-1:]}")
     return parse_nanogpt_log(log)
+
+
+def gpt2_flops_per_token(n_params: int, n_layer: int, n_head: int, n_embd: int, block_size: int) -> float:
+    """nanoGPT's estimate_mfu count: 6 N + 12 L H Q T flops a token, forward and backward."""
+    return 6 * n_params + 12 * n_layer * n_head * (n_embd // n_head) * block_size
+
+
+def _ours_gpt2_step(shape: dict, batch: int, dtype: str, data: np.ndarray):
+    """Our GPT-2 train step as ``train`` runs it (``Trainer.step``: forward, backward, global-norm clip 1.0,
+    AdamW lr 6e-4, weight decay 0.1, betas 0.9 / 0.95), a random block batch a step, the loss read back."""
+    from flax import nnx
+
+    from nlp_jax.data.corpus import RandomBlocks
+    from nlp_jax.models.gpt2 import GPT2, GPT2Config
+    from nlp_jax.objectives import Objective, lm_loss
+    from nlp_jax.train.config import OptimConfig
+    from nlp_jax.train.trainer import Trainer
+
+    model = GPT2(GPT2Config(**shape, dropout=0.0, compute_dtype=dtype), rngs=nnx.Rngs(0))
+    n_params = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    optim = OptimConfig(lr=6e-4, min_lr=6e-5, warmup_steps=10, beta2=0.95, weight_decay=0.1, grad_clip=1.0)
+    trainer = Trainer(model, Objective.of(lm_loss), optim, 10_000)
+    source = RandomBlocks(data, batch, shape["block_size"], seed=0)
+
+    def run(n):
+        for _ in range(n):
+            float(trainer.step(source(trainer.step_count))["loss"])
+
+    return run, n_params
+
+
+def _nanogpt_step(checkout: Path, shape: dict, batch: int, data: np.ndarray, compile: bool):
+    """nanoGPT's ``model.py`` (imported from the checkout, never copied) trained as its train.py does on one
+    device: bfloat16 autocast where the device has it, torch.compile, its fused AdamW, clip 1.0."""
+    import torch
+
+    sys.path.insert(0, str(checkout))
+    try:
+        from model import GPT, GPTConfig
+    finally:  # nothing else sees the checkout's files as top-level modules
+        sys.path.remove(str(checkout))
+        sys.modules.pop("model", None)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**shape, dropout=0.0, bias=True)).to(device)
+    optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device)
+    step_model = torch.compile(model) if compile else model
+    ctx = (torch.amp.autocast(device_type="cuda", dtype=torch.bfloat16) if device == "cuda"
+           else torch.autocast(device_type="cpu", enabled=False))
+    tokens = torch.from_numpy(data.astype(np.int64))
+    t = shape["block_size"]
+
+    def run(n):
+        for _ in range(n):
+            ix = torch.randint(len(tokens) - t, (batch,))
+            x = torch.stack([tokens[i:i + t] for i in ix]).to(device, non_blocking=True)
+            y = torch.stack([tokens[i + 1:i + 1 + t] for i in ix]).to(device, non_blocking=True)
+            with ctx:
+                _, loss = step_model(x, y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss.item()
+
+    def peak_bytes():
+        return torch.cuda.max_memory_allocated() if device == "cuda" else None
+
+    return run, peak_bytes
+
+
+def gpt2_rows(shape: dict, batch: int, peak: float | None, nanogpt: Path | None, *, rounds: int = 3,
+              steps: int = 10, compile: bool = True) -> list[tuple[str, str]]:
+    """GPT-2 (``shape``: 124M is 12 x 12 heads x 768, context 1024, vocabulary 50,304) train steps on random
+    tokens, ours in bfloat16 compute and, given a nanoGPT checkout, its model with torch.compile on the same
+    device and batch, timed in interleaved rounds: ms a step, tokens/s, MFU (nanoGPT's formula against the
+    card's dense bfloat16 ``peak``), peak device memory, and the speed ratio. ``compile=False`` runs nanoGPT
+    eagerly (the CPU smoke test: inductor compiles slowly there)."""
+    data = np.random.default_rng(0).integers(0, shape["vocab_size"], 2_000_000).astype(np.int32)
+    ours, n_params = _ours_gpt2_step(shape, batch, "bfloat16", data)
+    runners = {"ours bf16": ours}
+    memory = {"ours bf16": lambda: (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")}
+    how = None
+    if nanogpt is not None:
+        for how in ("torch.compile", "eager")[0 if compile else 1:]:
+            try:
+                run, peak_bytes = _nanogpt_step(nanogpt, shape, batch, data, compile=how == "torch.compile")
+                run(2)  # compiles here: a failure to compile falls back to eager
+                break
+            except Exception as err:  # noqa: BLE001 -- e.g. no C compiler for inductor on this machine
+                print(f"nanoGPT with {how} failed ({type(err).__name__}: {err}); trying the next way", flush=True)
+                run = None
+        if run is not None:
+            runners[f"nanoGPT ({how})"], memory[f"nanoGPT ({how})"] = run, peak_bytes
+    seconds = interleaved_seconds_per_step(runners, rounds=rounds, steps=steps)
+    tokens = batch * shape["block_size"]
+    flops = gpt2_flops_per_token(n_params, shape["n_layer"], shape["n_head"], shape["n_embd"], shape["block_size"])
+    label = (f"GPT-2 {n_params / 1e6:.0f}M ({shape['n_layer']} x {shape['n_embd']}, T {shape['block_size']}, "
+             f"V {shape['vocab_size']:,}), batch {batch}")
+    rows = []
+    for name, s in seconds.items():
+        used = memory[name]()
+        rows.append((f"{label}, {name}", f"{s * 1e3:.1f} ms/step, {tokens / s:,.0f} tokens/s, MFU "
+                     + (f"{flops * tokens / s / peak:.1%}" if peak else "- (no peak known for this device)")
+                     + (f", peak memory {used / 2**30:.1f} GiB" if used else "")))
+    if len(seconds) > 1:
+        theirs = next(s for name, s in seconds.items() if name != "ours bf16")
+        rows.append((f"{label}: speed, ours vs nanoGPT (goal >= 1.3x)", f"{theirs / seconds['ours bf16']:.2f}x"))
+    else:
+        rows.append((f"{label}: nanoGPT", "not run: no --nanogpt checkout given" if nanogpt is None
+                     else "not run: it failed with torch.compile and eagerly (see the log)"))
+    return rows

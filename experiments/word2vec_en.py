@@ -55,7 +55,7 @@ def get_config(arg: str | None = None) -> Config:
     if arg in (None, "", "default"):
         return Config()
     if arg == "smoke":
-        return Config(max_docs=40, min_count=2, seeds=(1,), w2v=Word2VecConfig(epochs=1, chunk_words=4096),
+        return Config(max_docs=15, min_count=2, seeds=(1,), w2v=Word2VecConfig(epochs=1, chunk_words=4096),
                       ppmi=PPMISVDConfig(dim=20), workdir="runs/word2vec_en_smoke")
     raise ValueError(f"unknown config {arg!r}; choose {', '.join(CONFIGS)}")
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,7 @@ SST2 = Path(__file__).resolve().parents[1] / "experiments" / "bert_sst2.py"
 
 @pytest.mark.slow
 def test_frozen_minilm_features_with_logistic_regression_beat_chance_and_random_weights(tmp_path, capsys):
-    args = [f"{SST2}:smoke", "--set", "init=frozen", "--set", "max_train=512", "--set", "max_dev=128"]
+    args = [f"{SST2}:smoke", "--set", "init=frozen", "--set", "max_train=256", "--set", "max_dev=128"]
     summary = main([*args, "--set", f"workdir={tmp_path / 'trained'}"])
     assert summary["status"] == "finished" and summary["dev_accuracy"] > 0.65 and summary["weights"] == "trained"
     random = main([*args, "--set", f"workdir={tmp_path / 'random'}", "--set", "frozen_weights=random"])
@@ -226,11 +227,11 @@ def test_hh_preferences_score_every_curve_point_beside_the_baselines(config, tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["smoke", "smoke_transformer"])
-def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_path, capsys):
+def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_path, capsys, refusal):
     import json as json_
 
-    from nlp_jax.translate import load_export
-    from nlp_jax.translate import main as translate_main
+    from nlp_jax.cli import main as nlp_jax_main
+    from nlp_jax.models.translator import load_export
 
     exp = Path(__file__).resolve().parents[1] / "experiments" / "translate.py"
     averaging = ["--set", "average_last=2"] if config == "smoke_transformer" else []  # both final-model choices
@@ -251,16 +252,17 @@ def test_translation_trains_scores_exports_and_translates_a_file(config, tmp_pat
     (tmp_path / "in.txt").write_text("A man rides\x0ca bike.\n\nA dog\u2028runs.\n" + "very " * 200 + "long\n",
                                      encoding="utf-8")
     capsys.readouterr()
-    translate_main([str(tmp_path / "export"), str(tmp_path / "in.txt"), "--beam", "2"])
+    assert nlp_jax_main(["translate", str(tmp_path / "export"), str(tmp_path / "in.txt"), "--beam", "2"]) == 0
     out = capsys.readouterr().out.split("\n")
     assert len(out) == 5 and out[1] == "" and out[0] and out[2] and out[4] == ""
     for bad in (["--beam", "0"], ["--batch-size", "0"], ["--length-penalty", "nan"]):  # refused before any load
-        with pytest.raises(SystemExit):
-            translate_main([str(tmp_path / "nowhere"), str(tmp_path / "in.txt"), *bad])
-        assert "must be" in capsys.readouterr().err
+        assert "must be" in refusal(["translate", str(tmp_path / "nowhere"), str(tmp_path / "in.txt"), *bad])
+    assert "nowhere: no such directory" in refusal(["translate", str(tmp_path / "nowhere"), str(tmp_path / "in.txt")])
+    # a run directory, not its export
+    assert "has no model.json" in refusal(["translate", str(tmp_path), str(tmp_path / "in.txt")])
     (tmp_path / "latin1.txt").write_bytes("A man\nin a caf\xe9.\n".encode("latin-1"))
-    with pytest.raises(SystemExit, match="latin1.txt:2: not UTF-8 text .* at byte 14"):
-        translate_main([str(tmp_path / "export"), str(tmp_path / "latin1.txt")])
+    assert re.search("latin1.txt:2: not UTF-8 text .* at byte 14",
+                     refusal(["translate", str(tmp_path / "export"), str(tmp_path / "latin1.txt")]))
     spec = json_.loads((tmp_path / "export" / "model.json").read_text())
     key = "hidden" if spec["arch"] == "lstm" else "d_model"
     spec["config"][key] *= 2  # a checkpoint of another config

@@ -43,6 +43,54 @@ def test_nanogpt_needs_a_checkout(tmp_path):
         S.run_nanogpt(tmp_path, tmp_path / "input.txt", 10, 60, tmp_path / "out")
 
 
+# nanoGPT's model.py interface (GPTConfig fields, GPT(config)(idx, targets) -> (logits, loss),
+# configure_optimizers) on a bigram model: what is under test is the harness that imports and times it.
+STAND_IN_MODEL = """\
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class GPTConfig:
+    block_size: int
+    vocab_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float
+    bias: bool
+
+
+class GPT(torch.nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.emb = torch.nn.Embedding(config.vocab_size, config.vocab_size)
+
+    def forward(self, idx, targets):
+        logits = self.emb(idx)
+        return logits, torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        return torch.optim.AdamW(self.parameters(), lr=learning_rate, betas=betas, weight_decay=weight_decay)
+"""
+
+
+def test_gpt2_rows_time_ours_and_a_nanogpt_checkout_on_one_batch(tmp_path, monkeypatch):
+    """nanoGPT's side and the table; our side runs in the smoke run below (its compilation is the cost)."""
+    pytest.importorskip("torch")
+    (tmp_path / "model.py").write_text(STAND_IN_MODEL)
+    monkeypatch.setattr(S, "_ours_gpt2_step", lambda *a: (lambda n: time.sleep(0.001 * n), 2_000_000))
+    shape = dict(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=64)
+    rows = dict(S.gpt2_rows(shape, 2, 1e12, tmp_path, rounds=1, steps=2, compile=False))
+    label = "GPT-2 2M (1 x 16, T 32, V 64), batch 2"
+    assert rows[f"{label}, ours bf16"].split(" ms/step, ")[1].split(" tokens/s")[0].replace(",", "").isdigit()
+    assert "MFU " in rows[f"{label}, ours bf16"] and "MFU " in rows[f"{label}, nanoGPT (eager)"]
+    assert float(rows[f"{label}: speed, ours vs nanoGPT (goal >= 1.3x)"][:-1]) > 0
+    assert "model" not in sys.modules  # the checkout's model.py was not left importable as 'model'
+    assert S.gpt2_flops_per_token(124_000_000, 12, 12, 768, 1024) == 6 * 124_000_000 + 12 * 12 * 768 * 1024
+
+
 def test_causal_attention_flops_count_flashattention_s_way():
     # B1 H1 T2 D1: forward 4 * 1 * 1 * 4 * 1 / 2 = 8 flops, times 3.5 with the backward
     assert S.causal_attention_flops(1, 2, 1, 1) == 28.0
@@ -114,7 +162,14 @@ def test_every_section_runs_at_toy_sizes(tmp_path):
     assert all(line.count("|") == 3 for line in table)  # no value breaks the markdown table
     assert not [v for v in rows.values() if v.startswith("failed:")]  # a guarded section keeps going: say so
     seconds = json.loads((tmp_path / "gpu_check_seconds.json").read_text())
-    assert {"gpt bfloat16", "attention", "lstm", "chunked loss", "gpt float32"} <= set(seconds)
+    assert {"gpt2 124M", "gpt bfloat16", "attention", "lstm", "chunked loss", "bert", "seq2seq", "dpo", "grpo",
+            "gpt float32"} <= set(seconds)
+    for family in ("BERT 1 x 16 fine-tuning step", "transformer seq2seq 1+1 x 16", "DPO step", "GRPO-style"):
+        speed = [v for k, v in rows.items() if k.startswith(family) and ": speed, ours vs " in k]
+        assert len(speed) == 1 and float(speed[0][:-1]) > 0, (family, speed)  # both sides ran on one batch
+    assert rows["transformer seq2seq 1+1 x 16, batch 2 x 8: beam search (5 beams, ours)"].endswith("sentences/s")
+    assert "ms/step" in rows["GPT-2 0M (2 x 32, T 64, V 128), batch 2, ours bf16"]
+    assert rows["GPT-2 0M (2 x 32, T 64, V 128), batch 2: nanoGPT"] == "not run: no --nanogpt checkout given"
     by_start = lambda prefix: {k: v for k, v in rows.items() if k.startswith(prefix)}  # noqa: E731
     for dtype in ("bfloat16", "float32"):
         best = by_start(f"gpt {dtype}, 4 iters: best val loss")
