@@ -5,7 +5,9 @@
    dense bfloat16 peak), peak memory; and nanoGPT's ``model.py`` with torch.compile on the same card and
    batch when ``--nanogpt DIR`` names a checkout (goals: >= 45% MFU, >= 1.3x nanoGPT's tokens/s);
 1. the shakespeare_char ``gpu`` config for 5,000 iterations in bfloat16 compute (best val loss, full split
-   and nanoGPT's estimate; ms/iter; MFU by nanoGPT's formula; compile time), target val loss <= 1.47;
+   and nanoGPT's estimate; ms/iter; MFU by nanoGPT's formula; compile time), target val loss <= 1.47; then the
+   same with nanoGPT's attention-probability dropout of 0.2 (the reference attention path, which XLA fuses:
+   cuDNN's has no dropout);
 2. nanoGPT (PyTorch, torch.compile) on the same config, when ``--nanogpt DIR`` names a checkout: our ms/iter
    against its (goal >= 1.25x) with its best val loss;
 3. causal attention forward + backward, TFLOP/s, by implementation: cuDNN, XLA, our reference, blockwise;
@@ -56,6 +58,7 @@ from nlp_jax.run import main as run_main  # noqa: E402
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 FP32_SLOWDOWN = 2.5  # assumed float32 / bfloat16 time per iteration, to size the float32 run to the budget
 GPT2_124M = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304)  # GPT-2 small, V padded
+ATTN_DROPOUT = 0.2  # nanoGPT's shakespeare_char dropout, which its attention applies to the probabilities too
 TINY_GPT2 = dict(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=128)
 SIZES = {  # full (a GPU) and smoke (toy sizes, any machine)
     "full": dict(config="gpu", attention=[(64, 256, 6, 64), (8, 2048, 16, 64), (2, 8192, 16, 128)], lstm=(650, 3, 10),
@@ -72,8 +75,8 @@ SIZES = {  # full (a GPU) and smoke (toy sizes, any machine)
                   dpo=(TINY_GPT2, 2, 16, 4), grpo=(TINY_GPT2, 2, 2, 4, 4)),
 }
 
-SECTIONS = ("gpt2 124M", "gpt bfloat16", "nanoGPT", "attention", "lstm", "chunked loss", "bert", "seq2seq", "dpo",
-            "grpo", "gpt float32", "tests")
+SECTIONS = ("gpt2 124M", "gpt bfloat16", "gpt bfloat16 attention dropout", "nanoGPT", "attention", "lstm",
+            "chunked loss", "bert", "seq2seq", "dpo", "grpo", "gpt float32", "tests")
 
 
 class Table:
@@ -126,8 +129,10 @@ def best_evals(workdir: Path) -> dict:
     return {k: min(r[k] for r in evals) for k in ("val_loss", "val_loss_estimate") if evals and k in evals[0]}
 
 
-def gpt_run(spec: str, cfg, dtype: str, steps: int, workdir: Path, overrides: list[str], peak) -> tuple[list, dict]:
-    """One run of the char-level GPT config; rows and its summary (``s_per_iter`` added)."""
+def gpt_run(spec: str, cfg, dtype: str, steps: int, workdir: Path, overrides: list[str], peak,
+            what: str = "") -> tuple[list, dict]:
+    """One run of the char-level GPT config (``what`` names a variant in its rows); rows and its summary
+    (``s_per_iter`` added)."""
     summary = run_main([spec, "--rerun", "--set", f"workdir={workdir}", "--set", "train.resume=false",
                         "--set", "train.progress=false", "--set", f"model.compute_dtype={dtype}",
                         "--set", f"train.steps={steps}", *sum((["--set", o] for o in overrides), [])])
@@ -136,7 +141,7 @@ def gpt_run(spec: str, cfg, dtype: str, steps: int, workdir: Path, overrides: li
     summary["s_per_iter"] = cfg.data.batch_size * cfg.model.block_size / rate if rate else None
     best = best_evals(workdir)
     s = summary["s_per_iter"]
-    label = f"gpt {dtype}, {steps} iters"
+    label = f"gpt {dtype}{what}, {steps} iters"
     rows = [(f"{label}: best val loss, full split / nanoGPT's estimate (target <= 1.47)",
              " / ".join(f"{best[k]:.4f}" for k in ("val_loss", "val_loss_estimate") if k in best)),
             (f"{label}: ms/iter (steady)", f"{s * 1e3:.2f}" if s else "-"),
@@ -230,6 +235,10 @@ def main(argv=None) -> Table:
         return rows
 
     table.guarded("gpt bfloat16", bf16_run)
+    # nanoGPT's dropout of 0.2 on the attention probabilities too (the reference path, XLA-fused; cuDNN has none)
+    table.guarded("gpt bfloat16 attention dropout", lambda: gpt_run(
+        spec, cfg, "bfloat16", iters, args.workdir / "gpt_bfloat16_attn_dropout",
+        [*args.overrides, f"model.attn_dropout={ATTN_DROPOUT}"], peak, f", attention dropout {ATTN_DROPOUT}")[0])
     if args.nanogpt:
         table.guarded("nanoGPT", lambda: nanogpt_rows(args.nanogpt, resolve(cfg.data.path), iters, left,
                                                       args.workdir / "nanogpt", bf16.get("s_per_iter")))

@@ -162,8 +162,8 @@ def test_every_section_runs_at_toy_sizes(tmp_path):
     assert all(line.count("|") == 3 for line in table)  # no value breaks the markdown table
     assert not [v for v in rows.values() if v.startswith("failed:")]  # a guarded section keeps going: say so
     seconds = json.loads((tmp_path / "gpu_check_seconds.json").read_text())
-    assert {"gpt2 124M", "gpt bfloat16", "attention", "lstm", "chunked loss", "bert", "seq2seq", "dpo", "grpo",
-            "gpt float32"} <= set(seconds)
+    assert {"gpt2 124M", "gpt bfloat16", "gpt bfloat16 attention dropout", "attention", "lstm", "chunked loss",
+            "bert", "seq2seq", "dpo", "grpo", "gpt float32"} <= set(seconds)
     for family in ("BERT 1 x 16 fine-tuning step", "transformer seq2seq 1+1 x 16", "DPO step", "GRPO-style"):
         speed = [v for k, v in rows.items() if k.startswith(family) and ": speed, ours vs " in k]
         assert len(speed) == 1 and float(speed[0][:-1]) > 0, (family, speed)  # both sides ran on one batch
@@ -171,7 +171,7 @@ def test_every_section_runs_at_toy_sizes(tmp_path):
     assert "ms/step" in rows["GPT-2 0M (2 x 32, T 64, V 128), batch 2, ours bf16"]
     assert rows["GPT-2 0M (2 x 32, T 64, V 128), batch 2: nanoGPT"] == "not run: no --nanogpt checkout given"
     by_start = lambda prefix: {k: v for k, v in rows.items() if k.startswith(prefix)}  # noqa: E731
-    for dtype in ("bfloat16", "float32"):
+    for dtype in ("bfloat16", "bfloat16, attention dropout 0.2", "float32"):
         best = by_start(f"gpt {dtype}, 4 iters: best val loss")
         assert len(best) == 1 and float(next(iter(best.values())).split(" / ")[0]) > 0
         assert float(rows[f"gpt {dtype}, 4 iters: compile time (first logged window less its steady steps)"][:-2]) > 0
