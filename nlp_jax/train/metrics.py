@@ -72,13 +72,14 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "",
     """The losses named by ``keys`` against step (log-scale y when every value is positive: a policy-gradient
     loss is not; training metrics as lines, evaluations as markers), and the learning rate, from
     ``metrics.jsonl``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: nothing global, nothing to close
 
     records = read_metrics(metrics_path)
-    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[3, 1])
+    fig = Figure(figsize=(7, 6))
+    ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    # fixed margins: a tight layout draws the figure once more to measure it (most of a plot's time, and every
+    # training run writes one)
+    fig.subplots_adjust(left=0.14, right=0.97, top=0.94, bottom=0.08, hspace=0.06)
     positive = True
     for key in keys:
         pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
@@ -95,7 +96,5 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "",
         ax_lr.plot(*zip(*lr))
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("step")
-    fig.tight_layout()
     fig.savefig(out_png, dpi=120)
-    plt.close(fig)
     return Path(out_png)
