@@ -60,15 +60,14 @@ def fit_logistic_regression(x: Features, y: np.ndarray, *, steps: int = 500, l2:
     state = opt.init(params)
     value_and_grad = optax.value_and_grad_from_state(loss)
 
-    @jax.jit
-    def step(params, state):
+    def step(_, carry):
+        params, state = carry
         value, grad = value_and_grad(params, state=state)
         updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss)
         return optax.apply_updates(params, updates), state
 
-    for _ in range(steps):
-        params, state = step(params, state)
-    return params
+    # every step in one compiled loop: one dispatch, not ``steps`` round trips from Python
+    return jax.jit(lambda carry: jax.lax.fori_loop(0, steps, step, carry))((params, state))[0]
 
 
 def predict_proba(params: dict[str, jax.Array], x: Features) -> np.ndarray:
