@@ -185,11 +185,15 @@ def with_steps(cfg: Config, n_train: int) -> Config:
 
 
 def truncated(tok: WordPieceTokenizer, rows: Rows, max_length: int) -> int:
-    """How many rows exceed ``max_length`` pieces with their specials ([CLS] a [SEP] (b [SEP]))."""
-    length = np.asarray([len(p) + 2 for p in tok.pieces(rows.texts)])
-    if rows.pairs is not None:
-        length += np.asarray([len(p) + 1 for p in tok.pieces(rows.pairs)])
-    return int((length > max_length).sum())
+    """How many rows exceed ``max_length`` pieces with their specials ([CLS] a [SEP] (b [SEP])), tokenised
+    10,000 rows at a time (a million rows' pieces at once would hold gigabytes)."""
+    cut = 0
+    for i in range(0, len(rows.texts), 10_000):
+        length = np.asarray([len(p) + 2 for p in tok.pieces(rows.texts[i:i + 10_000])])
+        if rows.pairs is not None:
+            length += np.asarray([len(p) + 1 for p in tok.pieces(rows.pairs[i:i + 10_000])])
+        cut += int((length > max_length).sum())
+    return cut
 
 
 def scores(model, tok: WordPieceTokenizer, rows: Rows, names: list[str], max_length: int) -> dict:

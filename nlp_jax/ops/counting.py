@@ -61,38 +61,57 @@ def bag_of_words(doc_ids: np.ndarray, term_ids: np.ndarray, n_docs: int, n_terms
     return _sum_duplicates(doc_ids, term_ids, None, (n_docs, n_terms))
 
 
-def _sum_duplicates(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray | None, shape: tuple[int, int]) -> CSR:
-    """CSR of the sum of ``weights`` (1 each when None) at every (row, col), columns sorted in each row.
-    SciPy's COO -> CSR conversion does the summing (a counting sort by row, several times faster than
-    sorting the combined keys with ``np.unique``)."""
+def _scipy_csr(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray | None, shape: tuple[int, int]):
+    """SciPy's CSR of the sum of ``weights`` (1 each when None) at every (row, col): its COO -> CSR conversion
+    does the summing (a counting sort by row, several times faster than sorting the combined keys with
+    ``np.unique``)."""
     import scipy.sparse
 
     values = np.ones(len(rows)) if weights is None else np.asarray(weights, np.float64)
-    m = scipy.sparse.coo_matrix((values, (rows, cols)), shape=shape).tocsr()
+    return scipy.sparse.coo_matrix((values, (rows, cols)), shape=shape).tocsr()
+
+
+def _as_csr(m, shape: tuple[int, int]) -> CSR:
     m.sum_duplicates()  # also sorts the columns within each row
     return CSR(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data, shape)
 
 
+def _sum_duplicates(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray | None, shape: tuple[int, int]) -> CSR:
+    """CSR of the sum of ``weights`` (1 each when None) at every (row, col), columns sorted in each row."""
+    return _as_csr(_scipy_csr(rows, cols, weights, shape), shape)
+
+
 def cooccurrence(ids: np.ndarray, doc_ids: np.ndarray, n_terms: int, window: int, *,
-                 weighting: str = "uniform") -> CSR:
+                 weighting: str = "uniform", chunk: int = 1 << 21) -> CSR:
     """Symmetric word-context counts #(w, c) over a window of ``window`` words on each side, within
     documents. weighting 'uniform' counts every pair once; 'linear' weighs a pair at distance d by
     (window - d + 1) / window, the expected count under word2vec's dynamic window (Levy et al. 2015).
+    The pairs are summed ``chunk`` tokens at a time (each pair with the chunk of its left word), so the
+    memory grows with the distinct pairs, not with the corpus (2 x window pairs a token, 24 bytes each,
+    would be 1.5 GB for 16M tokens at window 2).
     """
     ids, doc_ids = np.asarray(ids, np.int64), np.asarray(doc_ids)
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     if weighting not in ("uniform", "linear"):
         raise ValueError(f"weighting must be 'uniform' or 'linear', got {weighting!r}")
-    rows, cols, weights = [], [], []
-    for d in range(1, window + 1):
-        same = doc_ids[d:] == doc_ids[:-d]
-        left, right = ids[:-d][same], ids[d:][same]
-        w = 1.0 if weighting == "uniform" else (window - d + 1) / window
-        rows += [left, right]
-        cols += [right, left]
-        weights.append(np.full(2 * len(left), w))
-    return _sum_duplicates(np.concatenate(rows), np.concatenate(cols), np.concatenate(weights), (n_terms, n_terms))
+    shape, n = (n_terms, n_terms), len(ids)
+    total = _scipy_csr(np.zeros(0, np.int64), np.zeros(0, np.int64), None, shape)
+    for start in range(0, n, chunk):
+        rows, cols, weights = [], [], []
+        for d in range(1, window + 1):
+            end = min(start + chunk, n - d)  # left words start..end-1, their right words d later
+            if end <= start:
+                continue
+            same = doc_ids[start:end] == doc_ids[start + d:end + d]
+            left, right = ids[start:end][same], ids[start + d:end + d][same]
+            w = 1.0 if weighting == "uniform" else (window - d + 1) / window
+            rows += [left, right]
+            cols += [right, left]
+            weights.append(np.full(2 * len(left), w))
+        if rows:
+            total = total + _scipy_csr(np.concatenate(rows), np.concatenate(cols), np.concatenate(weights), shape)
+    return _as_csr(total, shape)
 
 
 def pmi(counts: CSR, *, alpha: float = 1.0, shift: float = 1.0, positive: bool = False) -> CSR:

@@ -75,6 +75,10 @@ def test_cooccurrence_counts_match_a_loop():
                 if 0 < d <= 2 and docs[i] == docs[j]:
                     expected[ids[i], ids[j]] += 1.0 if weighting == "uniform" else (2 - d + 1) / 2
         np.testing.assert_allclose(cooccurrence(ids, docs, 4, 2, weighting=weighting).toarray(), expected)
+        for chunk in (1, 3, 7):  # pairs that cross a chunk's end, a chunk shorter than the window
+            np.testing.assert_allclose(cooccurrence(ids, docs, 4, 2, weighting=weighting, chunk=chunk).toarray(),
+                                       expected)
+    assert len(cooccurrence(ids[:1], docs[:1], 4, 2).data) == 0  # one token: no pair
     with pytest.raises(ValueError, match="window"):
         cooccurrence(ids, docs, 4, 0)
 
