@@ -43,7 +43,10 @@ def test_each_kind_of_preference_loss_trains_the_policy_and_exports_it(loss, pol
 
 def test_a_reward_model_exports_a_sequence_classifier_transformers_scores_alike(policy, tmp_path):
     out = tmp_path / "rm"
-    assert main(["prefer", str(policy), str(EX / "prefs.jsonl"), "--loss", "reward", "--out", str(out), *QUICK]) == 0
+    assert main(["prefer", str(policy), str(EX / "prefs.jsonl"), "--loss", "reward", "--out", str(out), *QUICK,
+                 "--set", "train_eval_examples=50"]) == 0  # no --valid: scored on the training data's first 50
+    s = json.loads((out / "summary.json").read_text())
+    assert s["valid"] == "the first 50 training examples" and 0.0 <= s["preference_accuracy"] <= 1.0
     transformers, torch = pytest.importorskip("transformers"), pytest.importorskip("torch")
     from nlp_jax.models.gpt2_hf import load_hf_reward_model
 

@@ -15,9 +15,10 @@ written, so put the space or newline between them where the text has one.
 ``sigmoid_norm``, ``simpo`` (``--set gamma=1``, no reference), ``orpo`` (beta is its lambda, no reference),
 ``kto`` or ``reward``. The reference is the starting policy; its log-probs are computed once and cached in
 ``--out`` with a fingerprint of the model and the data. Training runs ``epochs`` passes through the one loop
-(checkpoints, resume, ``loss.png``). Reported on the ``--valid`` file (or, without one, on the training
-data): the preference accuracy (the share of pairs whose chosen response gains more log-probability over the
-reference than the rejected one; for the reward model, whose chosen scores higher) and the mean margin.
+(checkpoints, resume, ``loss.png``). Reported on the ``--valid`` file (or, without one, on the training data's
+first ``train_eval_examples``, 10,000 by default): the preference accuracy (the share of pairs whose chosen
+response gains more log-probability over the reference than the rejected one; for the reward model, whose
+chosen scores higher) and the mean margin.
 Output in ``--out``: ``summary.json`` and ``export/``, the trained policy as a GPT-2 directory
 (``nlp-jax generate`` samples from it) or, for ``reward``, the reward model as a one-label
 ``GPT2ForSequenceClassification`` directory (``transformers`` scores alike; ``models.gpt2_hf``).
@@ -66,11 +67,13 @@ class Config:
     max_prompt_length: int = 0  # the prompt's last tokens kept (0: half of max_length)
     optim: OptimConfig = OptimConfig(lr=5e-5, min_lr=5e-6, warmup_steps=10, weight_decay=0.0)
     train: TrainConfig = TrainConfig(steps=0, log_every=10, eval_every=0, ckpt_every=100)
+    train_eval_examples: int = 10_000  # without --valid: the first this many training examples are scored (0: all)
     workdir: str = "runs/prefer"
 
     def __post_init__(self):
         check_fields(self, loss=((lambda v: v in LOSSES), f"one of {LOSSES}"), epochs=at_least(1),
-                     batch_size=at_least(2), max_length=at_least(0), max_prompt_length=at_least(0))
+                     batch_size=at_least(2), max_length=at_least(0), max_prompt_length=at_least(0),
+                     train_eval_examples=at_least(0))
         if self.loss in DPO_LOSSES:
             from nlp_jax.ops.preference import check_dpo_arguments
 
@@ -170,7 +173,7 @@ def accuracy(cfg: Config, model, reference, arrays: dict, cache: Path) -> dict:
     return {"preference_accuracy": float((margin > 0).mean()), "margin": float(margin.mean())}
 
 
-def _logps(model, arrays: dict, sides, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def _logps(model, arrays: dict, sides, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     keys = [f"{s}{x}" for s in sides for x in ("", "_mask", "_response")]
     parts = [pair_logprobs(model, {k: jnp.asarray(arrays[k][i:i + batch]) for k in keys}, sides)
              for i in range(0, len(arrays[sides[0]]), batch)]
@@ -182,7 +185,7 @@ def _reward(model, tokens, mask):
     return model(tokens, attention_mask=mask)[0]
 
 
-def _scores(model, arrays: dict, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def _scores(model, arrays: dict, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.concatenate([np.asarray(_reward(model, jnp.asarray(arrays[s][i:i + batch]),
                                                     jnp.asarray(arrays[f"{s}_mask"][i:i + batch])))
                                  for i in range(0, len(arrays[s]), batch)]) for s in ("chosen", "rejected"))
@@ -194,8 +197,13 @@ def run(cfg: Config) -> dict:
     encode = lambda text: tok.pieces([text])[0]  # noqa: E731
     context = policy.config.block_size
     arrays, counts = encode_file(cfg, cfg.train_file, encode, bos, tok.pad_id, context)
-    valid, valid_counts = (encode_file(cfg, cfg.valid_file, encode, bos, tok.pad_id, context) if cfg.valid_file
-                           else (arrays, counts))
+    if cfg.valid_file:
+        valid, valid_counts = encode_file(cfg, cfg.valid_file, encode, bos, tok.pad_id, context)
+    else:  # the training data, or its first train_eval_examples: a million pairs need not all be scored again
+        n = min(cfg.train_eval_examples or counts["examples"], counts["examples"])
+        valid = {k: v[:n] for k, v in arrays.items()}
+        valid_counts = f"the training data ({n:,} examples)" if n == counts["examples"] else (
+            f"the first {n:,} training examples")
     print(f"{counts['examples']:,} training examples ({counts['rows_cut']:,} rows cut at the length limits); "
           f"{cfg.loss}, beta {cfg.beta}")
     workdir = Path(cfg.workdir)
@@ -210,13 +218,13 @@ def run(cfg: Config) -> dict:
         arrays = {**arrays, **reference_logprobs(policy, arrays, workdir / "reference_logprobs.npz", sides=sides)}
     trained = train_on_pairs(model, objective, arrays, epochs=cfg.epochs, batch_size=cfg.batch_size,
                              optim_cfg=cfg.optim, workdir=workdir, config=cfg, train_cfg=cfg.train, sides=sides)
-    cache = workdir / ("valid_reference_logprobs.npz" if cfg.valid_file else "reference_logprobs.npz")
+    cache = workdir / "valid_reference_logprobs.npz"  # (the training data's first examples: their own cache)
     scores = accuracy(cfg, trained, policy, valid, cache)
     ids = {"bos_token_id": bos, "eos_token_id": eos}
     export = (save_hf_reward_model(trained, workdir / "export", pad_token_id=tok.pad_id, tokenizer=tok, **ids)
               if cfg.loss == "reward" else save_hf_gpt2(trained, workdir / "export", tokenizer=tok, **ids))
     summary = {"status": "finished", "loss": cfg.loss, "beta": cfg.beta, "train": counts,
-               "valid": valid_counts if cfg.valid_file else "the training data", **scores, "export": str(export),
+               "valid": valid_counts, **scores, "export": str(export),
                "wall_seconds": round(time.perf_counter() - t0, 1)}
-    print(f"{'valid' if cfg.valid_file else 'training data'}: {scores}; exported to {export}")
+    print(f"{'valid' if cfg.valid_file else valid_counts}: {scores}; exported to {export}")
     return write_summary(workdir, summary)
