@@ -66,13 +66,13 @@ SIZES = {  # full (a GPU) and smoke (toy sizes, any machine)
                  bert=(dict(n_layer=12, n_embd=768, n_head=12, n_inner=3072, vocab_size=30522), 32, 128),
                  seq2seq=(dict(src_vocab=8000, tgt_vocab=8000, d_model=512, n_head=8, enc_layers=6, dec_layers=6,
                                d_ff=2048, max_len=64), 128, 64),
-                 dpo=(GPT2_124M, 16, 512, 128), grpo=(GPT2_124M, 16, 8, 64, 64)),
+                 dpo=(GPT2_124M, 16, 512, 128), grpo=(GPT2_124M, 16, 8, 64, 64), timing={}),
     "smoke": dict(config="smoke", attention=[(2, 64, 2, 16)], lstm=(16, 1, 2), loss=(64, 101, 16), repeats=2,
                   gpt2=TINY_GPT2, gpt2_batch=2,
                   bert=(dict(n_layer=1, n_embd=16, n_head=2, n_inner=32, vocab_size=50), 2, 16),
                   seq2seq=(dict(src_vocab=20, tgt_vocab=20, d_model=16, n_head=2, enc_layers=1, dec_layers=1, d_ff=32,
                                 max_len=16), 2, 8),
-                  dpo=(TINY_GPT2, 2, 16, 4), grpo=(TINY_GPT2, 2, 2, 4, 4)),
+                  dpo=(TINY_GPT2, 2, 16, 4), grpo=(TINY_GPT2, 2, 2, 4, 4), timing=dict(rounds=1, steps=1)),
 }
 
 SECTIONS = ("gpt2 124M", "gpt bfloat16", "gpt bfloat16 attention dropout", "nanoGPT", "attention", "lstm",
@@ -226,7 +226,7 @@ def main(argv=None) -> Table:
     iters = args.iters or cfg.train.steps
     peak = next((v for k, v in PEAK_FLOPS.items() if k in device.device_kind), None)
     table.guarded("gpt2 124M", lambda: S.gpt2_rows(size["gpt2"], size["gpt2_batch"], peak, args.nanogpt,
-                                                         compile=not args.smoke))
+                                                         compile=not args.smoke, **size["timing"]))
     bf16 = {}  # the bfloat16 run's summary, which sizes the float32 run and times nanoGPT against ours
 
     def bf16_run():
@@ -248,7 +248,7 @@ def main(argv=None) -> Table:
     table.guarded("lstm", lambda: S.lstm_rows(*size["lstm"]))
     table.guarded("chunked loss", lambda: S.chunked_loss_rows(*size["loss"]))
     for family in ("bert", "seq2seq", "dpo", "grpo"):  # each model family beside its PyTorch peer
-        table.guarded(family, lambda family=family: getattr(F, f"{family}_rows")(*size[family]))
+        table.guarded(family, lambda family=family: getattr(F, f"{family}_rows")(*size[family], **size["timing"]))
     per_iter = FP32_SLOWDOWN * bf16.get("wall_seconds", left() / 4) / iters  # a guess when bfloat16 failed
     fp32_iters = min(iters, int((left() - 60) / per_iter) // 250 * 250) if not args.smoke else iters
     if fp32_iters > 0 or "gpt float32" in args.skip:
