@@ -1,23 +1,24 @@
 """``make gpu-check``: one script for a lent GPU, within a time budget (default 570 s), printing one table:
 
-0. GPT-2 124M (12 layers, 12 heads, 768 wide, context 1024, vocabulary padded to 50,304) train steps on
+1. GPT-2 124M (12 layers, 12 heads, 768 wide, context 1024, vocabulary padded to 50,304) train steps on
    random tokens, bfloat16 compute, AdamW: ms a step, tokens/s, MFU (nanoGPT's formula against the card's
    dense bfloat16 peak), peak memory; and nanoGPT's ``model.py`` with torch.compile on the same card and
-   batch when ``--nanogpt DIR`` names a checkout (goals: >= 45% MFU, >= 1.3x nanoGPT's tokens/s);
-1. the shakespeare_char ``gpu`` config for 5,000 iterations in bfloat16 compute (best val loss, full split
+   batch when ``--nanogpt DIR`` names a checkout (goals: >= 45% MFU, >= 1.3x nanoGPT's tokens/s); where our
+   step's time goes (forward, backward, the rest) and a profiler trace of 3 steps in ``<workdir>/gpt2_trace``;
+2. the shakespeare_char ``gpu`` config for 5,000 iterations in bfloat16 compute (best val loss, full split
    and nanoGPT's estimate; ms/iter; MFU by nanoGPT's formula; compile time), target val loss <= 1.47; then the
    same with nanoGPT's attention-probability dropout of 0.2 (the reference attention path, which XLA fuses:
    cuDNN's has no dropout);
-2. nanoGPT (PyTorch, torch.compile) on the same config, when ``--nanogpt DIR`` names a checkout: our ms/iter
+3. nanoGPT (PyTorch, torch.compile) on the same config, when ``--nanogpt DIR`` names a checkout: our ms/iter
    against its (goal >= 1.25x) with its best val loss;
-3. causal attention forward + backward, TFLOP/s, by implementation: cuDNN, XLA, our reference, blockwise;
-4. the LSTM LM train step's tokens/s (Zaremba's medium size), float32 and bfloat16, and torch.nn.LSTM;
-5. the chunked cross-entropy's equality with the plain loss on the GPU (GPT-2's vocabulary);
-5b. every other model family beside its PyTorch peer (``gpu_families``): BERT-base fine-tuning against
+4. causal attention forward + backward, TFLOP/s, by implementation: cuDNN, XLA, our reference, blockwise;
+5. the LSTM LM train step's tokens/s (Zaremba's medium size), float32 and bfloat16, and torch.nn.LSTM;
+6. the chunked cross-entropy's equality with the plain loss on the GPU (GPT-2's vocabulary);
+7. every other model family beside its PyTorch peer (``gpu_families``): BERT-base fine-tuning against
    transformers, the transformer encoder-decoder step against torch.nn.Transformer and our beam search, DPO's
    step and a GRPO-style rollout + update on GPT-2 124M against transformers' GPT-2;
-6. the same GPT config in float32, for as many iterations as the budget leaves (all 5,000 if they fit);
-7. the test suite (not slow, not peers) on the GPU, in whatever time is left.
+8. the same GPT config in float32, for as many iterations as the budget leaves (all 5,000 if they fit);
+9. the test suite (not slow, not peers) on the GPU, in whatever time is left.
 
 Each section writes the table so far to ``<workdir>/gpu_check.md`` and ``.json`` (and its wall time to
 ``gpu_check_seconds.json``), so a run stopped by the machine's limit keeps what it measured; a section that
@@ -201,7 +202,7 @@ def parse_args(argv=None):
     parser.add_argument("--iters", type=int, default=None, help="GPT iterations (default: the config's 5,000)")
     parser.add_argument("--nanogpt", type=Path, default=None, help="a checkout of github.com/karpathy/nanoGPT")
     parser.add_argument("--smoke", action="store_true", help="every section at toy sizes (for CPU tests)")
-    parser.add_argument("--skip-tests", action="store_true", help="leave out the test suite (section 7)")
+    parser.add_argument("--skip-tests", action="store_true", help="leave out the test suite (section 9)")
     parser.add_argument("--skip", default="", help=f"comma-separated sections to leave out: {', '.join(SECTIONS)}")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("OUT", "/tmp"), "gpu_check_run"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra GPT config overrides")
@@ -225,8 +226,9 @@ def main(argv=None) -> Table:
     cfg = module.resolve_config(module.get_config(size["config"]))
     iters = args.iters or cfg.train.steps
     peak = next((v for k, v in PEAK_FLOPS.items() if k in device.device_kind), None)
-    table.guarded("gpt2 124M", lambda: S.gpt2_rows(size["gpt2"], size["gpt2_batch"], peak, args.nanogpt,
-                                                         compile=not args.smoke, **size["timing"]))
+    table.guarded("gpt2 124M", lambda: S.gpt2_rows(
+        size["gpt2"], size["gpt2_batch"], peak, args.nanogpt, compile=not args.smoke,
+        trace_dir=None if args.smoke else args.workdir / "gpt2_trace", **size["timing"]))
     bf16 = {}  # the bfloat16 run's summary, which sizes the float32 run and times nanoGPT against ours
 
     def bf16_run():

@@ -176,7 +176,20 @@ def _ours_gpt2_step(shape: dict, batch: int, dtype: str, data: np.ndarray):
         for _ in range(n):
             float(trainer.step(source(trainer.step_count))["loss"])
 
-    return run, n_params
+    fixed = {k: jnp.asarray(v) for k, v in source(0).items()}
+
+    def parts(repeats: int) -> dict[str, float]:
+        """Seconds of the step's parts alone on one fixed batch: the forward pass with the loss, and forward +
+        backward (the rest of a step: clipping, AdamW, the batch's transfer, reading the loss). Pure functions
+        of the parameters as they are now (a step donates the buffers of the ones before)."""
+        graphdef, params = nnx.split(trainer.model)
+        loss = lambda p, b: lm_loss(nnx.merge(graphdef, p), b, None)[0]  # noqa: E731
+        forward, backward = jax.jit(loss), jax.jit(jax.grad(loss))
+        timed = lambda fn: median_time(lambda: fn(params, fixed), repeats=repeats,  # noqa: E731
+                                       sync=jax.block_until_ready)
+        return {"forward": timed(forward), "forward + backward": timed(backward)}
+
+    return run, n_params, parts
 
 
 def _nanogpt_step(checkout: Path, shape: dict, batch: int, data: np.ndarray, compile: bool):
@@ -220,14 +233,16 @@ def _nanogpt_step(checkout: Path, shape: dict, batch: int, data: np.ndarray, com
 
 
 def gpt2_rows(shape: dict, batch: int, peak: float | None, nanogpt: Path | None, *, rounds: int = 3,
-              steps: int = 10, compile: bool = True) -> list[tuple[str, str]]:
+              steps: int = 10, compile: bool = True, trace_dir: Path | None = None) -> list[tuple[str, str]]:
     """GPT-2 (``shape``: 124M is 12 x 12 heads x 768, context 1024, vocabulary 50,304) train steps on random
     tokens, ours in bfloat16 compute and, given a nanoGPT checkout, its model with torch.compile on the same
     device and batch, timed in interleaved rounds: ms a step, tokens/s, MFU (nanoGPT's formula against the
-    card's dense bfloat16 ``peak``), peak device memory, and the speed ratio. ``compile=False`` runs nanoGPT
-    eagerly (the CPU smoke test: inductor compiles slowly there)."""
+    card's dense bfloat16 ``peak``), peak device memory, and the speed ratio; then where our step's time goes
+    (its forward and backward passes timed alone) and, given ``trace_dir``, a JAX profiler trace of 3 steps
+    there (for TensorBoard or Perfetto). ``compile=False`` runs nanoGPT eagerly (the CPU smoke test: inductor
+    compiles slowly there)."""
     data = np.random.default_rng(0).integers(0, shape["vocab_size"], 2_000_000).astype(np.int32)
-    ours, n_params = _ours_gpt2_step(shape, batch, "bfloat16", data)
+    ours, n_params, parts = _ours_gpt2_step(shape, batch, "bfloat16", data)
     runners = {"ours bf16": ours}
     memory = {"ours bf16": lambda: (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")}
     how = None
@@ -253,6 +268,16 @@ def gpt2_rows(shape: dict, batch: int, peak: float | None, nanogpt: Path | None,
         rows.append((f"{label}, {name}", f"{s * 1e3:.1f} ms/step, {tokens / s:,.0f} tokens/s, MFU "
                      + (f"{flops * tokens / s / peak:.1%}" if peak else "- (no peak known for this device)")
                      + (f", peak memory {used / 2**30:.1f} GiB" if used else "")))
+    step, part = seconds["ours bf16"], parts(max(steps, 3))
+    fwd, bwd = part["forward"], part["forward + backward"] - part["forward"]
+    rest = step - fwd - bwd
+    rows.append((f"{label}: where ours' step goes (parts timed alone)",
+                 f"forward + loss {fwd * 1e3:.1f} ms ({fwd / step:.0%}), backward {bwd * 1e3:.1f} ms "
+                 f"({bwd / step:.0%}), clip + AdamW + the rest {rest * 1e3:.1f} ms ({rest / step:.0%})"))
+    if trace_dir is not None:
+        with jax.profiler.trace(str(trace_dir)):
+            ours(3)
+        rows.append((f"{label}: profiler trace of 3 steps", str(trace_dir)))
     if len(seconds) > 1:
         theirs = next(s for name, s in seconds.items() if name != "ours bf16")
         rows.append((f"{label}: speed, ours vs nanoGPT (goal >= 1.3x)", f"{theirs / seconds['ours bf16']:.2f}x"))

@@ -80,13 +80,15 @@ def test_gpt2_rows_time_ours_and_a_nanogpt_checkout_on_one_batch(tmp_path, monke
     """nanoGPT's side and the table; our side runs in the smoke run below (its compilation is the cost)."""
     pytest.importorskip("torch")
     (tmp_path / "model.py").write_text(STAND_IN_MODEL)
-    monkeypatch.setattr(S, "_ours_gpt2_step", lambda *a: (lambda n: time.sleep(0.001 * n), 2_000_000))
+    parts = {"forward": 0.0002, "forward + backward": 0.0006}  # of a 1 ms step
+    monkeypatch.setattr(S, "_ours_gpt2_step", lambda *a: (lambda n: time.sleep(0.001 * n), 2_000_000, lambda r: parts))
     shape = dict(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=64)
     rows = dict(S.gpt2_rows(shape, 2, 1e12, tmp_path, rounds=1, steps=2, compile=False))
     label = "GPT-2 2M (1 x 16, T 32, V 64), batch 2"
     assert rows[f"{label}, ours bf16"].split(" ms/step, ")[1].split(" tokens/s")[0].replace(",", "").isdigit()
     assert "MFU " in rows[f"{label}, ours bf16"] and "MFU " in rows[f"{label}, nanoGPT (eager)"]
     assert float(rows[f"{label}: speed, ours vs nanoGPT (goal >= 1.3x)"][:-1]) > 0
+    assert rows[f"{label}: where ours' step goes (parts timed alone)"].startswith("forward + loss 0.2 ms (")
     assert "model" not in sys.modules  # the checkout's model.py was not left importable as 'model'
     assert S.gpt2_flops_per_token(124_000_000, 12, 12, 768, 1024) == 6 * 124_000_000 + 12 * 12 * 768 * 1024
 
@@ -169,6 +171,8 @@ def test_every_section_runs_at_toy_sizes(tmp_path):
         assert len(speed) == 1 and float(speed[0][:-1]) > 0, (family, speed)  # both sides ran on one batch
     assert rows["transformer seq2seq 1+1 x 16, batch 2 x 8: beam search (5 beams, ours)"].endswith("sentences/s")
     assert "ms/step" in rows["GPT-2 0M (2 x 32, T 64, V 128), batch 2, ours bf16"]
+    assert rows["GPT-2 0M (2 x 32, T 64, V 128), batch 2: where ours' step goes (parts timed alone)"].startswith(
+        "forward + loss ")
     assert rows["GPT-2 0M (2 x 32, T 64, V 128), batch 2: nanoGPT"] == "not run: no --nanogpt checkout given"
     by_start = lambda prefix: {k: v for k, v in rows.items() if k.startswith(prefix)}  # noqa: E731
     for dtype in ("bfloat16", "bfloat16, attention dropout 0.2", "float32"):
