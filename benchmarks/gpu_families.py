@@ -74,8 +74,8 @@ def _ours_step(model, objective, batch: dict):
 def _rows(label: str, seconds: dict, units: float, unit: str) -> list[tuple[str, str]]:
     """One row per side (ms a step, ``units`` / s), then ours against the peer."""
     rows = [(f"{label}, {name}", f"{s * 1e3:.2f} ms/step, {units / s:,.0f} {unit}/s") for name, s in seconds.items()]
-    ours, theirs = (s for _, s in seconds.items())
-    rows.append((f"{label}: speed, ours vs {list(seconds)[1]}", f"{theirs / ours:.2f}x"))
+    (_, ours), (peer, theirs) = seconds.items()
+    rows.append((f"{label}: speed, ours vs {peer}", f"{theirs / ours:.2f}x"))
     return rows
 
 
