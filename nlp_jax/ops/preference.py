@@ -13,6 +13,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nlp_jax.ops.losses import _pick
 
@@ -37,14 +38,15 @@ def response_mask_targets(response_mask: Array) -> Array:
     rows, since an empty response would otherwise give a log-probability of 0 that looks like certainty."""
     chex.assert_rank(response_mask, 2)
     mask = response_mask.astype(bool)
-    if not isinstance(mask, jax.core.Tracer):  # checked where the values are known
-        if bool(mask[:, 0].any()):
-            rows = [int(i) for i in jnp.flatnonzero(mask[:, 0])[:8]]
+    if not isinstance(mask, jax.core.Tracer):  # checked where the values are known, in numpy (a concrete mask
+        known = np.asarray(mask)  # closed over by a jitted function: jnp would stage these checks into its trace)
+        if known[:, 0].any():
+            rows = np.flatnonzero(known[:, 0])[:8].tolist()
             raise ValueError(f"response_mask: rows {rows} mark position 0 as response; a response follows "
                              "at least one prompt token (e.g. BOS)")
-        empty = ~mask.any(axis=1)
-        if bool(empty.any()):
-            rows = [int(i) for i in jnp.flatnonzero(empty)[:8]]
+        empty = ~known.any(axis=1)
+        if empty.any():
+            rows = np.flatnonzero(empty)[:8].tolist()
             raise ValueError(f"response_mask: rows {rows} have an empty response (no response token); "
                              "drop them, or make room for the response in the context")
     return mask[:, 1:]

@@ -117,10 +117,8 @@ def test_rows_padded_for_a_mesh_are_masked_and_leave_the_loss_and_gradient_uncha
     assert not b["target_mask"][6:].any() and (b["source_mask"][6:].sum(1) == 1).all()  # one </s>, no target
     model = TransformerSeq2Seq(TransformerSeq2SeqConfig.tiny(), rngs=nnx.Rngs(0))
 
-    def loss_and_grad(batch):
-        return nnx.value_and_grad(lambda m: seq2seq_loss(m, batch, None)[0])(model)
-
-    (la, ga), (lb, gb) = loss_and_grad(a), loss_and_grad(b)
+    loss_and_grad = nnx.jit(nnx.value_and_grad(lambda m, batch: seq2seq_loss(m, batch, None)[0]))
+    (la, ga), (lb, gb) = loss_and_grad(model, a), loss_and_grad(model, b)
     np.testing.assert_allclose(float(lb), float(la), rtol=1e-6)
     for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
         np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)

@@ -57,7 +57,7 @@ def test_bert_encoder_as_a_reward_backbone():
     rm = RewardModel(BertEncoder(BertConfig.tiny(dropout=0.0, attn_dropout=0.0), rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
     plain = float(_score(rm, *_padded(0, 0))[0])
     assert abs(float(_score(rm, *_padded(0, 5))[0]) - plain) < 1e-5
-    grads = nnx.grad(lambda m: _score(m, *_padded(0, 2)).sum())(rm)
+    grads = nnx.jit(nnx.grad(lambda m: _score(m, *_padded(0, 2)).sum()))(rm)
     assert float(jnp.abs(grads["head"]["kernel"][...]).sum()) > 0
 
 
@@ -103,8 +103,9 @@ def test_chunked_response_logprobs_equal_the_logits_path():
         total, mean, _ = response_logprobs(m, tokens, mask, response)
         return total.sum() + mean.sum(), (total, mean)
 
-    (va, (ta, ma)), ga = nnx.value_and_grad(value, has_aux=True)(plain)
-    (vb, (tb, mb)), gb = nnx.value_and_grad(value, has_aux=True)(chunked)
+    grad = nnx.jit(nnx.value_and_grad(value, has_aux=True))
+    (va, (ta, ma)), ga = grad(plain)
+    (vb, (tb, mb)), gb = grad(chunked)
     np.testing.assert_allclose(ta, tb, rtol=1e-6)
     np.testing.assert_allclose(ma, mb, rtol=1e-6)
     for x, y in zip(jax.tree.leaves(nnx.state(ga)), jax.tree.leaves(nnx.state(gb))):

@@ -34,8 +34,9 @@ def test_step_by_step_decoding_equals_teacher_forcing(attention):
     extra = {"attention_weights": True} if attention == "transformer" else {}
     full, aux = m(TGT, source=SRC, source_mask=SRC > 0, **extra)
     cache, steps = m.start(SRC, SRC > 0), []
+    decode = nnx.jit(lambda m, token, cache: m(token, cache=cache))  # one program for every step
     for t in range(TGT.shape[1]):
-        logits, out = m(TGT[:, t:t + 1], cache=cache)
+        logits, out = decode(m, TGT[:, t:t + 1], cache)
         cache = out["cache"]
         steps.append(logits[:, 0])
     np.testing.assert_allclose(np.stack(steps, 1), full, rtol=2e-5, atol=2e-6)
@@ -188,8 +189,9 @@ def test_bfloat16_compute_is_close_to_float32_and_decodes(kind):
         assert cache["self"][0]["k"].dtype == jnp.bfloat16
     else:
         assert cache["keys"].dtype == jnp.bfloat16 and cache["h"].dtype == cache["c"].dtype == jnp.float32
+    decode = nnx.jit(lambda m, token, cache: m(token, cache=cache))  # one program for every step
     for t in range(TGT.shape[1]):
-        step, aux = half(TGT[:, t:t + 1], cache=cache)
+        step, aux = decode(half, TGT[:, t:t + 1], cache)
         cache = aux["cache"]
         np.testing.assert_allclose(step[:, 0], b[:, t], atol=0.05)
     config = TransformerSeq2SeqConfig if kind == "transformer" else Seq2SeqConfig

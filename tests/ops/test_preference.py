@@ -57,6 +57,11 @@ class TestSequenceLogprobs(chex.TestCase):
         mask[1, 0] = True
         with pytest.raises(ValueError, match=r"rows \[1\] mark position 0"):
             ops.sequence_logprobs(logits, tokens, mask)
+        bad, good = jnp.asarray(mask), jnp.asarray(_case()[2])  # masks a jitted function closes over: concrete
+        with pytest.raises(ValueError, match=r"rows \[1\] mark position 0"):
+            jax.jit(lambda z: ops.sequence_logprobs(z, tokens, bad)[0])(logits)
+        np.testing.assert_array_equal(jax.jit(lambda z: ops.sequence_logprobs(z, tokens, good)[0])(logits),
+                                      ops.sequence_logprobs(logits, tokens, good)[0])
 
 
 def test_bradley_terry_equals_its_formula_with_margin_and_centring():

@@ -76,9 +76,10 @@ def test_a_prompt_without_a_preference_is_paired_with_itself_and_gives_no_gradie
     real = _source()  # the toy score: prompts with a preference
     _bound(real)
     largest = {}
+    loss_and_grad = nnx.jit(nnx.value_and_grad(lambda m, b: trainer.objective.loss(m, b, None, None, {})[:2],
+                                               has_aux=True))
     for name, batch in (("none", flat(0)), ("some", real(0))):
-        loss, aux, _ = trainer.objective.loss(trainer.model, batch, None, None, {})
-        grads = nnx.grad(lambda m, b=batch: trainer.objective.loss(m, b, None, None, {})[0])(trainer.model)
+        (loss, aux), grads = loss_and_grad(trainer.model, batch)
         largest[name] = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads))
         if name == "none":  # the two sides' log-ratios cancel exactly; the gradient's sums only round
             assert float(loss) == pytest.approx(np.log(2), abs=1e-6) and float(aux["rewards/margins"]) == 0.0

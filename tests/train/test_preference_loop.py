@@ -33,6 +33,11 @@ def _policy(seed=0):
     return GPT2(CFG, rngs=nnx.Rngs(seed))
 
 
+def _jitted(objective):
+    """``objective``'s (loss, aux) as one compiled program of (model, batch, frozen models)."""
+    return nnx.jit(lambda m, batch, frozen: objective.loss(m, batch, None, None, frozen)[:2])
+
+
 def _leaves(model):
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
@@ -57,7 +62,7 @@ def test_the_reference_receives_no_gradient():
     batch = {k: jnp.asarray(v[:4]) for k, v in _pairs().items()}
     objective = dpo_objective(beta=0.1)
     policy, reference = _policy(0), _policy(1)
-    grads = nnx.grad(lambda ref: objective.loss(policy, batch, None, None, {"reference": ref})[0])(reference)
+    grads = nnx.jit(nnx.grad(lambda ref: objective.loss(policy, batch, None, None, {"reference": ref})[0]))(reference)
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
 
 
@@ -87,10 +92,9 @@ def test_cached_reference_logprobs_equal_the_frozen_model_and_are_reused_only_wh
     cache = tmp_path / "ref.npz"
     ref = reference_logprobs(reference, pairs, cache, batch_size=5)
     batch = {k: jnp.asarray(v[:4]) for k, v in pairs.items()}
-    objective = dpo_objective(beta=0.1)
-    from_cache = objective.loss(_policy(2), {**batch, "ref_chosen": ref["ref_chosen"][:4],
-                                             "ref_rejected": ref["ref_rejected"][:4]}, None, None, {})
-    from_model = objective.loss(_policy(2), batch, None, None, {"reference": reference})
+    loss = _jitted(dpo_objective(beta=0.1))
+    from_cache = loss(_policy(2), {**batch, **{k: v[:4] for k, v in ref.items()}}, {})
+    from_model = loss(_policy(2), batch, {"reference": reference})
     assert abs(float(from_cache[0]) - float(from_model[0])) < 1e-5
     stamp = cache.stat().st_mtime_ns
     np.testing.assert_array_equal(reference_logprobs(reference, pairs, cache)["ref_chosen"], ref["ref_chosen"])
@@ -201,9 +205,9 @@ def test_kto_s_reference_log_probs_are_cached_like_the_pairs_and_never_served_fo
     ref = reference_logprobs(reference, examples, cache, batch_size=5, sides=("completion", "kl"))
     assert set(ref) == {"ref_completion", "ref_kl"}
     batch = {k: jnp.asarray(v[:4]) for k, v in examples.items()}
-    objective = kto_objective(beta=0.1)
-    from_cache = objective.loss(_policy(2), {**batch, **{k: v[:4] for k, v in ref.items()}}, None, None, {})
-    from_model = objective.loss(_policy(2), batch, None, None, {"reference": reference})
+    loss = _jitted(kto_objective(beta=0.1))
+    from_cache = loss(_policy(2), {**batch, **{k: v[:4] for k, v in ref.items()}}, {})
+    from_model = loss(_policy(2), batch, {"reference": reference})
     assert abs(float(from_cache[0]) - float(from_model[0])) < 1e-6
     assert abs(float(from_cache[1]["kl"]) - float(from_model[1]["kl"])) < 1e-6
     changed = {**examples, "completion": np.where(examples["completion_response"], 1, examples["completion"])}
