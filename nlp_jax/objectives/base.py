@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,30 @@ class Objective:
 @functools.cache
 def _lifted(cls, loss_fn):
     return cls(loss=_Stateless(loss_fn))
+
+
+def one_per_setting(factory: Callable[..., Objective]) -> Callable[..., Objective]:
+    """``factory`` made to return one Objective per setting (its arguments, defaults filled in: ``beta=0.1``
+    and ``beta=0.1, loss_type='sigmoid'`` are one setting), so trainers of equal settings share one compiled
+    step (``train.trainer``): the rounds of an iterative method, a stage resumed in the same process.
+    Arguments that cannot be hashed get an objective of their own."""
+    signature = inspect.signature(factory)
+    made: dict[tuple, Objective] = {}
+
+    @functools.wraps(factory)
+    def shared(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        setting = tuple(bound.arguments.items())
+        try:
+            hash(setting)
+        except TypeError:
+            return factory(*args, **kwargs)
+        if setting not in made:
+            made[setting] = factory(*args, **kwargs)
+        return made[setting]
+
+    return shared
 
 
 @dataclasses.dataclass(frozen=True)

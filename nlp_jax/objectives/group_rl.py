@@ -10,7 +10,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from nlp_jax import ops
-from nlp_jax.objectives.base import Objective
+from nlp_jax.objectives.base import Objective, one_per_setting
 from nlp_jax.objectives.ppo import response_forward
 from nlp_jax.validate import at_least, check_fields
 
@@ -65,6 +65,7 @@ def init_state(cfg: GroupRLConfig, prompt_len: int) -> dict:
             **{k: jnp.float32(0) for k in STATS}}
 
 
+@one_per_setting
 def group_rl_objective(cfg: GroupRLConfig, prompt_len: int) -> Objective:
     """The update on a minibatch of the rollout in the objective state (``batch['index']``): the clipped
     surrogate of the token (or GSPO's sequence) ratio to the sampling policy, ``+ kl_coef`` x the per-token KL

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from nlp_jax import ops
 from nlp_jax.models.reward import positions_from_mask
-from nlp_jax.objectives.base import Objective
+from nlp_jax.objectives.base import Objective, one_per_setting
 from nlp_jax.validate import at_least, check_fields
 
 STATS = ("objective/kl", "objective/scores", "objective/rlhf_reward", "objective/entropy")
@@ -65,6 +65,7 @@ def init_state(cfg: PPOConfig, prompt_len: int) -> dict:
             **{k: jnp.float32(0) for k in STATS}}
 
 
+@one_per_setting
 def ppo_objective(cfg: PPOConfig, prompt_len: int) -> Objective:
     """The PPO update on a minibatch of the rollout held in the objective state (``batch['index']``):
     clipped surrogate + ``vf_coef`` x clipped value loss - ``ent_coef`` x entropy."""

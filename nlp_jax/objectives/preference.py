@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from nlp_jax import ops
 from nlp_jax.models.reward import RewardModel, pair_batch, response_logprobs
-from nlp_jax.objectives.base import Objective
+from nlp_jax.objectives.base import Objective, one_per_setting
 from nlp_jax.ops.preference import NORMALISED, REFERENCE_FREE
 
 Array = jax.Array
@@ -56,6 +56,7 @@ def pair_loss(loss_type: str, *, label_smoothing: float = 0.0, gamma: float = 0.
     return lambda h, beta, q: one(h, beta)
 
 
+@one_per_setting
 def dpo_objective(*, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0, gamma: float = 0.0,
                   reference_free: bool = False, soft_labels: float = 0.0) -> Objective:
     """An :class:`Objective` whose loss is the DPO family member ``loss_type`` (``ops.DPO_LOSSES``) of the
@@ -99,6 +100,7 @@ KTO_KEYS = ("completion", "completion_mask", "completion_response", "kl", "kl_ma
 KTO_REF_KEYS = ("ref_completion", "ref_kl")
 
 
+@one_per_setting
 def kto_objective(*, beta: float, desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> Objective:
     """KTO (Ethayarajh et al. 2024) on unpaired examples (``data.preferences.encode_unpaired``): each
     completion's summed log-ratio to the reference against the reference point ``z0`` estimated from the

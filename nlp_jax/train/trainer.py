@@ -129,21 +129,26 @@ class _Program:
         return jax.tree.leaves(nnx.state((model, opt))), new_state, metrics
 
 
-# objective -> {program: its jitted step}, for trainers on one device; an entry goes with its objective (an
-# Objective.of(f) lives as long as f: its compiled steps stay, as a module-level jax.jit's do)
-_SHARED_STEPS: weakref.WeakKeyDictionary[Objective, dict[_Program, Callable]] = weakref.WeakKeyDictionary()
+# objective -> {program: (its jitted step, its executables by input signature)}, for trainers on one device; an
+# entry goes with its objective (an Objective.of(f) lives as long as f, an objective factory's result as long
+# as the process: their compiled steps stay, as a module-level jax.jit's do)
+_SHARED_STEPS: weakref.WeakKeyDictionary[Objective, dict[_Program, tuple[Callable, dict]]] = weakref.WeakKeyDictionary()
 
 
-def _shared_step(objective: Objective, program: _Program) -> Callable:
-    """The jitted step of ``program``, the one an earlier trainer of an equal objective made if there is one
-    (an objective whose functions cannot be hashed gets one of its own)."""
+def _shared_step(objective: Objective, program: _Program) -> tuple[Callable, dict]:
+    """The jitted step of ``program`` and its compiled executables, the ones an earlier trainer of an equal
+    objective made if there is one (an objective whose functions cannot be hashed gets its own)."""
     try:
         steps = _SHARED_STEPS.setdefault(objective, {})
         if program not in steps:
-            steps[program] = jax.jit(program, donate_argnums=(0, 1))
+            steps[program] = jax.jit(program, donate_argnums=(0, 1)), {}
         return steps[program]
     except TypeError:
-        return jax.jit(program, donate_argnums=(0, 1))
+        return jax.jit(program, donate_argnums=(0, 1)), {}
+
+
+def _shapes(tree) -> tuple:
+    return tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in jax.tree.leaves(tree))
 
 
 class Trainer:
@@ -167,19 +172,22 @@ class Trainer:
         program = _Program(graphdef, self.treedef, tuple(sorted(self.frozen_defs.items())),
                            weakref.ref(self.objective), optim_cfg, total_steps, wrt)
         leaves = jax.tree.leaves(state)
+        # the step compiled per shape of its inputs, each checked against the memory there is: shared by the
+        # trainers of one program on one device, so the signature holds the parameters' and frozen models' shapes
+        self._fixed = _shapes((leaves, self.frozen_states))
         if mesh is None:
             self.leaves = [jnp.copy(x) for x in leaves]  # own buffers: donation is safe
-            self._step = _shared_step(self.objective, program)
+            self._step, self._compiled = _shared_step(self.objective, program)
         else:
             self.leaf_shardings = sharding.state_shardings(leaves, mesh)
             self.leaves = sharding.put(leaves, self.leaf_shardings)
             self.frozen_states = jax.device_put(self.frozen_states, sharding.tree_shardings(self.frozen_states, mesh))
             rep = sharding.replicated(mesh)  # a prefix: every leaf of the objective state and the metrics
             self._step = jax.jit(program, donate_argnums=(0, 1), out_shardings=(self.leaf_shardings, rep, rep))
+            self._compiled = {}
         self.objective_state = self._initial_state()
         self.base_key = jax.random.key(seed)
         self.step_count = 0
-        self._compiled = {}  # the step compiled per shape of its inputs, each checked against the memory there is
 
     def _initial_state(self):
         """The objective's initial state in buffers of its own (it is donated: no two leaves may share one)."""
@@ -208,8 +216,7 @@ class Trainer:
         if jax.process_count() > 1:
             return self._step
         varying = (args[1], args[3])  # the objective state and the batch: the parameters and frozen models are fixed
-        signature = (jax.tree.structure(varying), tuple((np.shape(x), getattr(x, "dtype", type(x)))
-                                                        for x in jax.tree.leaves(varying)))
+        signature = (self._fixed, jax.tree.structure(varying), _shapes(varying))
         if signature not in self._compiled:
             compiled = self._step.lower(*args).compile()
             check_memory(compiled, "the training step")

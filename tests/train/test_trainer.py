@@ -4,6 +4,7 @@ driver's best-metric direction and TensorBoard writer."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from nlp_jax.data.corpus import RandomBlocks
@@ -93,6 +94,7 @@ def test_trainers_of_one_objective_and_settings_share_one_compiled_step():
     first, second = (Trainer(GPT2(CFG, rngs=nnx.Rngs(seed)), loss_fn, OPTIM, 10) for seed in (0, 1))
     losses = [float(t.step(dict(batch))["loss"]) for t in (first, second)]
     assert len(traces) == 1 and Objective.of(loss_fn) is first.objective  # traced once for both trainers
+    assert first._compiled is second._compiled and len(first._compiled) == 1  # and compiled once
     assert losses[1] == np.float32(lm_loss(GPT2(CFG, rngs=nnx.Rngs(1)), batch, None)[0])  # with its own weights
     assert losses[0] != losses[1]
     Trainer(GPT2(CFG, rngs=nnx.Rngs(0)), loss_fn, OptimConfig(lr=1e-3, warmup_steps=0), 10).step(dict(batch))
@@ -100,3 +102,18 @@ def test_trainers_of_one_objective_and_settings_share_one_compiled_step():
     Trainer(GPT2(CFG, rngs=nnx.Rngs(0)), Objective(lambda m, b, k, s, f: (*loss_fn(m, b, k), s)), OPTIM, 10).step(
         dict(batch))
     assert len(traces) == 3  # another objective: its own program
+
+
+def test_an_objective_factory_gives_one_objective_per_setting_so_its_trainers_share_a_step():
+    from nlp_jax.objectives import PPOConfig, dpo_objective, kto_objective, ppo_objective
+
+    assert dpo_objective(beta=0.1) is dpo_objective(beta=0.1, loss_type="sigmoid")  # defaults filled in
+    assert dpo_objective(beta=0.1) is not dpo_objective(beta=0.2)
+    assert dpo_objective(beta=0.1) is not dpo_objective(beta=0.1, soft_labels=0.5)
+    assert kto_objective(beta=0.1) is kto_objective(beta=0.1, desirable_weight=1.0)
+    assert ppo_objective(PPOConfig(), 4) is ppo_objective(PPOConfig(), prompt_len=4)
+    assert ppo_objective(PPOConfig(), 4) is not ppo_objective(PPOConfig(clip=0.1), 4)
+    with pytest.raises(ValueError, match="beta must be > 0"):  # a refused setting is refused every time
+        dpo_objective(beta=0.0)
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        dpo_objective(beta=0.0)
