@@ -129,26 +129,28 @@ class _Program:
         return jax.tree.leaves(nnx.state((model, opt))), new_state, metrics
 
 
-# objective -> {program: (its jitted step, its executables by input signature)}, for trainers on one device; an
-# entry goes with its objective (an Objective.of(f) lives as long as f, an objective factory's result as long
-# as the process: their compiled steps stay, as a module-level jax.jit's do)
+# objective -> {program: (its jitted step, {the parameters' and frozen models' shapes: executables})}, for
+# trainers on one device; an entry goes with its objective (an Objective.of(f) lives as long as f, an objective
+# factory's result as long as the process: their compiled steps stay, as a module-level jax.jit's do)
 _SHARED_STEPS: weakref.WeakKeyDictionary[Objective, dict[_Program, tuple[Callable, dict]]] = weakref.WeakKeyDictionary()
-
-
-def _shared_step(objective: Objective, program: _Program) -> tuple[Callable, dict]:
-    """The jitted step of ``program`` and its compiled executables, the ones an earlier trainer of an equal
-    objective made if there is one (an objective whose functions cannot be hashed gets its own)."""
-    try:
-        steps = _SHARED_STEPS.setdefault(objective, {})
-        if program not in steps:
-            steps[program] = jax.jit(program, donate_argnums=(0, 1)), {}
-        return steps[program]
-    except TypeError:
-        return jax.jit(program, donate_argnums=(0, 1)), {}
 
 
 def _shapes(tree) -> tuple:
     return tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in jax.tree.leaves(tree))
+
+
+def _shared_step(objective: Objective, program: _Program, fixed) -> tuple[Callable, dict]:
+    """The jitted step of ``program`` and its executables for the fixed inputs ``fixed`` (the parameters and
+    frozen models), the ones an earlier trainer of an equal objective made if there is one (an objective whose
+    functions cannot be hashed gets its own)."""
+    try:
+        steps = _SHARED_STEPS.setdefault(objective, {})
+        if program not in steps:
+            steps[program] = jax.jit(program, donate_argnums=(0, 1)), {}
+        step, compiled = steps[program]
+        return step, compiled.setdefault(_shapes(fixed), {})
+    except TypeError:
+        return jax.jit(program, donate_argnums=(0, 1)), {}
 
 
 class Trainer:
@@ -172,12 +174,11 @@ class Trainer:
         program = _Program(graphdef, self.treedef, tuple(sorted(self.frozen_defs.items())),
                            weakref.ref(self.objective), optim_cfg, total_steps, wrt)
         leaves = jax.tree.leaves(state)
-        # the step compiled per shape of its inputs, each checked against the memory there is: shared by the
-        # trainers of one program on one device, so the signature holds the parameters' and frozen models' shapes
-        self._fixed = _shapes((leaves, self.frozen_states))
+        # the step compiled per shape of its varying inputs, each checked against the memory there is (shared by
+        # the trainers of one program and parameter shapes on one device)
         if mesh is None:
             self.leaves = [jnp.copy(x) for x in leaves]  # own buffers: donation is safe
-            self._step, self._compiled = _shared_step(self.objective, program)
+            self._step, self._compiled = _shared_step(self.objective, program, (leaves, self.frozen_states))
         else:
             self.leaf_shardings = sharding.state_shardings(leaves, mesh)
             self.leaves = sharding.put(leaves, self.leaf_shardings)
@@ -216,7 +217,7 @@ class Trainer:
         if jax.process_count() > 1:
             return self._step
         varying = (args[1], args[3])  # the objective state and the batch: the parameters and frozen models are fixed
-        signature = (self._fixed, jax.tree.structure(varying), _shapes(varying))
+        signature = (jax.tree.structure(varying), _shapes(varying))
         if signature not in self._compiled:
             compiled = self._step.lower(*args).compile()
             check_memory(compiled, "the training step")
