@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -47,15 +48,17 @@ def _cpu_features() -> str:
 
 
 @functools.cache
-def wide_vectors() -> bool:
-    """Whether this CPU has 512-bit vectors (AVX-512F). The kernels built on ``cpu_kernels.h`` are written
-    for 16-lane float vectors; on a CPU without AVX-512 every one of them measured slower than XLA
-    (BENCHMARKS.md, 2026-12-01), so 'auto' picks them only where this is True. ``NLP_JAX_WIDE_VECTORS=1`` /
-    ``0`` overrides the check."""
-    forced = os.environ.get("NLP_JAX_WIDE_VECTORS")
+def vector_kernels() -> bool:
+    """Whether 'auto' takes the C++ vector kernels (those built on ``cpu_kernels.h``) on this CPU: where it
+    has AVX-512F (16-lane vectors) or AVX2 with FMA (8 lanes; the header picks the width when it is
+    compiled). Elsewhere, where they were never measured, 'auto' keeps XLA. Built for 8 lanes and limited
+    to AVX2 on an AVX-512 CPU, the kernels ran 1.2-2.7x faster than XLA's code under the same limit
+    (BENCHMARKS.md, 2026-12-06). ``NLP_JAX_VECTOR_KERNELS=1`` / ``0`` overrides the check."""
+    forced = os.environ.get("NLP_JAX_VECTOR_KERNELS")
     if forced in ("0", "1"):
         return forced == "1"
-    return " avx512f" in _cpu_features()
+    flags = set(_cpu_features().split())
+    return "avx512f" in flags or {"avx2", "fma"} <= flags
 
 
 @functools.cache
@@ -80,8 +83,10 @@ def _intact(lib: Path) -> bool:
 
 def build(source: str, flags: tuple[str, ...] = BASE_FLAGS) -> Path:
     """Compile ``csrc/<source>`` into a cached shared library (rebuilt when the cached one is damaged);
-    returns its path."""
+    returns its path. ``NLP_JAX_KERNEL_FLAGS`` adds compiler flags after ``flags`` (e.g. ``-mno-avx512f``
+    builds the 8-lane kernels an AVX2 CPU gets, on a CPU with AVX-512)."""
     src = SOURCES / source
+    flags = (*flags, *shlex.split(os.environ.get("NLP_JAX_KERNEL_FLAGS", "")))
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler {cxx!r} on PATH (set $CXX)")

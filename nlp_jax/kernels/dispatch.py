@@ -77,9 +77,9 @@ def run(op: str, impl: str, args: tuple, *, reference: Callable, cpu: Callable |
     ``cpu`` / ``cuda`` are the fast paths that apply to these inputs (None where none does). 'auto' runs
     each on its platform and the reference elsewhere; 'cpu' / 'cudnn' run their path on their platform and
     fail to lower on any other; 'reference' runs the reference. ``cpu_auto`` says whether 'auto' may take
-    the CPU path; the default (None) allows it where the CPU has wide vectors (``build.wide_vectors``: the
-    kernels built on ``cpu_kernels.h`` are slower than XLA elsewhere), and paths that do not use those
-    vectors pass True. An explicit 'cpu' takes the CPU path either way.
+    the CPU path; the default (None) allows it where the CPU suits the vector kernels
+    (``build.vector_kernels``: AVX-512, or AVX2 with FMA), and paths that do not use those vectors pass
+    True. An explicit 'cpu' takes the CPU path either way.
     """
     if impl == "reference":
         return reference(*args)
@@ -91,7 +91,7 @@ def run(op: str, impl: str, args: tuple, *, reference: Callable, cpu: Callable |
         return jax.lax.platform_dependent(*args, default=_unsupported(op, impl, fast[impl], args), **branches)
     if impl != "auto":
         raise ValueError(f"{op}: no dispatch rule for implementation={impl!r}")
-    cpu_auto = build.wide_vectors() if cpu_auto is None else cpu_auto
+    cpu_auto = build.vector_kernels() if cpu_auto is None else cpu_auto
     branches = {p: f for p, f in (("cpu", cpu if cpu_auto else None), ("cuda", cuda)) if f is not None}
     if not branches:
         return reference(*args)

@@ -49,7 +49,7 @@ def matmul(a: Array, b: Array, *, trans_a: bool = False, trans_b: bool = False) 
 
 
 def _use_kernel(w: Array, *xs: Array) -> bool:
-    small = w.size <= _KERNEL_MAX_WEIGHTS and build.wide_vectors()  # without AVX-512 XLA's dot is faster
+    small = w.size <= _KERNEL_MAX_WEIGHTS and build.vector_kernels()
     return small and all(x.dtype == jnp.float32 for x in (w, *xs)) and kernel_available()
 
 

@@ -142,7 +142,7 @@ def attention(q: Array, k: Array, v: Array, *, mask: Array | None = None, is_cau
     if impl == "cudnn" and cuda is None:
         raise ValueError("attention: implementation='cudnn' needs float16/bfloat16 inputs and a CUDA GPU in this "
                          f"process (inputs are {q.dtype}; GPU present: {dispatch.has_platform('cuda')})")
-    if impl == "auto":  # on CPU: the C++ kernel where it applies and the CPU has wide vectors, else head-major XLA
-        cpu = cpu if cpu is not None and build.wide_vectors() else head_major
+    if impl == "auto":  # on CPU: the C++ kernel where it applies and the CPU suits it, else head-major XLA
+        cpu = cpu if cpu is not None and build.vector_kernels() else head_major
         return dispatch.run("attention", impl, (q, k, v), reference=reference, cpu=cpu, cuda=cuda, cpu_auto=True)
     return dispatch.run("attention", impl, (q, k, v), reference=reference, cpu=cpu, cuda=cuda)

@@ -15,8 +15,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def wide_vectors(monkeypatch):
-    """'auto' takes the vector kernels as on a CPU with AVX-512 (where they are the fast path)."""
+def vector_kernels(monkeypatch):
+    """'auto' takes the vector kernels as on a CPU with AVX-512 or AVX2 (where they are the fast path)."""
     from nlp_jax.kernels import build
 
-    monkeypatch.setattr(build, "wide_vectors", lambda: True)
+    monkeypatch.setattr(build, "vector_kernels", lambda: True)

@@ -69,7 +69,7 @@ def test_kernel_under_vmap_and_extra_batch_dimensions(impl):
                                    atol=2e-6)
 
 
-def test_dispatch_takes_the_kernel_for_float32_plain_causal_only(impl, wide_vectors):
+def test_dispatch_takes_the_kernel_for_float32_plain_causal_only(impl, vector_kernels):
     q, k, v = qkv((1, 5, 1, 4), seed=4)
     lowered = lambda f, *a: jax.jit(f).lower(*a).as_text()  # noqa: E731
     assert "nlp_jax_causal_attention_fwd" in lowered(lambda q, k, v: A.attention(q, k, v, is_causal=True), q, k, v)

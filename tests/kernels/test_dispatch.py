@@ -51,7 +51,7 @@ def test_xla_path_gives_zeros_on_a_fully_masked_row_and_aligns_causal_to_the_cac
     np.testing.assert_allclose(causal, ops.scaled_dot_product_attention(q, k, v, is_causal=True), atol=2e-6)
 
 
-def test_auto_follows_the_platform_lowered_for_not_the_default_backend(wide_vectors):
+def test_auto_follows_the_platform_lowered_for_not_the_default_backend(vector_kernels):
     if not A.kernel_available():
         pytest.skip("no C++ compiler: the kernel is unavailable")
     q, k, v = qkv()
@@ -122,10 +122,10 @@ def test_cross_entropy_paths_agree_with_mask_ignore_index_and_gradients():
                                rtol=1e-6)
 
 
-def test_auto_keeps_off_the_vector_kernels_without_wide_vectors(monkeypatch):
+def test_auto_keeps_off_the_vector_kernels_where_the_cpu_does_not_suit_them(monkeypatch):
     from nlp_jax.kernels import build
 
-    monkeypatch.setattr(build, "wide_vectors", lambda: False)
+    monkeypatch.setattr(build, "vector_kernels", lambda: False)
     q, k, v = qkv()
     assert custom_calls(lambda q, k, v: A.attention(q, k, v, is_causal=True), q, k, v, platform="cpu") == set()
     if A.kernel_available():  # an explicit choice still takes the kernel

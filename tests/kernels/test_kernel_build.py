@@ -1,6 +1,11 @@
-"""The kernel build: cached by source and flags, and a clean False (so callers take XLA) without a compiler."""
+"""The kernel build: cached by source and flags, and a clean False (so callers take XLA) without a compiler;
+where 'auto' takes the kernels; the 8-lane build an AVX2 CPU gets."""
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,11 +46,51 @@ def test_no_compiler_means_not_registered(monkeypatch, tmp_path):
     assert kernels.register("matmul.cc", {"nlp_jax_test_unused": "Matmul"}) is False
 
 
-def test_a_build_is_cached_and_keyed_by_flags(cache, tmp_path):
+def test_a_build_is_cached_and_keyed_by_flags(cache, tmp_path, monkeypatch):
     mtime = cache.stat().st_mtime_ns
     assert kernels.build("matmul.cc", QUICK) == cache and cache.stat().st_mtime_ns == mtime  # not rebuilt
     other = kernels.build("matmul.cc", (*QUICK, "-DNLP_JAX_TEST_FLAG"))
     assert other != cache and other.parent == tmp_path / "kernels" and other.exists()
+    monkeypatch.setenv("NLP_JAX_KERNEL_FLAGS", " -DNLP_JAX_TEST_FLAG ")  # added after the given flags
+    assert kernels.build("matmul.cc", QUICK) == other
+
+
+@pytest.mark.parametrize("features, expected", [
+    ("flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw", True),  # 16 lanes
+    ("flags\t\t: fpu sse2 avx avx2 fma bmi2", True),  # 8 lanes
+    ("flags\t\t: fpu sse2 avx avx2", False),  # no FMA: never measured
+    ("flags\t\t: fpu sse2 avx", False),
+    ("Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp", False),  # Arm: never measured
+])
+def test_auto_takes_the_vector_kernels_on_x86_with_avx512_or_avx2_and_fma(features, expected, monkeypatch):
+    monkeypatch.setattr(kernels, "_cpu_features", lambda: features)
+    monkeypatch.delenv("NLP_JAX_VECTOR_KERNELS", raising=False)
+    kernels.vector_kernels.cache_clear()
+    try:
+        assert kernels.vector_kernels() is expected
+        monkeypatch.setenv("NLP_JAX_VECTOR_KERNELS", "0" if expected else "1")  # the override wins
+        kernels.vector_kernels.cache_clear()
+        assert kernels.vector_kernels() is not expected
+    finally:
+        kernels.vector_kernels.cache_clear()
+
+
+@pytest.mark.skipif(" avx512f" not in kernels._cpu_features(), reason="without AVX-512 the other tests run 8 lanes")
+def test_the_8_lane_kernels_an_avx2_cpu_builds_equal_the_references(tmp_path):
+    """On a CPU with AVX-512 the kernels are built for 16 lanes; an AVX2 CPU builds them for 8 (another
+    register tile, other reductions). This builds them as it does (``-mno-avx512f``) and runs the kernels'
+    float64-reference tests on them in a process of their own (at -O0, like the tests above: the lanes'
+    logic is under test here, not the optimiser)."""
+    here = Path(__file__).parent
+    tests = [str(here / f) for f in ("test_attention_kernel.py", "test_lstm_kernel.py", "test_matmul_kernel.py",
+                                     "test_layer_norm.py", "test_gelu.py")]
+    env = {**os.environ, "NLP_JAX_KERNEL_FLAGS": "-mno-avx512f -O0", "NLP_JAX_CACHE": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *tests,
+                          "-k", "float64 or equals_scan or finite or leak"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and " failed" not in run.stdout
+    built = sorted(lib.name.split("_")[0] for lib in (tmp_path / "kernels").glob("*.so"))
+    assert built == ["attention", "elementwise", "lstm", "matmul"]  # what ran was built with those flags
 
 
 def test_the_cache_key_holds_the_cpu_features_not_the_host_name(cache, monkeypatch):

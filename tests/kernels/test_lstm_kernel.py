@@ -41,7 +41,7 @@ def test_kernel_equals_scan_with_gradients(b, t, h):
         np.testing.assert_allclose(got, want, atol=5e-5, rtol=1e-4)
 
 
-def test_layer_dispatch_takes_the_kernel_only_without_lengths(wide_vectors):
+def test_layer_dispatch_takes_the_kernel_only_without_lengths(vector_kernels):
     params = {f"{k}_{g}": jnp.ones(s) * 0.1 for g in R.GATES for k, s in (("U", (4, 4)), ("W", (3, 4)))}
     xs = jnp.ones((2, 5, 3))
     text = lambda **kw: jax.jit(lambda p, x: lstm_cpu.lstm_layer(p, x, **kw)).lower(params, xs).as_text()  # noqa: E731

@@ -1,7 +1,7 @@
-// Building blocks shared by the package's CPU kernels (attention, matmul, elementwise, lstm): 16-lane float
-// vectors written with GCC vector extensions (one AVX-512 register here; the compiler splits them into
-// narrower units on other CPUs), one register-tiled matrix-product micro-kernel, and parallel loops over
-// XLA's intra-op thread pool.
+// Building blocks shared by the package's CPU kernels (attention, matmul, elementwise, lstm): float vectors
+// of one machine register written with GCC vector extensions (16 lanes with AVX-512, 8 otherwise: one AVX2
+// register, two SSE or NEON ones), one register-tiled matrix-product micro-kernel sized to the register
+// file, and parallel loops over XLA's intra-op thread pool.
 #ifndef NLP_JAX_KERNELS_CPU_KERNELS_H_
 #define NLP_JAX_KERNELS_CPU_KERNELS_H_
 
@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -21,11 +22,18 @@ namespace nlp_jax {
 
 namespace ffi = xla::ffi;
 
+// The micro-tile: up to kRows rows x kMaxVecs vectors of the output held in registers while k runs: 24
+// accumulators of AVX-512's 32 registers, 12 of AVX2's 16.
+#ifdef __AVX512F__
 constexpr int64_t kLanes = 16;
-constexpr int kRows = 6;        // micro-tile: up to kRows rows x kMaxVecs vectors of the output
 constexpr int kMaxVecs = 4;
-typedef float Vec __attribute__((vector_size(64)));
-typedef int32_t IVec __attribute__((vector_size(64)));
+#else
+constexpr int64_t kLanes = 8;
+constexpr int kMaxVecs = 2;
+#endif
+constexpr int kRows = 6;
+typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
+typedef int32_t IVec __attribute__((vector_size(kLanes * sizeof(int32_t))));
 
 inline Vec Load(const float* p) {
   Vec v;
@@ -38,18 +46,28 @@ inline int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 inline void Fit(std::vector<float>& buf, int64_t n) {  // grow a reused scratch buffer to n floats
   if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
 }
-inline IVec Below(int64_t j, int64_t limit) {  // lanes j .. j + 15 that are < limit
+inline IVec Below(int64_t j, int64_t limit) {  // lanes j .. j + kLanes - 1 that are < limit
+#ifdef __AVX512F__
   const IVec iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+#else
+  const IVec iota = {0, 1, 2, 3, 4, 5, 6, 7};
+#endif
   return iota < static_cast<int32_t>(limit - j);
 }
-// Horizontal max and sum by halving: lanes i and i + w combined for w = 8, 4, 2, 1 (4 shuffles, not 15
-// dependent scalar steps).
+// Horizontal max and sum by halving: lanes i and i + w combined for w = kLanes / 2, ..., 2, 1 (4 shuffles
+// for 16 lanes, not 15 dependent scalar steps).
 template <typename F>
 inline float Reduce(Vec v, F op) {
+#ifdef __AVX512F__
   v = op(v, __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
   v = op(v, __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));
   v = op(v, __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
   v = op(v, __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
+#else
+  v = op(v, __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3));
+  v = op(v, __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5));
+  v = op(v, __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6));
+#endif
   return v[0];
 }
 inline float Max(Vec v) {
@@ -93,7 +111,7 @@ inline Vec Expm1(Vec x) {
   return scale * Expm1Reduced(r) + (scale - 1.f);
 }
 
-inline Vec LoadN(const float* p, int64_t n) {  // n <= 16 floats, zeros after
+inline Vec LoadN(const float* p, int64_t n) {  // n <= kLanes floats, zeros after
   if (n == kLanes) return Load(p);
   Vec v = Splat(0.f);
   std::memcpy(&v, p, n * sizeof(float));
@@ -133,9 +151,13 @@ void Tile(const float* a, int64_t ar, int64_t ak, const float* b, int64_t ldb, i
 
 using TileFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t, float*, int64_t,
                         bool);
+template <int R, int... V>
+constexpr std::array<TileFn, kMaxVecs> TilesOfRows(std::integer_sequence<int, V...>) {
+  return {&Tile<R, V + 1>...};
+}
 template <int R>
 constexpr std::array<TileFn, kMaxVecs> TilesOfRows() {
-  return {&Tile<R, 1>, &Tile<R, 2>, &Tile<R, 3>, &Tile<R, 4>};
+  return TilesOfRows<R>(std::make_integer_sequence<int, kMaxVecs>{});
 }
 constexpr std::array<std::array<TileFn, kMaxVecs>, kRows> kTiles = {
     TilesOfRows<1>(), TilesOfRows<2>(), TilesOfRows<3>(), TilesOfRows<4>(), TilesOfRows<5>(), TilesOfRows<6>()};

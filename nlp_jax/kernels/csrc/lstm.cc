@@ -10,8 +10,8 @@
 //   dc += dh o (1 - tanh(c)^2);  dz_o = dh tanh(c) o (1 - o);  dz_f = dc c_prev f (1 - f)
 //   dz_i = dc g i (1 - i);  dz_g = dc i (1 - g^2);  dc_next = dc f;  dh_next = dz U^T
 // returning dz (= d x_proj), dh_0 and dc_0; dU = sum_t h_{t-1}^T dz_t is one large product left to XLA.
-// The step products run through the Gemm of cpu_kernels.h; within a step, blocks of 16 hidden units
-// (forward: their 64 columns of z, then their cell updates) are spread over XLA's intra-op thread pool,
+// The step products run through the Gemm of cpu_kernels.h; within a step, blocks of kLanes hidden units
+// (forward: their 4 kLanes columns of z, then their cell updates) are spread over XLA's intra-op thread pool,
 // the threads meeting at step boundaries (StagedParallelFor).
 #include <vector>
 
@@ -31,10 +31,10 @@ inline Vec Tanh(Vec x) {  // tanh |x| = -expm1(-2|x|) / (2 + expm1(-2|x|)), sign
 }
 
 struct Dims {
-  int64_t b, t, h, blocks, hp;  // blocks: groups of 16 hidden units; hp: H rounded up to kLanes
+  int64_t b, t, h, blocks, hp;  // blocks: groups of kLanes hidden units; hp: H rounded up to kLanes
 };
 
-constexpr int64_t kPanel = 4 * kLanes;  // one block of 16 units: its f, g, i, o columns side by side
+constexpr int64_t kPanel = 4 * kLanes;  // one block of kLanes units: its f, g, i, o columns side by side
 constexpr int64_t kBlocksPerTask = 2;
 constexpr int64_t kChunk = 2 * kLanes;  // backward: columns of dh_next = dz U^T per task
 
