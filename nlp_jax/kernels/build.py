@@ -47,18 +47,36 @@ def _cpu_features() -> str:
     return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
 
 
+def _flags(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """``flags`` and then those of ``NLP_JAX_KERNEL_FLAGS``."""
+    return (*flags, *shlex.split(os.environ.get("NLP_JAX_KERNEL_FLAGS", "")))
+
+
 @functools.cache
-def vector_kernels() -> bool:
-    """Whether 'auto' takes the C++ vector kernels (those built on ``cpu_kernels.h``) on this CPU: where it
-    has AVX-512F (16-lane vectors) or AVX2 with FMA (8 lanes; the header picks the width when it is
-    compiled). Elsewhere, where they were never measured, 'auto' keeps XLA. Built for 8 lanes and limited
-    to AVX2 on an AVX-512 CPU, the kernels ran 1.2-2.7x faster than XLA's code under the same limit
-    (BENCHMARKS.md, 2026-12-06). ``NLP_JAX_VECTOR_KERNELS=1`` / ``0`` overrides the check."""
+def vector_lanes() -> int:
+    """The floats in one vector of the kernels built on ``cpu_kernels.h`` here, as the header picks them
+    from the compiler's macros for the build flags: 16 with AVX-512F, 8 with AVX2 and FMA; 0 elsewhere
+    (other CPUs, where the kernels were never measured, or no compiler)."""
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        out = subprocess.run([cxx, *_flags(BASE_FLAGS), "-dM", "-E", "-x", "c++", os.devnull], capture_output=True,
+                             text=True).stdout
+    except OSError:
+        return 0
+    macros = {line.split()[1] for line in out.splitlines() if line.startswith("#define ")}
+    return 16 if "__AVX512F__" in macros else 8 if {"__AVX2__", "__FMA__"} <= macros else 0
+
+
+def vector_kernels(lanes: int = 8) -> bool:
+    """Whether 'auto' takes a C++ vector kernel that beats XLA's code from ``lanes``-float vectors on.
+    Built for 8 lanes and limited to AVX2 on an AVX-512 CPU (XLA limited alike), the attention, layer-norm,
+    cross-entropy and LSTM kernels beat XLA, while the dense layer's and GELU's made the GPT step slower
+    than XLA's code (BENCHMARKS.md, 2026-12-06): those two ask for 16 lanes. ``NLP_JAX_VECTOR_KERNELS=1`` /
+    ``0`` overrides the check."""
     forced = os.environ.get("NLP_JAX_VECTOR_KERNELS")
     if forced in ("0", "1"):
         return forced == "1"
-    flags = set(_cpu_features().split())
-    return "avx512f" in flags or {"avx2", "fma"} <= flags
+    return vector_lanes() >= lanes
 
 
 @functools.cache
@@ -86,7 +104,7 @@ def build(source: str, flags: tuple[str, ...] = BASE_FLAGS) -> Path:
     returns its path. ``NLP_JAX_KERNEL_FLAGS`` adds compiler flags after ``flags`` (e.g. ``-mno-avx512f``
     builds the 8-lane kernels an AVX2 CPU gets, on a CPU with AVX-512)."""
     src = SOURCES / source
-    flags = (*flags, *shlex.split(os.environ.get("NLP_JAX_KERNEL_FLAGS", "")))
+    flags = _flags(flags)
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler {cxx!r} on PATH (set $CXX)")

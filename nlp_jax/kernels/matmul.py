@@ -48,32 +48,39 @@ def matmul(a: Array, b: Array, *, trans_a: bool = False, trans_b: bool = False) 
                       trans_a=np.int64(trans_a), trans_b=np.int64(trans_b))
 
 
-def _use_kernel(w: Array, *xs: Array) -> bool:
-    small = w.size <= _KERNEL_MAX_WEIGHTS and build.vector_kernels()
-    return small and all(x.dtype == jnp.float32 for x in (w, *xs)) and kernel_available()
+def _kernel_suits(w: Array) -> bool:
+    """Whether the C++ kernel takes this layer's float32 products (decided when a function is traced,
+    outside the custom VJP, whose traces JAX keeps)."""
+    small = w.size <= _KERNEL_MAX_WEIGHTS and build.vector_kernels(16)  # with 8 lanes XLA's dot is faster
+    return small and kernel_available()
 
 
-def _forward(x: Array, w: Array) -> Array:
-    if not _use_kernel(w, x):
+def _f32(*xs: Array) -> bool:
+    return all(x.dtype == jnp.float32 for x in xs)
+
+
+def _forward(x: Array, w: Array, kernel: bool) -> Array:
+    if not (kernel and _f32(x, w)):
         return x @ w
     return matmul(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
 
 
-@jax.custom_vjp
-def dense_cpu(x: Array, w: Array) -> Array:
-    """``x W`` (no bias) with the CPU backward pass of the module docstring."""
-    return _forward(x, w)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def dense_cpu(x: Array, w: Array, kernel: bool) -> Array:
+    """``x W`` (no bias) with the CPU backward pass of the module docstring; ``kernel``: whether the C++
+    kernel computes x W and dy W^T of float32 operands."""
+    return _forward(x, w, kernel)
 
 
-def _dense_cpu_fwd(x, w):
-    return _forward(x, w), (x, w)
+def _dense_cpu_fwd(x, w, kernel):
+    return _forward(x, w, kernel), (x, w)
 
 
-def _dense_cpu_bwd(res, dy):
+def _dense_cpu_bwd(kernel, res, dy):
     x, w = res
     x2, dy2 = jax.lax.optimization_barrier((x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])))
     dw = (x2.T @ dy2).astype(w.dtype)  # (Din, Dout); XLA's dot is fastest for this long contraction
-    if _use_kernel(w, x, dy):
+    if kernel and _f32(w, x, dy):
         dx = matmul(dy2, w, trans_b=True).reshape(x.shape)  # dy W^T
     else:
         dx = (dy @ w.T.astype(dy.dtype)).astype(x.dtype)
@@ -89,5 +96,7 @@ def dense(x: Array, w: Array, b: Array | None = None, *, implementation: str | N
     impl = dispatch.check("dense", implementation, SUPPORTED)
     if x.shape[-1] != w.shape[0]:
         raise ValueError(f"dense: x has {x.shape[-1]} features but W is {w.shape}")
-    y = dispatch.run("dense", impl, (x, w), reference=ops.dense, cpu=dense_cpu, cpu_auto=True)
+    kernel = _kernel_suits(w)
+    y = dispatch.run("dense", impl, (x, w), reference=ops.dense, cpu=lambda x, w: dense_cpu(x, w, kernel),
+                     cpu_auto=True)
     return y if b is None else y + b

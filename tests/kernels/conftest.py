@@ -19,4 +19,4 @@ def vector_kernels(monkeypatch):
     """'auto' takes the vector kernels as on a CPU with AVX-512 or AVX2 (where they are the fast path)."""
     from nlp_jax.kernels import build
 
-    monkeypatch.setattr(build, "vector_kernels", lambda: True)
+    monkeypatch.setattr(build, "vector_kernels", lambda lanes=8: True)

@@ -51,21 +51,35 @@ def test_xla_path_gives_zeros_on_a_fully_masked_row_and_aligns_causal_to_the_cac
     np.testing.assert_allclose(causal, ops.scaled_dot_product_attention(q, k, v, is_causal=True), atol=2e-6)
 
 
+def step(q, k, v):
+    """Attention, a dense layer, GELU, layer norm and the loss."""
+    h = kernels.gelu(kernels.dense(ops.merge_heads(A.attention(q, k, v, is_causal=True)), jnp.ones((12, 12))))
+    h = kernels.layer_norm(h, jnp.ones(12))
+    return kernels.cross_entropy(h, jnp.zeros(h.shape[:-1], jnp.int32))
+
+
 def test_auto_follows_the_platform_lowered_for_not_the_default_backend(vector_kernels):
     if not A.kernel_available():
         pytest.skip("no C++ compiler: the kernel is unavailable")
     q, k, v = qkv()
-
-    def step(q, k, v):  # attention, a dense layer, GELU, layer norm and the loss, differentiated
-        h = kernels.gelu(kernels.dense(ops.merge_heads(A.attention(q, k, v, is_causal=True)), jnp.ones((12, 12))))
-        h = kernels.layer_norm(h, jnp.ones(12))
-        return kernels.cross_entropy(h, jnp.zeros(h.shape[:-1], jnp.int32))
-
     grad = jax.grad(step, argnums=(0, 1, 2))
     on_cpu = custom_calls(grad, q, k, v, platform="cpu")
     assert {"nlp_jax_causal_attention_fwd", "nlp_jax_causal_attention_bwd", "nlp_jax_matmul", "nlp_jax_gelu_fwd",
             "nlp_jax_layer_norm_fwd", "nlp_jax_xent_fwd"} <= on_cpu
     assert custom_calls(grad, q, k, v, platform="cuda") == set()  # the same function exported for a GPU
+
+
+def test_with_8_lane_vectors_auto_keeps_the_dense_layer_and_gelu_on_xla(monkeypatch):
+    from nlp_jax.kernels import build
+
+    if not A.kernel_available():
+        pytest.skip("no C++ compiler: the kernel is unavailable")
+    monkeypatch.delenv("NLP_JAX_VECTOR_KERNELS", raising=False)
+    monkeypatch.setattr(build, "vector_lanes", lambda: 8)  # an AVX2 CPU
+    q, k, v = qkv()
+    on_cpu = custom_calls(jax.grad(step, argnums=(0, 1, 2)), q, k, v, platform="cpu")
+    assert {"nlp_jax_causal_attention_fwd", "nlp_jax_layer_norm_fwd", "nlp_jax_xent_fwd"} <= on_cpu
+    assert not {"nlp_jax_matmul", "nlp_jax_gelu_fwd"} & on_cpu
 
 
 def test_an_explicit_cpu_choice_fails_to_lower_for_another_platform():
@@ -125,7 +139,7 @@ def test_cross_entropy_paths_agree_with_mask_ignore_index_and_gradients():
 def test_auto_keeps_off_the_vector_kernels_where_the_cpu_does_not_suit_them(monkeypatch):
     from nlp_jax.kernels import build
 
-    monkeypatch.setattr(build, "vector_kernels", lambda: False)
+    monkeypatch.setattr(build, "vector_kernels", lambda lanes=8: False)
     q, k, v = qkv()
     assert custom_calls(lambda q, k, v: A.attention(q, k, v, is_causal=True), q, k, v, platform="cpu") == set()
     if A.kernel_available():  # an explicit choice still takes the kernel

@@ -2,6 +2,7 @@
 where 'auto' takes the kernels; the 8-lane build an AVX2 CPU gets."""
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -55,24 +56,31 @@ def test_a_build_is_cached_and_keyed_by_flags(cache, tmp_path, monkeypatch):
     assert kernels.build("matmul.cc", QUICK) == other
 
 
-@pytest.mark.parametrize("features, expected", [
-    ("flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw", True),  # 16 lanes
-    ("flags\t\t: fpu sse2 avx avx2 fma bmi2", True),  # 8 lanes
-    ("flags\t\t: fpu sse2 avx avx2", False),  # no FMA: never measured
-    ("flags\t\t: fpu sse2 avx", False),
-    ("Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp", False),  # Arm: never measured
+@pytest.mark.skipif(platform.machine() != "x86_64" or " avx2" not in kernels._cpu_features(),
+                    reason="the flags below are x86's")
+@pytest.mark.parametrize("extra, lanes", [
+    ("", None),  # this CPU's own: 16 with AVX-512, else 8
+    ("-mno-avx512f", 8),  # what an AVX2 CPU builds
+    ("-mno-avx512f -mno-fma", 0),  # AVX2 without FMA: never measured
+    ("-mno-avx2", 0),
 ])
-def test_auto_takes_the_vector_kernels_on_x86_with_avx512_or_avx2_and_fma(features, expected, monkeypatch):
-    monkeypatch.setattr(kernels, "_cpu_features", lambda: features)
+def test_auto_takes_each_vector_kernel_where_the_built_vectors_are_wide_enough_for_it(extra, lanes, monkeypatch):
+    lanes = (16 if " avx512f" in kernels._cpu_features() else 8) if lanes is None else lanes
+    monkeypatch.setenv("NLP_JAX_KERNEL_FLAGS", extra)
     monkeypatch.delenv("NLP_JAX_VECTOR_KERNELS", raising=False)
-    kernels.vector_kernels.cache_clear()
+    kernels.vector_lanes.cache_clear()
     try:
-        assert kernels.vector_kernels() is expected
-        monkeypatch.setenv("NLP_JAX_VECTOR_KERNELS", "0" if expected else "1")  # the override wins
-        kernels.vector_kernels.cache_clear()
-        assert kernels.vector_kernels() is not expected
+        assert kernels.vector_lanes() == lanes
+        assert kernels.vector_kernels() is (lanes >= 8) and kernels.vector_kernels(16) is (lanes == 16)
+        monkeypatch.setenv("NLP_JAX_VECTOR_KERNELS", "1")  # the override wins either way
+        assert kernels.vector_kernels() and kernels.vector_kernels(16)
+        monkeypatch.setenv("NLP_JAX_VECTOR_KERNELS", "0")
+        assert not kernels.vector_kernels() and not kernels.vector_kernels(16)
+        monkeypatch.setenv("CXX", "no-such-compiler-nlp-jax")
+        kernels.vector_lanes.cache_clear()
+        assert kernels.vector_lanes() == 0  # no compiler, no kernels
     finally:
-        kernels.vector_kernels.cache_clear()
+        kernels.vector_lanes.cache_clear()
 
 
 @pytest.mark.skipif(" avx512f" not in kernels._cpu_features(), reason="without AVX-512 the other tests run 8 lanes")
