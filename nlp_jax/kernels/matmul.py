@@ -5,9 +5,10 @@ On XLA's CPU backend, the plain ``x @ W`` backward lets XLA fuse the upstream el
 GELU's derivative) into the transpose that feeds the weight-gradient matmul; that fused, strided loop runs
 an order of magnitude slower than the arithmetic needs (BENCHMARKS.md, "profile"). The CPU path states the
 gradients, ``dx = dy W^T`` and ``dW = x^T dy`` over the flattened tokens, with optimization barriers on
-the operands so each transpose is a plain copy. For float32 with at most 2^20 weights, x W and dy W^T go
-to the C++ kernel (register-tiled, reads W^T in place); the weight gradient x^T dy, a long contraction
-over tokens, stays with XLA's dot, which runs it fastest. Values and gradients equal the reference (tested).
+the operands so each transpose is a plain copy. For float32 with at most 2^20 weights, on a CPU with
+16-lane vectors (AVX-512), x W and dy W^T go to the C++ kernel (register-tiled, reads W^T in place); the
+weight gradient x^T dy, a long contraction over tokens, stays with XLA's dot, which runs it fastest.
+Values and gradients equal the reference (tested).
 """
 
 from __future__ import annotations
