@@ -23,6 +23,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("kernel-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NLP_JAX_CACHE", str(root))
+        patch.delenv("NLP_JAX_KERNEL_FLAGS", raising=False)
         try:
             kernels.build("matmul.cc", QUICK)
         except RuntimeError:
@@ -35,6 +36,7 @@ def cache(built, monkeypatch, tmp_path):
     """This test's own copy of the built cache, as $NLP_JAX_CACHE; returns the cached library."""
     shutil.copytree(built, tmp_path, dirs_exist_ok=True)
     monkeypatch.setenv("NLP_JAX_CACHE", str(tmp_path))
+    monkeypatch.delenv("NLP_JAX_KERNEL_FLAGS", raising=False)  # the flags are the tests' own
     (lib,) = (tmp_path / "kernels").glob("matmul_*.so")
     return lib
 
