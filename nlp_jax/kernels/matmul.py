@@ -97,7 +97,6 @@ def dense(x: Array, w: Array, b: Array | None = None, *, implementation: str | N
     impl = dispatch.check("dense", implementation, SUPPORTED)
     if x.shape[-1] != w.shape[0]:
         raise ValueError(f"dense: x has {x.shape[-1]} features but W is {w.shape}")
-    kernel = _kernel_suits(w)
-    y = dispatch.run("dense", impl, (x, w), reference=ops.dense, cpu=lambda x, w: dense_cpu(x, w, kernel),
+    y = dispatch.run("dense", impl, (x, w), reference=ops.dense, cpu=lambda x, w: dense_cpu(x, w, _kernel_suits(w)),
                      cpu_auto=True)
     return y if b is None else y + b

@@ -41,3 +41,15 @@ def test_shape_and_implementation_errors():
         ops.dense(jnp.zeros((2, 3)), jnp.zeros((4, 5)))
     with pytest.raises(ValueError, match="implementation"):
         kernels.dense(jnp.zeros((2, 3)), jnp.zeros((3, 5)), implementation="gpu9")
+
+
+def test_the_reference_choice_never_builds_the_kernel(monkeypatch):
+    from nlp_jax.kernels import build, matmul
+
+    def no_build():
+        raise AssertionError("the reference path built the C++ kernel")
+
+    monkeypatch.setattr(build, "vector_kernels", lambda lanes=8: True)  # a CPU whose 'auto' would take it
+    monkeypatch.setattr(matmul, "kernel_available", no_build)
+    x, w = jnp.ones((2, 3), jnp.float32), jnp.ones((3, 4), jnp.float32)
+    np.testing.assert_array_equal(kernels.dense(x, w, implementation="reference"), x @ w)
